@@ -1,0 +1,78 @@
+"""L²ViT's two blocks. Both take and return channels-last token maps (B, H, W, C)."""
+from typing import Optional
+
+import torch.nn.functional as F
+from mmcv.cnn.bricks import DropPath
+from torch import Tensor, nn
+
+from .attention import LinearAttention, WindowAttention, window_partition, window_reverse
+from .layers import ConditionalPositionEncoding, LocalConcentration, Mlp
+
+
+def _drop_path(rate: float) -> nn.Module:
+    return DropPath(rate) if rate > 0 else nn.Identity()
+
+
+class LocalWindowBlock(nn.Module):
+    """Local window attention block::
+
+        s = CPE_a(x);  x = s + DropPath(WindowAttention(LN(s)));  x = CPE_b(x);  x = x + DropPath(MLP(LN(x)))
+
+    The normalised map is zero-padded to whole windows; the padded tokens take part as keys and values (the
+    authors do not mask them) and are cropped away afterwards.
+    """
+
+    def __init__(self, dim: int, num_heads: int, window_size: int = 7, mlp_ratio: float = 4.,
+                 drop_path: float = 0.) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.cpe = nn.ModuleList([ConditionalPositionEncoding(dim), ConditionalPositionEncoding(dim)])
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, num_heads)
+        self.drop_path = _drop_path(drop_path)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, H, W, C = x.shape
+        ws = self.window_size
+        shortcut = self.cpe[0](x)
+        y = self.norm1(shortcut)
+        pad_h, pad_w = -H % ws, -W % ws
+        if pad_h or pad_w:
+            y = F.pad(y, (0, 0, 0, pad_w, 0, pad_h))
+        Hp, Wp = H + pad_h, W + pad_w
+        y = window_reverse(self.attn(window_partition(y, ws)), ws, Hp, Wp)
+        if pad_h or pad_w:
+            y = y[:, :H, :W]
+        x = shortcut + self.drop_path(y)
+        x = self.cpe[1](x)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class LinearGlobalBlock(nn.Module):
+    """Linear global attention block with the local concentration module (LCM)::
+
+        x = CPE(x);  x = x + DropPath(LinearAttention(LN_1(x)));  x = x + DropPath(LCM(LN_3(x)))
+        x = x + DropPath(MLP(LN_2(x)))
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4., drop_path: float = 0.,
+                 norm_cfg: Optional[dict] = None) -> None:
+        super().__init__()
+        self.cpe = nn.ModuleList([ConditionalPositionEncoding(dim)])
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = LinearAttention(dim, num_heads)
+        self.drop_path = _drop_path(drop_path)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.norm3 = nn.LayerNorm(dim)
+        self.local_mp = LocalConcentration(dim, norm_cfg=norm_cfg)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, H, W, C = x.shape
+        x = self.cpe[0](x)
+        y = self.attn(self.norm1(x).reshape(B, H * W, C)).view(B, H, W, C)
+        x = x + self.drop_path(y)
+        x = x + self.drop_path(self.local_mp(self.norm3(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))

@@ -1,0 +1,73 @@
+"""Layer-wise learning-rate decay for detectors, segmentors and classifiers whose backbone is L²ViT.
+
+mmdet's ``LearningRateDecayOptimizerConstructor`` only accepts ConvNeXt, and mmseg's only BEiT/ConvNeXt; this one
+asks the backbone itself (``backbone.get_layer_depth``), so it serves L²ViT (and any backbone with that method).
+"""
+from typing import List
+
+from mmengine.dist import get_dist_info
+from mmengine.logging import print_log
+from mmengine.optim import DefaultOptimWrapperConstructor
+from torch import nn
+
+
+class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
+    """Scale each parameter's learning rate by ``layer_decay_rate ** (num_layers - 1 - layer_id)``.
+
+    ``paramwise_cfg``:
+        layer_decay_rate (float, required): decay per layer; 1.0 disables the decay.
+        no_decay_names (list[str], optional): substrings of parameter names that get no weight decay, in addition to
+            1-D parameters and biases (the authors' rule).
+
+    Example::
+
+        optim_wrapper = dict(
+            optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05),
+            constructor='LayerDecayOptimWrapperConstructor',
+            paramwise_cfg=dict(layer_decay_rate=0.9))
+    """
+
+    def add_params(self, params: List[dict], module: nn.Module, prefix: str = '', **kwargs) -> None:
+        if prefix:  # the whole model is handled in the top-level call
+            return
+        cfg = dict(self.paramwise_cfg)
+        if 'layer_decay_rate' not in cfg:
+            raise ValueError("LayerDecayOptimWrapperConstructor needs paramwise_cfg=dict(layer_decay_rate=...), "
+                             "e.g. 0.9; use 1.0 for no decay.")
+        decay_rate = float(cfg.pop('layer_decay_rate'))
+        no_decay_names = list(cfg.pop('no_decay_names', []))
+        if cfg:
+            raise ValueError(f'LayerDecayOptimWrapperConstructor: unknown paramwise_cfg keys {sorted(cfg)}; '
+                             f'accepted: layer_decay_rate, no_decay_names.')
+        model = getattr(module, 'module', module)  # unwrap (Distributed)DataParallel
+        backbone = getattr(model, 'backbone', None)
+        if backbone is not None:
+            get_depth, depth_prefix = backbone.get_layer_depth, 'backbone.'
+        elif hasattr(model, 'get_layer_depth'):
+            get_depth, depth_prefix = model.get_layer_depth, ''
+        else:
+            raise TypeError(f'LayerDecayOptimWrapperConstructor needs a model whose backbone has get_layer_depth() '
+                            f'(such as L2ViT); {type(model).__name__} has none. Use the default constructor.')
+        groups = {}
+        for name, param in model.named_parameters():
+            if not param.requires_grad:
+                continue
+            layer_id, num_layers = get_depth(name, depth_prefix)
+            no_decay = param.ndim == 1 or name.endswith('.bias') or any(n in name for n in no_decay_names)
+            key = (layer_id, no_decay)
+            if key not in groups:
+                scale = decay_rate**(num_layers - 1 - layer_id)
+                groups[key] = dict(params=[], param_names=[], lr=self.base_lr * scale, lr_scale=scale,
+                                   weight_decay=0.0 if no_decay else self.base_wd)
+            groups[key]['params'].append(param)
+            groups[key]['param_names'].append(name)
+        rank, _ = get_dist_info()
+        if rank == 0:
+            print_log(f'Layer-wise lr decay {decay_rate}: {len(groups)} parameter groups over {num_layers} layers.',
+                      logger='current')
+        for key in sorted(groups):
+            group = groups[key]
+            group.pop('param_names')
+            group.pop('lr_scale')
+            params.append(group)
+

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Create (or complete) the project's virtual environment with the tested OpenMMLab stack.
+#
+#   bash tools/install/setup_venv.sh [VENV_DIR]      (default: .venv at the repository root)
+#
+# Idempotent: every step checks what is already there, so a second run installs nothing.
+# mmcv 2.1.0 has no wheel for torch 2.14, so it is built once from the PyPI sdist (with its C++/CPU ops, and CUDA
+# ops when nvcc is present or FORCE_CUDA=1) and the wheel is cached under
+#   ${L2VIT_CACHE:-~/.cache/l2vit}/mmcv-2.1.0/torch-<version>-<python tag>[-cuda]/
+# keyed by torch version and Python, so it is never reused across torch versions.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+VENV="${1:-$ROOT/.venv}"
+CONSTRAINTS="$ROOT/requirements/constraints.txt"
+CACHE="${L2VIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/l2vit}"
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip --disable-pip-version-check)
+
+pin() { sed -n "s/^$1==//p" "$CONSTRAINTS"; }
+have() { "$PY" - "$@" <<'PYEOF'
+import sys
+from importlib.metadata import version, PackageNotFoundError
+for spec in sys.argv[1:]:
+    name, want = spec.split('==')
+    try:
+        if version(name).split('+')[0] != want:
+            sys.exit(1)
+    except PackageNotFoundError:
+        sys.exit(1)
+PYEOF
+}
+
+if [ ! -x "$PY" ]; then
+  echo "[setup] creating $VENV"
+  python3 -m venv "$VENV"
+  "${PIP[@]}" install -q --upgrade "pip>=24"
+fi
+
+TORCH="$(pin torch)"; TV="$(pin torchvision)"; MMCV="$(pin mmcv)"
+if ! have "torch==$TORCH" "torchvision==$TV"; then
+  echo "[setup] installing torch $TORCH + torchvision $TV"
+  "${PIP[@]}" install -q "torch==$TORCH" "torchvision==$TV"
+fi
+
+if ! have "mmcv==$MMCV" || ! "$PY" -c "import mmcv.ops" 2>/dev/null; then
+  PYTAG="$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
+  CUDA_SUFFIX=""
+  if [ "${FORCE_CUDA:-0}" = "1" ] || { command -v nvcc >/dev/null 2>&1 &&
+      "$PY" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null; }; then
+    export FORCE_CUDA=1; CUDA_SUFFIX="-cuda"
+  fi
+  WHEELDIR="$CACHE/mmcv-$MMCV/torch-$TORCH-$PYTAG$CUDA_SUFFIX"
+  WHEEL="$(ls "$WHEELDIR"/mmcv-"$MMCV"-*.whl 2>/dev/null | head -n1 || true)"
+  if [ -z "$WHEEL" ]; then
+    echo "[setup] building mmcv $MMCV from source against torch $TORCH (about 7 minutes on 2 cores)"
+    BUILD="$(mktemp -d)"
+    trap 'rm -rf "$BUILD"' EXIT
+    # setup.py imports pkg_resources (gone from setuptools >= 70): build with an older one, then restore.
+    SETUPTOOLS_BEFORE="$("$PY" -c 'from importlib.metadata import version; print(version("setuptools"))' 2>/dev/null || echo '')"
+    "${PIP[@]}" install -q "setuptools<70" wheel ninja
+    "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation "mmcv==$MMCV" -d "$BUILD"
+    tar -xzf "$BUILD"/mmcv-"$MMCV".tar.gz -C "$BUILD"
+    SRC="$BUILD/mmcv-$MMCV"
+    # torch >= 2.10 headers require C++20; the sdist hard-codes older standards.
+    sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' "$SRC/setup.py"
+    mkdir -p "$WHEELDIR"
+    (cd "$SRC" && MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+      "$PY" -m pip wheel --no-build-isolation --no-deps --no-cache-dir -w "$WHEELDIR" .)
+    if [ -n "$SETUPTOOLS_BEFORE" ]; then "${PIP[@]}" install -q "setuptools==$SETUPTOOLS_BEFORE"; else "${PIP[@]}" install -q -U setuptools; fi
+    WHEEL="$(ls "$WHEELDIR"/mmcv-"$MMCV"-*.whl | head -n1)"
+  else
+    echo "[setup] using cached mmcv wheel $WHEEL"
+  fi
+  "${PIP[@]}" install -q --no-deps --force-reinstall "$WHEEL"
+  # mmcv's own runtime requirements (the wheel was installed without resolving them).
+  "${PIP[@]}" install -q -c "$CONSTRAINTS" addict mmengine numpy packaging Pillow pyyaml yapf opencv-python
+fi
+
+if ! have "mmengine==$(pin mmengine)" "mmdet==$(pin mmdet)" "mmsegmentation==$(pin mmsegmentation)" \
+    "mmpretrain==$(pin mmpretrain)" "ftfy==$(pin ftfy)" "regex==$(pin regex)" "pycocotools==$(pin pycocotools)"; then
+  echo "[setup] installing the OpenMMLab stack"
+  "${PIP[@]}" install -q -c "$CONSTRAINTS" mmengine mmdet mmsegmentation mmpretrain ftfy regex pycocotools
+fi
+
+if ! "$PY" -c "import l2vit, mmdet_l2vit" 2>/dev/null || ! have "pytest==$(pin pytest)"; then
+  echo "[setup] installing this project (editable) with its test extras"
+  "${PIP[@]}" install -q -c "$CONSTRAINTS" --no-build-isolation -e "$ROOT[all,tests]"
+fi
+echo "[setup] $VENV is ready: $("$PY" -c 'import torch, mmcv, mmdet, mmseg, mmpretrain; print(f"torch {torch.__version__}, mmcv {mmcv.__version__}, mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, mmpretrain {mmpretrain.__version__}")')"
