@@ -1,0 +1,27 @@
+# `make demo` and `make test` work on a fresh machine: both set up .venv/ first when it is missing or stale.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SETUP_STAMP := $(VENV)/.l2vit-setup-done
+PYTEST_ARGS ?=
+
+.PHONY: setup test test-fast demo clean-venv
+
+setup: $(SETUP_STAMP)
+
+$(SETUP_STAMP): tools/install/setup_venv.sh requirements/constraints.txt setup.cfg pyproject.toml
+	bash tools/install/setup_venv.sh $(VENV)
+	touch $@
+
+# The whole suite, slow end-to-end tests included (that is what CI runs).
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Everything but the tests marked slow.
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+demo: setup
+	$(PY) tools/demo/backbone_demo.py
+
+clean-venv:
+	rm -rf $(VENV)
