@@ -1,0 +1,370 @@
+"""A synthetic instance-segmentation dataset in the exact COCO layout, for demos and tests that need no download.
+
+    from l2vit.datasets import generate_coco_instances, metainfo
+    summary = generate_coco_instances('data/synthetic_coco', num_train=1000, num_val=200, seed=0)
+
+writes::
+
+    out_dir/annotations/instances_train2017.json
+    out_dir/annotations/instances_val2017.json
+    out_dir/train2017/000000000001.jpg ...
+    out_dir/val2017/000000000001.jpg ...
+
+so an mmdet config built on ``_base_/datasets/coco_instance.py`` reads it with only ``data_root`` changed (and
+``metainfo=metainfo()`` on each dataset, since the classes are not COCO's).
+
+What is in an image
+-------------------
+* Size: width and height drawn independently from ``[min_size, max_size]`` (odd sizes included).
+* Background: a low-saturation colour with a linear gradient, a smooth low-frequency texture and pixel noise.
+* 1 to ``max_instances`` filled shapes, one of :data:`CLASSES` each: ``ellipse`` (circles included), ``rectangle``
+  (rotated, aspect 0.4-1), ``triangle`` (rotated, no very thin ones) and ``star`` (five points, rotated). A shape's
+  size is the diameter of its circumscribed circle, drawn from ``obj_size``; shapes lie wholly inside the image.
+* Each shape has its own saturated colour (with a mild shading gradient), chosen to differ clearly from the
+  background under it and from every other shape in the image, so the class must be told from the outline alone.
+* Occlusion: shapes are painted in order and a later one covers earlier ones. A candidate placement is redrawn
+  (up to ``max_tries`` times, then the shape is skipped) if it would leave an earlier shape with less than
+  ``place_min_visible`` of its area visible, with a hole in its visible part (COCO polygons cannot describe
+  holes), or with a visible piece that is tiny (< ``min_pixels // 2`` px) or a thin sliver.
+* Annotations describe the visible part only: polygons are traced around the visible mask with
+  ``cv2.findContours`` (a visible part split in two gives two polygons), ``area`` and ``bbox`` are those of the
+  polygons as pycocotools rasterises them (so they agree with ``COCO.annToMask``). An instance whose visible area
+  is below ``min_visible`` of its full area or below ``min_pixels`` pixels is left out (the placement rule makes
+  this rare; the summary counts it).
+
+Everything is drawn from ``numpy.random.default_rng([seed, split, index])``: the same seed gives byte-identical
+JSON files and identical pixels, whatever else was generated before.
+"""
+import json
+import os
+import os.path as osp
+import time
+from typing import Dict, List, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+#: The shape classes, in category-id order (id = index + 1).
+CLASSES: Tuple[str, ...] = ('ellipse', 'rectangle', 'triangle', 'star')
+#: A colour per class for mmdet's visualiser (RGB).
+PALETTE: List[Tuple[int, int, int]] = [(220, 20, 60), (0, 114, 255), (0, 170, 60), (255, 170, 0)]
+
+#: (split, image folder, annotation file) as in COCO 2017.
+SPLITS = (('train', 'train2017', 'instances_train2017.json'), ('val', 'val2017', 'instances_val2017.json'))
+_SPLIT_CODE = {'train': 0, 'val': 1}
+
+_INFO = dict(description='L2ViT synthetic shapes (instance segmentation, COCO format)',
+             url='',
+             version='1.0',
+             year=2025,
+             contributor='l2vit.datasets.generate_coco_instances',
+             date_created='2025/01/01')
+_LICENSES = [dict(id=1, name='CC0 1.0 (synthetic data)', url='https://creativecommons.org/publicdomain/zero/1.0/')]
+
+_MIN_BG_DISTANCE = 100.0  # RGB distance between a shape's colour and the mean background under it
+_MIN_SHAPE_DISTANCE = 110.0  # RGB distance between the colours of two shapes of one image
+
+
+def metainfo() -> dict:
+    """``metainfo`` for mmdet's ``CocoDataset`` on this data: ``dict(classes=CLASSES, palette=[...])``."""
+    return dict(classes=CLASSES, palette=list(PALETTE))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# drawing
+
+
+def _shape_vertices(rng: np.random.Generator, label: int, diameter: float) -> np.ndarray:
+    """Vertices (N, 2) of a shape of class ``label`` around (0, 0), rotated at random, in pixel units."""
+    r = diameter / 2
+    if label == 0:  # ellipse (circle when the axes are equal); 64 vertices: < 0.1 px from the true curve
+        b = r * rng.uniform(0.5, 1.0)
+        t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+        pts = np.stack([r * np.cos(t), b * np.sin(t)], 1)
+    elif label == 1:  # rectangle, diagonal = diameter
+        q = rng.uniform(0.4, 1.0)
+        w = diameter / np.sqrt(1 + q * q)
+        h = q * w
+        pts = np.array([[-w, -h], [w, -h], [w, h], [-w, h]]) / 2
+    elif label == 2:  # triangle on the circumscribed circle; corners 120 +- 40 degrees apart: angles 40-80 degrees
+        ang = np.array([0.0, 2.0, 4.0]) * np.pi / 3 + rng.uniform(-0.35, 0.35, 3)
+        pts = r * np.stack([np.cos(ang), np.sin(ang)], 1)
+    else:  # five-pointed star
+        inner = r * rng.uniform(0.42, 0.55)
+        ang = np.arange(10) * np.pi / 5
+        rad = np.where(np.arange(10) % 2 == 0, r, inner)
+        pts = np.stack([rad * np.cos(ang), rad * np.sin(ang)], 1)
+    theta = rng.uniform(0, 2 * np.pi)
+    c, s = np.cos(theta), np.sin(theta)
+    return pts @ np.array([[c, s], [-s, c]])
+
+
+def _rasterise(pts: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Binary mask of a polygon given in OpenCV pixel coordinates (pixel centres at integers), 1/16 px precise."""
+    mask = np.zeros((height, width), np.uint8)
+    cv2.fillPoly(mask, [np.round(pts * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+    return mask
+
+
+def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Low-saturation gradient + smooth texture (float32, BGR, 0-255, no pixel noise yet)."""
+    base = rng.uniform(60, 190)
+    c0 = base + rng.uniform(-18, 18, 3)
+    c1 = c0 + rng.uniform(-40, 40, 3)
+    phi = rng.uniform(0, 2 * np.pi)
+    t = (np.arange(width, dtype=np.float32)[None, :] * np.cos(phi) +
+         np.arange(height, dtype=np.float32)[:, None] * np.sin(phi))
+    t = (t - t.min()) / max(float(t.max() - t.min()), 1.0)
+    img = c0.astype(np.float32) + (c1 - c0).astype(np.float32) * t[..., None]
+    # low-frequency blotches (grey, so the texture does not add colour) and a finer, weaker grain
+    grid = rng.standard_normal((int(rng.integers(3, 9)), int(rng.integers(3, 9)), 1)).astype(np.float32)
+    img += (cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC) * rng.uniform(5, 14))[..., None]
+    fine = rng.standard_normal(((height + 3) // 4, (width + 3) // 4, 3)).astype(np.float32)
+    img += cv2.resize(fine, (width, height), interpolation=cv2.INTER_LINEAR) * rng.uniform(2, 6)
+    return img
+
+
+def _hsv_to_bgr(h: float, s: float, v: float) -> np.ndarray:
+    px = np.array([[[h, s, v]]], np.uint8)
+    return cv2.cvtColor(px, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
+
+
+def _pick_colour(rng: np.random.Generator, bg_mean: np.ndarray, others: Sequence[np.ndarray]) -> np.ndarray:
+    """A saturated colour far from the background under the shape and from the image's other shapes."""
+    best, best_score = None, -1.0
+    for _ in range(64):
+        colour = _hsv_to_bgr(rng.integers(0, 180), rng.integers(140, 256), rng.integers(120, 256))
+        score = min([float(np.linalg.norm(colour - bg_mean)) - _MIN_BG_DISTANCE] +
+                    [float(np.linalg.norm(colour - o)) - _MIN_SHAPE_DISTANCE for o in others])
+        if score >= 0:
+            return colour
+        if score > best_score:
+            best, best_score = colour, score
+    return best
+
+
+def _visible_ok(visible: np.ndarray, full_pixels: int, place_min_visible: float, min_fragment: int) -> bool:
+    """Whether an occluded shape's visible part is still a clean instance (see the module docstring)."""
+    n = int(np.count_nonzero(visible))
+    if n < place_min_visible * full_pixels:
+        return False
+    _, hierarchy = cv2.findContours(visible, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is not None and np.any(hierarchy[0][:, 3] >= 0):  # an inner contour: a hole
+        return False
+    num, labels, stats, _ = cv2.connectedComponentsWithStats(visible, connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    if areas.min() < min_fragment:
+        return False
+    if num > 2 or n < full_pixels:  # thin slivers vanish under a 3x3 erosion
+        eroded = cv2.erode(visible, np.ones((3, 3), np.uint8))
+        core = np.bincount(labels[eroded > 0], minlength=num)[1:]
+        if np.any(core < 0.25 * areas):
+            return False
+    return True
+
+
+def _mask_polygons(visible: np.ndarray) -> List[List[float]]:
+    """COCO polygons (pixel (i, j) covers [i, i+1] x [j, j+1]) around each piece of a binary mask.
+
+    The mask is traced at twice the resolution, so each vertex lies a quarter pixel inside the outline of the
+    boundary pixels: pycocotools rasterises the polygons back to the same pixels (exactly, on the generated data)."""
+    ys, xs = np.nonzero(visible)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    crop = visible[y0:y1, x0:x1].repeat(2, 0).repeat(2, 1)
+    crop = np.pad(crop, 1)
+    contours, _ = cv2.findContours(crop,
+                                   cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_SIMPLE,
+                                   offset=(int(2 * x0) - 1, int(2 * y0) - 1))
+    polygons = []
+    for contour in contours:
+        # drop vertices within 1/4 px of the outline's straight runs: the rasterised mask does not change
+        contour = cv2.approxPolyDP(contour, 0.5, True).reshape(-1, 2)
+        if len(contour) >= 3:
+            polygons.append([float(v) for v in (contour / 2 + 0.25).ravel()])
+    return polygons
+
+
+def _draw_image(rng: np.random.Generator, min_size: int, max_size: int, obj_size: Tuple[float, float],
+                max_instances: int, place_min_visible: float, min_pixels: int, max_tries: int):
+    """One image: (BGR uint8 image, [(label, visible mask, full pixel count)] in painting order)."""
+    width = int(rng.integers(min_size, max_size + 1))
+    height = int(rng.integers(min_size, max_size + 1))
+    img = _background(rng, height, width)
+    wanted = int(rng.integers(1, max_instances + 1))
+    labels, visibles, fulls, colours = [], [], [], []
+    for _ in range(wanted):
+        for _ in range(max_tries):
+            label = int(rng.integers(len(CLASSES)))
+            pts = _shape_vertices(rng, label, rng.uniform(*obj_size))
+            lo = -pts.min(0) + 1
+            hi = np.array([width - 2, height - 2]) - pts.max(0)
+            if np.any(hi < lo):
+                continue
+            pts = pts + rng.uniform(lo, hi)
+            mask = _rasterise(pts, height, width)
+            full = int(np.count_nonzero(mask))
+            if full < 2 * min_pixels:
+                continue
+            new_visibles = []
+            ok = True
+            for vis, full_i in zip(visibles, fulls):
+                if np.any(vis & mask):
+                    vis = vis & (1 - mask)
+                    if not _visible_ok(vis, full_i, place_min_visible, max(min_pixels // 2, 1)):
+                        ok = False
+                        break
+                new_visibles.append(vis)
+            if ok:
+                break
+        else:  # no clean placement found: fewer shapes in this image
+            continue
+        inside = mask > 0
+        colour = _pick_colour(rng, img[inside].mean(0), colours)
+        # a mild linear shading across the shape
+        yy, xx = np.nonzero(inside)
+        phi = rng.uniform(0, 2 * np.pi)
+        proj = (xx - xx.mean()) * np.cos(phi) + (yy - yy.mean()) * np.sin(phi)
+        proj /= max(float(np.abs(proj).max()), 1.0)
+        img[yy, xx] = colour + (rng.uniform(0, 18) * proj)[:, None].astype(np.float32)
+        visibles = new_visibles + [mask]
+        labels.append(label)
+        fulls.append(full)
+        colours.append(colour)
+    img += rng.standard_normal(img.shape, dtype=np.float32) * rng.uniform(2, 5)
+    img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    return img, list(zip(labels, visibles, fulls))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the dataset
+
+
+def _generate_split(split: str, out_dir: str, num_images: int, seed: int, draw_kwargs: dict, jpeg_quality: int,
+                    min_visible: float, min_pixels: int, progress_bar) -> Tuple[dict, dict]:
+    from pycocotools import mask as mask_utils
+
+    _, img_folder, ann_name = next(s for s in SPLITS if s[0] == split)
+    img_dir = osp.join(out_dir, img_folder)
+    os.makedirs(img_dir, exist_ok=True)
+    images, annotations = [], []
+    stats = dict(num_occluded=0, num_dropped=0, num_split=0, min_visible_fraction=1.0)
+    per_class = {name: 0 for name in CLASSES}
+    for index in range(num_images):
+        rng = np.random.default_rng([seed, _SPLIT_CODE[split], index])
+        img, instances = _draw_image(rng, **draw_kwargs)
+        height, width = img.shape[:2]
+        image_id = index + 1
+        file_name = f'{image_id:012d}.jpg'
+        ok, buf = cv2.imencode('.jpg', img, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        assert ok, 'JPEG encoding failed'
+        with open(osp.join(img_dir, file_name), 'wb') as f:
+            f.write(buf.tobytes())
+        images.append(dict(id=image_id, file_name=file_name, width=width, height=height, license=1))
+        for label, visible, full in instances:
+            pixels = int(np.count_nonzero(visible))
+            polygons = _mask_polygons(visible) if pixels else []
+            if pixels < min_visible * full or pixels < min_pixels or not polygons:
+                stats['num_dropped'] += 1
+                continue
+            rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+            area = float(mask_utils.area(rle))
+            if area < min_pixels:
+                stats['num_dropped'] += 1
+                continue
+            x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
+            if pixels < full:
+                stats['num_occluded'] += 1
+                stats['min_visible_fraction'] = min(stats['min_visible_fraction'], pixels / full)
+            stats['num_split'] += len(polygons) > 1
+            per_class[CLASSES[label]] += 1
+            annotations.append(
+                dict(id=len(annotations) + 1,
+                     image_id=image_id,
+                     category_id=label + 1,
+                     segmentation=polygons,
+                     area=area,
+                     bbox=[x, y, w, h],
+                     iscrowd=0))
+        if progress_bar is not None:
+            progress_bar.update()
+    categories = [dict(id=i + 1, name=name, supercategory='shape') for i, name in enumerate(CLASSES)]
+    coco = dict(info=_INFO, licenses=_LICENSES, images=images, annotations=annotations, categories=categories)
+    ann_file = osp.join(out_dir, 'annotations', ann_name)
+    os.makedirs(osp.dirname(ann_file), exist_ok=True)
+    with open(ann_file, 'w') as f:
+        json.dump(coco, f, separators=(',', ':'))
+    summary = dict(num_images=len(images),
+                   num_instances=len(annotations),
+                   instances_per_class=per_class,
+                   ann_file=ann_file,
+                   img_dir=img_dir,
+                   **stats)
+    return coco, summary
+
+
+def generate_coco_instances(out_dir: str,
+                            num_train: int = 1000,
+                            num_val: int = 200,
+                            seed: int = 0,
+                            min_size: int = 200,
+                            max_size: int = 360,
+                            progress: bool = True,
+                            *,
+                            obj_size: Tuple[float, float] = (40, 120),
+                            max_instances: int = 5,
+                            min_visible: float = 0.3,
+                            place_min_visible: float = 0.5,
+                            min_pixels: int = 100,
+                            max_tries: int = 30,
+                            jpeg_quality: int = 95) -> Dict:
+    """Write the synthetic shapes dataset to ``out_dir`` in COCO 2017 layout and return a summary.
+
+    Args:
+        out_dir: the dataset root (``data_root`` of an mmdet config). Existing files of the same names are
+            overwritten; nothing else there is touched.
+        num_train, num_val: images per split.
+        seed: everything is a function of it (same seed: same bytes).
+        min_size, max_size: range of image widths and heights in pixels (each drawn independently, inclusive).
+        progress: show an mmengine progress bar.
+        obj_size: range of shape sizes (diameter of the circumscribed circle) in pixels.
+        max_instances: shapes per image are drawn from 1..max_instances (fewer when no clean placement is found).
+        min_visible: an occluded instance with less than this fraction of its area visible is left out.
+        place_min_visible: a placement is redrawn if it leaves an earlier shape less visible than this.
+        min_pixels: smallest visible area (pixels) of an annotated instance.
+        max_tries: placement attempts per shape.
+        jpeg_quality: JPEG quality of the images.
+
+    Returns:
+        ``dict(out_dir, classes, seed, seconds, train=..., val=...)``; each split holds ``num_images``,
+        ``num_instances``, ``instances_per_class``, ``num_occluded`` (annotated instances partly covered by a later
+        shape), ``min_visible_fraction`` (of those), ``num_split`` (visible part in several polygons),
+        ``num_dropped`` (shapes painted but left out by the ``min_visible``/``min_pixels`` rule), ``ann_file``
+        and ``img_dir``.
+    """
+    if not 0 < min_size <= max_size:
+        raise ValueError(f'need 0 < min_size <= max_size, got {min_size}, {max_size}')
+    if not 0 < obj_size[0] <= obj_size[1] <= min_size - 4:
+        raise ValueError(f'obj_size {obj_size} must be a range of positive sizes that fit in a {min_size} px image')
+    if max_instances < 1 or num_train < 0 or num_val < 0:
+        raise ValueError('need max_instances >= 1 and non-negative image counts')
+    draw_kwargs = dict(min_size=int(min_size),
+                       max_size=int(max_size),
+                       obj_size=(float(obj_size[0]), float(obj_size[1])),
+                       max_instances=int(max_instances),
+                       place_min_visible=place_min_visible,
+                       min_pixels=int(min_pixels),
+                       max_tries=int(max_tries))
+    start = time.perf_counter()
+    progress_bar = None
+    if progress and num_train + num_val > 0:
+        from mmengine.utils import ProgressBar
+        progress_bar = ProgressBar(num_train + num_val)
+    summary = dict(out_dir=osp.abspath(out_dir), classes=CLASSES, seed=seed)
+    for split, num in (('train', num_train), ('val', num_val)):
+        _, summary[split] = _generate_split(split, out_dir, num, seed, draw_kwargs, jpeg_quality, min_visible,
+                                            min_pixels, progress_bar)
+    if progress_bar is not None:
+        print()
+    summary['seconds'] = round(time.perf_counter() - start, 2)
+    return summary
