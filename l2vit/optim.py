@@ -3,7 +3,7 @@
 mmdet's ``LearningRateDecayOptimizerConstructor`` only accepts ConvNeXt, and mmseg's only BEiT/ConvNeXt; this one
 asks the backbone itself (``backbone.get_layer_depth``), so it serves L²ViT (and any backbone with that method).
 """
-from typing import List
+from typing import List, Optional
 
 from mmengine.dist import get_dist_info
 from mmengine.logging import print_log
@@ -27,18 +27,24 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             paramwise_cfg=dict(layer_decay_rate=0.9))
     """
 
-    def add_params(self, params: List[dict], module: nn.Module, prefix: str = '', **kwargs) -> None:
-        if prefix:  # the whole model is handled in the top-level call
-            return
-        cfg = dict(self.paramwise_cfg)
+    def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None) -> None:
+        cfg = dict(paramwise_cfg or {})
+        # Checked here: mmengine skips add_params() altogether when paramwise_cfg is empty, which would silently
+        # train without the decay.
         if 'layer_decay_rate' not in cfg:
             raise ValueError("LayerDecayOptimWrapperConstructor needs paramwise_cfg=dict(layer_decay_rate=...), "
                              "e.g. 0.9; use 1.0 for no decay.")
-        decay_rate = float(cfg.pop('layer_decay_rate'))
-        no_decay_names = list(cfg.pop('no_decay_names', []))
+        self.decay_rate = float(cfg.pop('layer_decay_rate'))
+        self.no_decay_names = list(cfg.pop('no_decay_names', []))
         if cfg:
             raise ValueError(f'LayerDecayOptimWrapperConstructor: unknown paramwise_cfg keys {sorted(cfg)}; '
                              f'accepted: layer_decay_rate, no_decay_names.')
+        super().__init__(optim_wrapper_cfg, paramwise_cfg)
+
+    def add_params(self, params: List[dict], module: nn.Module, prefix: str = '', **kwargs) -> None:
+        if prefix:  # the whole model is handled in the top-level call
+            return
+        decay_rate, no_decay_names = self.decay_rate, self.no_decay_names
         model = getattr(module, 'module', module)  # unwrap (Distributed)DataParallel
         backbone = getattr(model, 'backbone', None)
         if backbone is not None:

@@ -56,8 +56,7 @@ if ! have "mmcv==$MMCV" || ! "$PY" -c "import mmcv.ops" 2>/dev/null; then
     echo "[setup] building mmcv $MMCV from source against torch $TORCH (about 7 minutes on 2 cores)"
     BUILD="$(mktemp -d)"
     trap 'rm -rf "$BUILD"' EXIT
-    # setup.py imports pkg_resources (gone from setuptools >= 70): build with an older one, then restore.
-    SETUPTOOLS_BEFORE="$("$PY" -c 'from importlib.metadata import version; print(version("setuptools"))' 2>/dev/null || echo '')"
+    # The sdist's setup.py needs an old setuptools (its pkg_resources use); the pinned one is put back below.
     "${PIP[@]}" install -q "setuptools<70" wheel ninja
     "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation "mmcv==$MMCV" -d "$BUILD"
     tar -xzf "$BUILD"/mmcv-"$MMCV".tar.gz -C "$BUILD"
@@ -67,7 +66,6 @@ if ! have "mmcv==$MMCV" || ! "$PY" -c "import mmcv.ops" 2>/dev/null; then
     mkdir -p "$WHEELDIR"
     (cd "$SRC" && MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
       "$PY" -m pip wheel --no-build-isolation --no-deps --no-cache-dir -w "$WHEELDIR" .)
-    if [ -n "$SETUPTOOLS_BEFORE" ]; then "${PIP[@]}" install -q "setuptools==$SETUPTOOLS_BEFORE"; else "${PIP[@]}" install -q -U setuptools; fi
     WHEEL="$(ls "$WHEELDIR"/mmcv-"$MMCV"-*.whl | head -n1)"
   else
     echo "[setup] using cached mmcv wheel $WHEEL"
@@ -75,6 +73,11 @@ if ! have "mmcv==$MMCV" || ! "$PY" -c "import mmcv.ops" 2>/dev/null; then
   "${PIP[@]}" install -q --no-deps --force-reinstall "$WHEEL"
   # mmcv's own runtime requirements (the wheel was installed without resolving them).
   "${PIP[@]}" install -q -c "$CONSTRAINTS" addict mmengine numpy packaging Pillow pyyaml yapf opencv-python
+fi
+
+# torch wants setuptools >= 77; mmengine's `mmdet::`-style config bases need pkg_resources (gone in setuptools 81).
+if ! have "setuptools==$(pin setuptools)"; then
+  "${PIP[@]}" install -q "setuptools==$(pin setuptools)"
 fi
 
 if ! have "mmengine==$(pin mmengine)" "mmdet==$(pin mmdet)" "mmsegmentation==$(pin mmsegmentation)" \

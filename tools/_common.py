@@ -1,0 +1,112 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: arguments, config loading, checkpoint safety, CPU launching.
+
+Both tools import this file as a sibling module: running ``python tools/train.py`` puts ``tools/`` first on
+``sys.path``, whatever the current directory is.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+from typing import List
+
+import torch
+from mmengine.config import Config, DictAction
+
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+
+#: The libraries whose configs these tools know how to adjust (``--show-dir``, ``--out``).
+KNOWN_SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """Options both tools take: work dir, config overrides and the distributed launcher."""
+    parser.add_argument('--work-dir', help='where logs and checkpoints go (default: work_dirs/<config name>)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, e.g. train_dataloader.batch_size=8 '
+        'optim_wrapper.optimizer.lr=1e-4; lists as key="[a,b]" or key=a,b; quote values with spaces')
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher (torchrun: pytorch)')
+    # torch.distributed.launch passes --local_rank (older) or --local-rank (torch >= 2.0).
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
+
+
+def fail(message: str) -> None:
+    """Stop the tool with a readable message instead of a traceback."""
+    print(f'error: {message}', file=sys.stderr)
+    raise SystemExit(2)
+
+
+def allow_safe_checkpoint_globals() -> None:
+    """Let torch's weights-only unpickler (the default since torch 2.6) read the non-tensor types our checkpoints
+    are known to hold. mmengine calls ``torch.load`` without ``weights_only``, so this allow-list is what makes
+    loading and resuming work; nothing is ever loaded with ``weights_only=False``."""
+    from l2vit.checkpoint import SAFE_GLOBALS
+    torch.serialization.add_safe_globals(list(SAFE_GLOBALS))
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """Read the config, apply ``--cfg-options``, the launcher and the work dir (CLI > config > default)."""
+    if not osp.isfile(args.config):
+        fail(f'config file not found: {args.config}')
+    # Importing `custom_imports` (e.g. mmdet_l2vit) registers L2ViT in the config's library before anything is built.
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    scope = cfg.get('default_scope')
+    if scope is None:
+        fail(f'{args.config} sets no default_scope; inherit an mmdet::, mmseg:: or mmpretrain:: runtime base (or set '
+             f"default_scope='mmdet'|'mmseg'|'mmpretrain') so the tool knows which library's registries to use.")
+    cfg.launcher = args.launcher
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
+def setup_launcher(cfg: Config) -> None:
+    """Make ``--launcher pytorch`` work on machines without CUDA.
+
+    mmengine's pytorch launcher calls ``torch.cuda.set_device`` unconditionally, and the Runner wraps the model in
+    DDP with ``device_ids=[LOCAL_RANK]``, which DDP rejects for a CPU module. So on a CPU-only machine the process
+    group is created here with gloo (the Runner then skips its own initialisation) and DDP gets ``device_ids=None``.
+    """
+    launcher = cfg.launcher
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    if launcher != 'pytorch':
+        fail(f'--launcher {launcher} needs CUDA GPUs (mmengine selects a GPU per process), and this machine has '
+             f'none. For multi-process training on CPUs use torchrun with --launcher pytorch.')
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT') if k not in os.environ]
+        if missing:
+            fail(f'--launcher pytorch expects to be started by torchrun (environment variables {missing} are not '
+                 f'set), e.g. torchrun --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch')
+        dist.init_process_group(backend='gloo')
+    if cfg.get('env_cfg') is None:
+        cfg.env_cfg = dict()
+    if cfg.env_cfg.get('dist_cfg') is None:
+        cfg.env_cfg.dist_cfg = dict()
+    cfg.env_cfg.dist_cfg.backend = 'gloo'
+    wrapper = cfg.get('model_wrapper_cfg')
+    if wrapper is None:
+        # The Runner's own default, plus device_ids=None for a module that lives on the CPU.
+        cfg.model_wrapper_cfg = dict(
+            type='MMDistributedDataParallel',
+            device_ids=None,
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+    elif 'DistributedDataParallel' in str(wrapper.get('type', 'MMDistributedDataParallel')):
+        wrapper['device_ids'] = None
+
+
+def as_list(value) -> List:
+    """A config entry that may be one dict or a list of dicts, as a list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]

@@ -1,0 +1,84 @@
+"""Evaluate a checkpoint with a config's test split; the config's ``default_scope`` picks the library.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE.pkl] [--show-dir DIR]
+                                           [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
+
+``--out`` pickles the predictions (mmdet: as dicts, like mmdet's own test tool; otherwise the data samples).
+``--show-dir`` draws the predictions into image files: under ``DIR`` (mmseg, mmpretrain) or, as mmdet's own test tool
+does, under ``WORK_DIR/<timestamp>/DIR`` (mmdet).
+"""
+import argparse
+import os.path as osp
+
+from _common import (KNOWN_SCOPES, add_common_args, allow_safe_checkpoint_globals, as_list, fail, load_config,
+                     setup_launcher)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test a checkpoint (mmdet, mmseg or mmpretrain config) with L2ViT.')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file (e.g. the output of tools/convert_official.py)')
+    parser.add_argument('--out', metavar='FILE', help='also dump the predictions to this .pkl file')
+    parser.add_argument(
+        '--show-dir', metavar='DIR', help='save images of the predictions in DIR (mmdet: WORK_DIR/<timestamp>/DIR)')
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        parser.error(f'--out must name a .pkl or .pickle file, got {args.out!r}')
+    return args
+
+
+def add_dump(cfg, out_file: str) -> None:
+    """Append a metric that pickles every prediction to ``out_file`` when the test loop ends."""
+    dump = dict(type='mmdet.DumpDetResults') if cfg.default_scope == 'mmdet' else dict(type='mmengine.DumpResults')
+    dump['out_file_path'] = out_file
+    cfg.test_evaluator = as_list(cfg.get('test_evaluator')) + [dump]
+
+
+def enable_visualization(cfg, show_dir: str) -> None:
+    """Turn on the library's visualization hook so that predictions are drawn into ``show_dir``."""
+    scope = cfg.default_scope
+    if scope not in KNOWN_SCOPES:
+        fail(f'--show-dir knows the visualization hooks of {", ".join(KNOWN_SCOPES)}; this config\'s default_scope '
+             f'is {scope!r}. Enable its visualization hook with --cfg-options instead.')
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    if hook is None:
+        fail(f'--show-dir: the config has no default_hooks.visualization; inherit the {scope} default runtime.')
+    if scope == 'mmdet':
+        hook.draw = True
+        hook.test_out_dir = show_dir
+    elif scope == 'mmseg':
+        hook.draw = True
+        cfg.visualizer.save_dir = show_dir  # SegVisualizationHook writes through the visualizer's backend
+    else:  # mmpretrain
+        hook.enable = True
+        hook.out_dir = show_dir
+        hook.interval = 1  # every test image, as the mmdet and mmseg hooks do
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    allow_safe_checkpoint_globals()
+    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+        fail(f'checkpoint not found: {args.checkpoint} (convert the released weights with '
+             f'tools/convert_official.py, or give the path of a training checkpoint)')
+    cfg = load_config(args)
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    if args.out is not None:
+        add_dump(cfg, args.out)
+    if args.show_dir is not None:
+        enable_visualization(cfg, args.show_dir)
+    setup_launcher(cfg)
+
+    from mmengine.runner import Runner
+    if 'runner_type' in cfg:
+        from mmengine.registry import RUNNERS
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()
