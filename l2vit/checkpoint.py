@@ -22,8 +22,41 @@ from torch import nn
 
 from .version import __version__
 
-#: Non-tensor types found in the checkpoints we load, allowed by the weights-only unpickler. Nothing else is.
-SAFE_GLOBALS: List[Any] = [argparse.Namespace]
+def _history_buffer_getattr(obj: Any, name: str) -> Any:
+    """Stands in for ``builtins.getattr`` while unpickling: mmengine's checkpoints store HistoryBuffer's statistics
+    methods as ``getattr(HistoryBuffer, 'mean')`` and so on; that lookup, and nothing else, is allowed."""
+    from mmengine.logging import HistoryBuffer
+    if obj is HistoryBuffer and name in ('min', 'max', 'current', 'mean'):
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(f'getattr({obj!r}, {name!r}) is not allowed in a checkpoint')
+
+
+def _safe_globals() -> List[Any]:
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+    numeric_dtypes = [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith('DType') and any(
+        name.startswith(kind) for kind in ('Bool', 'Int', 'UInt', 'Float', 'Complex', 'Byte', 'UByte', 'Short',
+                                            'UShort', 'Long', 'ULong', 'LongLong', 'ULongLong', 'Half', 'Double',
+                                            'LongDouble', 'CLongDouble'))]
+    multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+    import codecs
+    return [
+        argparse.Namespace,  # `args` in the authors' ImageNet checkpoints
+        # What mmengine's Runner writes into its checkpoints (message hub, numpy statistics):
+        HistoryBuffer, np.ndarray, np.dtype, *numeric_dtypes, multiarray._reconstruct, multiarray.scalar,
+        codecs.encode, (_history_buffer_getattr, '__builtin__.getattr'), (_history_buffer_getattr, 'builtins.getattr'),
+    ]
+
+
+#: Non-tensor types found in the checkpoints we load, allowed by the weights-only unpickler. Nothing else is: a
+#: pickle that would import or call anything outside this list is refused.
+SAFE_GLOBALS: List[Any] = _safe_globals()
+
+
+def allow_safe_globals() -> None:
+    """Allow :data:`SAFE_GLOBALS` process-wide, for loaders we do not call ourselves (mmengine's ``load_from``,
+    resuming, mmdet's ``init_detector``): they use ``torch.load``'s weights-only default (torch >= 2.6)."""
+    torch.serialization.add_safe_globals(SAFE_GLOBALS)
 
 #: A key every L²ViT state dict holds (the first stem convolution), without prefix.
 STEM_KEY = 'downsample_layers.0.proj.proj.0.weight'
@@ -44,10 +77,12 @@ def load_checkpoint_file(path: str, map_location: Any = 'cpu') -> Any:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        # torch's message suggests weights_only=False; keep only what it found in the file.
+        detail = str(err).split('WeightsUnpickler error:')[-1].split('Check the documentation')[0].strip()
         raise CheckpointError(
             f'Refusing to load {path!r}: it is not a plain weights file (loading it would need to run or import '
-            f'code the weights-only loader does not allow). Only load checkpoints from sources you trust; if this '
-            f'is one, re-save its tensors as a plain state dict. Details: {err}') from None
+            f'code the weights-only loader does not allow: {detail}). Only load checkpoints from sources you '
+            f'trust; if this is one, re-save its tensors as a plain state dict.') from None
     except (RuntimeError, EOFError, OSError) as err:
         raise CheckpointError(f'Cannot read checkpoint {path!r}: the file is truncated or not a PyTorch checkpoint '
                               f'({type(err).__name__}: {err}). Download or convert it again.') from None

@@ -210,3 +210,39 @@ def test_truncated_file_is_a_clear_error(tmp_path):
     bad.write_bytes(data[:len(data) // 2])
     with pytest.raises(CheckpointError, match='truncated or not a PyTorch checkpoint'):
         load_checkpoint_file(bad)
+
+
+def test_mmengine_training_checkpoint_loads_weights_only(tmp_path):
+    """A checkpoint as mmengine's Runner writes it (message hub with HistoryBuffers and numpy values) loads with the
+    allow-list, and nothing beyond it."""
+    from mmengine.logging import HistoryBuffer
+    import numpy as np
+    buffer = HistoryBuffer()
+    buffer.update(1.5)
+    path = tmp_path / 'epoch_1.pth'
+    torch.save(dict(meta=dict(epoch=1, seed=0), state_dict={'w': torch.ones(2)}, message_hub=dict(
+        log_scalars={'train/loss': buffer}, runtime_info={'eta': np.float64(1.0), 'iter': np.int64(3)})), path)
+    ckpt = load_checkpoint_file(path)
+    assert ckpt['message_hub']['log_scalars']['train/loss'].current() == 1.5
+    assert ckpt['message_hub']['runtime_info']['eta'] == 1.0
+
+
+class _GetattrPayload:
+    """Unpickles as getattr(owner, name): the allow-listed getattr stand-in must refuse anything but HistoryBuffer's
+    statistics methods, even on allow-listed classes."""
+
+    def __init__(self, owner, name):
+        self.owner, self.name = owner, name
+
+    def __reduce__(self):
+        return (getattr, (self.owner, self.name))
+
+
+@pytest.mark.parametrize('owner,name', [('HistoryBuffer', 'update'), ('Namespace', '__init__')])
+def test_getattr_in_a_pickle_is_limited_to_history_buffer(tmp_path, owner, name):
+    from mmengine.logging import HistoryBuffer
+    owner = {'HistoryBuffer': HistoryBuffer, 'Namespace': argparse.Namespace}[owner]
+    path = tmp_path / 'getattr.pth'
+    torch.save({'state_dict': {}, 'x': _GetattrPayload(owner, name)}, path)
+    with pytest.raises(CheckpointError, match=f'Refusing to load.*getattr.*{name}'):
+        load_checkpoint_file(path)

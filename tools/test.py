@@ -10,8 +10,8 @@ does, under ``WORK_DIR/<timestamp>/DIR`` (mmdet).
 import argparse
 import os.path as osp
 
-from _common import (KNOWN_SCOPES, add_common_args, allow_safe_checkpoint_globals, as_list, fail, load_config,
-                     setup_launcher)
+from _common import (KNOWN_SCOPES, add_common_args, allow_safe_checkpoint_globals, as_list, check_inputs, fail,
+                     load_config, setup_launcher)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -69,6 +69,8 @@ def main(argv=None) -> None:
         add_dump(cfg, args.out)
     if args.show_dir is not None:
         enable_visualization(cfg, args.show_dir)
+    # The weights come from CHECKPOINT; the backbone's pretrained file is not needed to test.
+    check_inputs(cfg, ['test_dataloader'], check_pretrained=False)
     setup_launcher(cfg)
 
     from mmengine.runner import Runner

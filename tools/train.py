@@ -9,7 +9,8 @@ Several processes (GPUs, or CPUs with gloo):
 import argparse
 
 import torch
-from _common import add_common_args, allow_safe_checkpoint_globals, fail, load_config, setup_launcher
+from _common import (add_common_args, allow_safe_checkpoint_globals, check_inputs, fail, load_config,
+                     setup_launcher)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -62,6 +63,8 @@ def main(argv=None) -> None:
         cfg.resume, cfg.load_from = True, None  # the Runner looks for the latest checkpoint in work_dir
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
+    splits = ['train_dataloader'] + (['val_dataloader'] if cfg.get('val_cfg') else [])
+    check_inputs(cfg, splits)
     setup_launcher(cfg)
 
     from mmengine.runner import Runner
