@@ -21,7 +21,7 @@ test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: setup
-	$(PY) tools/demo/backbone_demo.py
+	$(PY) tools/demo/run_detection_demo.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,9 +1,7 @@
 """Tests of the L²ViT backbone: parity with an independent re-statement of the authors' model, the attention cores,
 shapes, training behaviour (freezing, norm_eval, checkpointing, gradients), argument checking, layer ids and init."""
 import copy
-import math
 import os
-import sys
 from typing import Dict, List
 
 import pytest
@@ -12,71 +10,21 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_l2vit import ReferenceL2ViT  # noqa: E402
+from helpers import randomize_
+from reference_l2vit import ReferenceL2ViT
 
-import l2vit  # noqa: E402
-from l2vit.models import backbone as backbone_module  # noqa: E402
-from l2vit.models.attention import WindowAttention, linear_attention  # noqa: E402
+import l2vit
+from l2vit.models import backbone as backbone_module
+from l2vit.models.attention import WindowAttention, linear_attention
 
-TSV = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, 'shared', 'reference',
-                   'official_tiny_keys.tsv')
-TSV_CANDIDATES = [
-    os.environ.get('L2VIT_OFFICIAL_TINY_KEYS', ''),
-    '/work/shared/reference/official_tiny_keys.tsv',
-    os.path.normpath(TSV),
-]
+# The authors' released checkpoints' parameter names and shapes (copied from shared/reference/).
+KEYS_TSV = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'official_{}_keys.tsv')
 
 SMALL = dict(embed_dims=[16, 32, 64, 128], depths=[2, 2, 4, 2], num_heads=[1, 2, 4, 8])
-TINY_ARCH = dict(embed_dims=[96, 192, 384, 768], depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24])
 WINDOW = 3
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """The tensors here are tiny; intra-op threads only cost time (a lot on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
-
-# ---------------------------------------------------------------------------------------------------- helpers
-def randomize_(model: nn.Module, seed: int) -> nn.Module:
-    """Give every parameter and every BN buffer a random, non-default value (deterministic for ``seed``)."""
-    g = torch.Generator().manual_seed(seed)
-
-    def rn(t: torch.Tensor) -> torch.Tensor:
-        return torch.randn(t.shape, generator=g, dtype=torch.float64).to(t.dtype)
-
-    def ru(t: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
-        return (lo + (hi - lo) * torch.rand(t.shape, generator=g, dtype=torch.float64)).to(t.dtype)
-
-    done = set()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Linear, nn.Conv2d)):
-                fan_in = m.weight[0].numel()
-                m.weight.copy_(rn(m.weight) / math.sqrt(fan_in))
-                m.bias.copy_(0.1 * rn(m.bias))
-                done.update([id(m.weight), id(m.bias)])
-            elif isinstance(m, nn.LayerNorm):
-                m.weight.copy_(1 + 0.2 * rn(m.weight))
-                m.bias.copy_(0.1 * rn(m.bias))
-                done.update([id(m.weight), id(m.bias)])
-            elif isinstance(m, _BatchNorm):
-                m.weight.copy_(1 + 0.2 * rn(m.weight))
-                m.bias.copy_(0.1 * rn(m.bias))
-                m.running_mean.copy_(0.2 * rn(m.running_mean))
-                m.running_var.copy_(ru(m.running_var, 0.5, 1.5))
-                m.num_batches_tracked.fill_(int(torch.randint(1, 1000, (1,), generator=g)))
-                done.update([id(m.weight), id(m.bias)])
-        for name, p in model.named_parameters():
-            if id(p) in done:
-                continue
-            assert name.endswith('temperature'), f'randomize_ does not know parameter {name}'
-            p.copy_(ru(p, 0.1, 1.0))
-    return model
 
 
 def reference_to_backbone_state(ref_state: Dict[str, torch.Tensor],
@@ -114,12 +62,9 @@ def projection_loss(outs, seed: int = 123):
 
 
 # ---------------------------------------------------------------------------------------------------- reference
-def _read_tsv():
-    path = next((p for p in TSV_CANDIDATES if p and os.path.isfile(p)), None)
-    if path is None:
-        pytest.skip('official_tiny_keys.tsv not available')
+def _read_tsv(arch: str):
     rows, header = [], []
-    with open(path) as f:
+    with open(KEYS_TSV.format(arch)) as f:
         for line in f:
             line = line.rstrip('\n')
             if not line.strip():
@@ -132,9 +77,10 @@ def _read_tsv():
     return rows, header
 
 
-def test_reference_state_dict_matches_official_tiny_keys():
-    rows, header = _read_tsv()
-    ref = ReferenceL2ViT(**TINY_ARCH)
+@pytest.mark.parametrize('arch', ['tiny', 'small', 'base'])
+def test_reference_state_dict_matches_official_keys(arch):
+    rows, header = _read_tsv(arch)
+    ref = ReferenceL2ViT(**l2vit.L2ViT.arch_zoo[arch])
     state = ref.state_dict()
     assert [n for n, _ in rows] == list(state), 'names (and order) differ from the authors\' checkpoint'
     for name, shape in rows:
@@ -144,13 +90,14 @@ def test_reference_state_dict_matches_official_tiny_keys():
     assert declared and n_params == declared[0]
 
 
-def test_backbone_state_dict_matches_official_tiny_keys():
-    """Our tiny backbone has the authors' names (norm -> norm3, no head, norms 0-2 extra)."""
-    rows, _ = _read_tsv()
-    ours = l2vit.L2ViT('tiny', out_indices=(0, 1, 2, 3)).state_dict()
+@pytest.mark.parametrize('arch', ['tiny', 'small', 'base'])
+def test_backbone_state_dict_matches_official_keys(arch):
+    """Our backbone has the authors' names (norm -> norm3, no head, norms 0-2 extra)."""
+    rows, _ = _read_tsv(arch)
+    ours = l2vit.L2ViT(arch, out_indices=(0, 1, 2, 3)).state_dict()
     expected = {n: s for n, s in rows if not n.startswith('head.')}
     expected = {('norm3.' + n[5:] if n.startswith('norm.') else n): s for n, s in expected.items()}
-    for i, c in enumerate(TINY_ARCH['embed_dims'][:3]):
+    for i, c in enumerate(l2vit.L2ViT.arch_zoo[arch]['embed_dims'][:3]):
         expected[f'norm{i}.weight'] = expected[f'norm{i}.bias'] = (c, )
     assert sorted(ours) == sorted(expected)
     for name, shape in expected.items():

@@ -10,6 +10,7 @@ import torch
 from mmengine.runner import load_checkpoint
 
 from l2vit import CheckpointError, L2ViT, convert_official, load_checkpoint_file
+from helpers import randomize_
 from reference_l2vit import ReferenceL2ViT
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,22 +18,10 @@ ARCH = dict(embed_dims=[16, 32, 64, 128], depths=[2, 2, 2, 2], num_heads=[1, 2, 
 NUM_CLASSES = 10
 
 
-def randomise(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Every parameter and BN statistic random, so nothing matches by accident of initialisation."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if tensor.is_floating_point():
-                values = torch.rand(tensor.shape, generator=gen) * 0.5 + 0.25 if 'running_var' in name else \
-                    torch.randn(tensor.shape, generator=gen) * 0.1
-                tensor.copy_(values)
-    return model
-
-
 def authors_checkpoint(tmp_path, seed: int = 0):
     """A file laid out like the authors' ImageNet release, from the reference model."""
-    model = randomise(ReferenceL2ViT(num_classes=NUM_CLASSES, **ARCH), seed)
-    ema = randomise(copy.deepcopy(model), seed + 1)
+    model = randomize_(ReferenceL2ViT(num_classes=NUM_CLASSES, **ARCH), seed)
+    ema = randomize_(copy.deepcopy(model), seed + 1)
     scratch = copy.deepcopy(model)  # a real optimizer state, as the authors' trainer saves it
     optimizer = torch.optim.AdamW(scratch.parameters(), lr=4e-3)
     scratch(torch.randn(2, 3, 32, 32)).sum().backward()
@@ -126,7 +115,7 @@ def test_backbone_init_cfg_accepts_the_authors_file_as_released(tmp_path):
 
 
 def test_mmdet2_checkpoint_converts_and_loads(tmp_path):
-    backbone = randomise(L2ViT(arch=ARCH), 3)
+    backbone = randomize_(L2ViT(arch=ARCH), 3)
     state = {f'backbone.{k}': v for k, v in backbone.state_dict().items()}
     state['neck.lateral_convs.0.conv.weight'] = torch.randn(8, 16, 1, 1)
     src = tmp_path / 'mask_rcnn_l2vit.pth'

@@ -1,6 +1,6 @@
 """Evaluate a checkpoint with a config's test split; the config's ``default_scope`` picks the library.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE.pkl] [--show-dir DIR]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE.pkl] [--metrics-out FILE.json] [--show-dir DIR]
                                            [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
 
 ``--out`` pickles the predictions (mmdet: as dicts, like mmdet's own test tool; otherwise the data samples).
@@ -8,6 +8,8 @@
 does, under ``WORK_DIR/<timestamp>/DIR`` (mmdet).
 """
 import argparse
+import json
+import os
 import os.path as osp
 
 from _common import (KNOWN_SCOPES, add_common_args, allow_safe_checkpoint_globals, as_list, check_inputs, fail,
@@ -19,6 +21,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file (e.g. the output of tools/convert_official.py)')
     parser.add_argument('--out', metavar='FILE', help='also dump the predictions to this .pkl file')
+    parser.add_argument('--metrics-out', metavar='FILE', help='also write the metrics to this JSON file')
     parser.add_argument(
         '--show-dir', metavar='DIR', help='save images of the predictions in DIR (mmdet: WORK_DIR/<timestamp>/DIR)')
     add_common_args(parser)
@@ -79,7 +82,11 @@ def main(argv=None) -> None:
         runner = RUNNERS.build(cfg)
     else:
         runner = Runner.from_cfg(cfg)
-    runner.test()
+    metrics = runner.test()
+    if args.metrics_out:
+        os.makedirs(osp.dirname(osp.abspath(args.metrics_out)), exist_ok=True)
+        with open(args.metrics_out, 'w') as f:
+            json.dump({k: float(v) if isinstance(v, (int, float)) else str(v) for k, v in metrics.items()}, f, indent=2)
 
 
 if __name__ == '__main__':

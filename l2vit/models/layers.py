@@ -8,7 +8,6 @@ Attribute names are the authors' (their checkpoints load without renaming); the 
 """
 from typing import Optional
 
-import torch
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from torch import Tensor, nn

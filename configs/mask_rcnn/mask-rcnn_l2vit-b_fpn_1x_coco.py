@@ -1,0 +1,7 @@
+# Mask R-CNN + FPN + L2ViT-B on COCO 2017, the authors' 1x recipe (drop path 0.2 for B).
+_base_ = './mask-rcnn_l2vit-t_fpn_1x_coco.py'
+
+pretrained = 'checkpoints/l2vit-b_in1k.pth'
+model = dict(
+    backbone=dict(arch='base', drop_path_rate=0.2, init_cfg=dict(checkpoint=pretrained)),
+    neck=dict(in_channels=[128, 256, 512, 1024]))
