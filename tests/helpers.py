@@ -1,9 +1,39 @@
 """Helpers shared by the tests."""
 import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Optional
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / 'configs'
+#: A small L2ViT that every config can be built with quickly.
+SMALL_ARCH = dict(embed_dims=[16, 32, 64, 128], depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8])
+
+
+def config_paths() -> List[Path]:
+    """Every config under configs/ (files and folders starting with ``_`` are bases or helpers, not configs)."""
+    return sorted(p for p in CONFIG_DIR.rglob('*.py')
+                  if not any(part.startswith('_') for part in p.relative_to(CONFIG_DIR).parts))
+
+
+def packages_needed(path: Path, seen: Optional[set] = None) -> set:
+    """Packages a config's ``pkg::`` bases need, following its local ``_base_`` files."""
+    seen = set() if seen is None else seen
+    if path in seen or not path.is_file():
+        return set()
+    seen.add(path)
+    text = path.read_text()
+    needed = set(re.findall(r'''['"]([A-Za-z_]\w*)::''', text))
+    for rel in re.findall(r'''['"](\.{1,2}/[^'"]+\.py)['"]''', text):
+        needed |= packages_needed((path.parent / rel).resolve(), seen)
+    return needed
 
 
 def randomize_(model: nn.Module, seed: int) -> nn.Module:
@@ -41,3 +71,12 @@ def randomize_(model: nn.Module, seed: int) -> nn.Module:
             assert name.endswith('temperature'), f'randomize_ does not know parameter {name}'
             p.copy_(ru(p, 0.1, 1.0))
     return model
+
+
+def tool(*args, cwd=ROOT, check=True):
+    """Run one of our tools in a fresh interpreter (as a user would), returning the completed process."""
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+    result = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, env=env)
+    if check:
+        assert result.returncode == 0, f'{args[0]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}'
+    return result

@@ -5,45 +5,21 @@ channels follow), so the test checks the wiring of each config, not the size of 
 """
 import copy
 import importlib
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import CONFIG_DIR, ROOT, SMALL_ARCH, config_paths, packages_needed
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = ROOT / 'configs'
-SMALL_ARCH = dict(embed_dims=[16, 32, 64, 128], depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8])
-# Modules whose in_channels read the backbone's outputs when there is no neck (classifier heads, segmentation heads).
 HEAD_KEYS = ('head', 'decode_head', 'auxiliary_head')
-
-
-def _is_config(path: Path) -> bool:
-    rel = path.relative_to(CONFIG_DIR)
-    return not any(part.startswith('_') for part in rel.parts)  # skips _base_/ folders and helper modules
-
-
-CONFIGS = sorted(p for p in CONFIG_DIR.rglob('*.py') if _is_config(p))
-
-
-def _packages_needed(path: Path, seen=None) -> set:
-    """Packages a config's ``pkg::`` bases need, following its local ``_base_`` files."""
-    seen = set() if seen is None else seen
-    if path in seen or not path.is_file():
-        return set()
-    seen.add(path)
-    text = path.read_text()
-    needed = set(re.findall(r'''['"]([A-Za-z_]\w*)::''', text))
-    for rel in re.findall(r'''['"](\.{1,2}/[^'"]+\.py)['"]''', text):
-        needed |= _packages_needed((path.parent / rel).resolve(), seen)
-    return needed
+CONFIGS = config_paths()
 
 
 def load(path: Path):
     """Load ``path`` with mmengine after skipping the test when a library it needs is missing."""
-    for package in sorted(_packages_needed(path)):
+    for package in sorted(packages_needed(path)):
         pytest.importorskip(package)
     from mmengine.config import Config
     cfg = Config.fromfile(str(path))  # also imports the config's custom_imports
@@ -177,7 +153,7 @@ def test_tool_help(tool, tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the message shown on machines without CUDA')
 def test_train_amp_without_gpu_fails_clearly(tmp_path):
     config = CONFIG_DIR / 'imagenet' / 'l2vit-t_in1k.py'
-    for package in sorted(_packages_needed(config)):
+    for package in sorted(packages_needed(config)):
         pytest.importorskip(package)
     result = subprocess.run(
         [sys.executable, str(ROOT / 'tools' / 'train.py'), str(config), '--amp', '--work-dir', str(tmp_path / 'w')],

@@ -20,11 +20,9 @@ pytest.importorskip('mmdet')
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
 
+from helpers import CONFIG_DIR, SMALL_ARCH, config_paths, packages_needed  # noqa: E402
 from l2vit import L2ViT  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = ROOT / 'configs'
-SMALL_ARCH = dict(embed_dims=[16, 32, 64, 128], depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8])
 IMAGE_SHAPES = [(3, 128, 160), (3, 96, 128)]  # two sizes, so batching pads
 
 # Keys of other backbones that must not survive in an L2ViT backbone dict (a missing `_delete_=True` leaks them).
@@ -48,18 +46,6 @@ RECIPE_NAME = re.compile(r'^(?P<detector>mask-rcnn|cascade-mask-rcnn|retinanet)_
 
 
 # ---------------------------------------------------------------- finding and loading the configs
-def _packages_needed(path: Path, seen: set) -> set:
-    """Packages named by ``pkg::`` bases in ``path`` and the local files it inherits."""
-    if path in seen or not path.is_file():
-        return set()
-    seen.add(path)
-    text = path.read_text()
-    needed = set(re.findall(r'''['"]([A-Za-z_]\w*)::''', text))
-    for rel in re.findall(r'''['"](\.{1,2}/[^'"]+\.py)['"]''', text):
-        needed |= _packages_needed((path.parent / rel).resolve(), seen)
-    return needed
-
-
 @lru_cache(maxsize=None)
 def load(path: Path) -> Config:
     """The loaded config (cached: tests deep-copy what they change)."""
@@ -67,11 +53,9 @@ def load(path: Path) -> Config:
 
 
 def _mmdet_configs():
-    paths = sorted(p for p in CONFIG_DIR.rglob('*.py')
-                   if not any(part.startswith('_') for part in p.relative_to(CONFIG_DIR).parts))
     selected = []
-    for path in paths:
-        if any(importlib.util.find_spec(pkg) is None for pkg in _packages_needed(path, set())):
+    for path in config_paths():
+        if any(importlib.util.find_spec(pkg) is None for pkg in packages_needed(path)):
             continue  # a config of a library that is not installed cannot be an mmdet one we can run
         if load(path).get('default_scope') == 'mmdet':
             selected.append(path)

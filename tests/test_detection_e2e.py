@@ -3,25 +3,14 @@ predictions; and the clear errors when data or weights are missing."""
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
+from helpers import ROOT, tool
 
 from l2vit.datasets import generate_coco_instances
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(ROOT, 'configs', 'demo', 'mask-rcnn_l2vit-demo_synthetic.py')
 ENTRY_CONFIG = osp.join(ROOT, 'configs', 'maskrcnn_l2vit.py')
-
-
-def tool(*args, cwd=ROOT, check=True):
-    """Run one of our tools in a fresh interpreter (as a user would), returning the completed process."""
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    result = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, env=env)
-    if check:
-        assert result.returncode == 0, f'{args[0]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}'
-    return result
 
 
 def data_options(root: str):

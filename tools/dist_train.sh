@@ -9,13 +9,8 @@ if [ $# -lt 2 ]; then
   echo "usage: $0 CONFIG NUM_PROCS [tools/train.py options...]" >&2
   exit 2
 fi
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CONFIG=$1
 NPROC=$2
 shift 2
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-PYTHON="${PYTHON:-$( [ -x "$HERE/../.venv/bin/python" ] && echo "$HERE/../.venv/bin/python" || echo python )}"
-exec "$PYTHON" -m torch.distributed.run \
-  --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
-  --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${PORT:-29500}" \
-  --nproc_per_node="$NPROC" \
-  "$HERE/train.py" "$CONFIG" --launcher pytorch "$@"
+exec "$HERE/_torchrun.sh" "$NPROC" "$HERE/train.py" "$CONFIG" --launcher pytorch "$@"
