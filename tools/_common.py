@@ -132,14 +132,14 @@ DATASET_LAYOUTS = {
 }
 
 
-def _leaf_datasets(dataset) -> List:
+def leaf_datasets(dataset) -> List:
     """The datasets inside dataset wrappers (RepeatDataset, ConcatDataset, ClassBalancedDataset, ...)."""
     if not isinstance(dataset, dict):
         return []
     if 'datasets' in dataset:
-        return [leaf for d in dataset['datasets'] for leaf in _leaf_datasets(d)]
+        return [leaf for d in dataset['datasets'] for leaf in leaf_datasets(d)]
     if 'dataset' in dataset:
-        return _leaf_datasets(dataset['dataset'])
+        return leaf_datasets(dataset['dataset'])
     return [dataset]
 
 
@@ -154,7 +154,7 @@ def missing_data(cfg: Config, splits) -> List[str]:
         loader = cfg.get(split)
         if not loader:
             continue
-        for dataset in _leaf_datasets(loader.get('dataset')):
+        for dataset in leaf_datasets(loader.get('dataset')):
             root = dataset.get('data_root') or ''
             kind = str(dataset.get('type', 'dataset')).split('.')[-1]
             needed = []

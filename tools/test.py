@@ -1,7 +1,11 @@
 """Evaluate a checkpoint with a config's test split; the config's ``default_scope`` picks the library.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE.pkl] [--metrics-out FILE.json] [--show-dir DIR]
-                                           [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
+    python tools/test.py CONFIG CHECKPOINT [--tta] [--work-dir DIR] [--out FILE.pkl] [--metrics-out FILE.json]
+                                           [--show-dir DIR] [--cfg-options KEY=VALUE ...]
+                                           [--launcher {none,pytorch,slurm,mpi}]
+
+Without ``--tta`` the config's single-scale test pipeline is used; ``--tta`` switches to its test-time augmentation
+(``tta_pipeline`` + ``tta_model``: for the ADE20K configs multi-scale + flip, the papers' "ms" number).
 
 ``--out`` pickles the predictions (mmdet: as dicts, like mmdet's own test tool; otherwise the data samples).
 ``--show-dir`` draws the predictions into image files: under ``DIR`` (mmseg, mmpretrain) or, as mmdet's own test tool
@@ -13,13 +17,17 @@ import os
 import os.path as osp
 
 from _common import (KNOWN_SCOPES, add_common_args, allow_safe_checkpoint_globals, as_list, check_inputs, fail,
-                     load_config, setup_launcher)
+                     leaf_datasets, load_config, setup_launcher)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test a checkpoint (mmdet, mmseg or mmpretrain config) with L2ViT.')
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file (e.g. the output of tools/convert_official.py)')
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help="test-time augmentation: the config's tta_pipeline and tta_model (e.g. multi-scale + flip)")
     parser.add_argument('--out', metavar='FILE', help='also dump the predictions to this .pkl file')
     parser.add_argument('--metrics-out', metavar='FILE', help='also write the metrics to this JSON file')
     parser.add_argument(
@@ -29,6 +37,36 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         parser.error(f'--out must name a .pkl or .pickle file, got {args.out!r}')
     return args
+
+
+def enable_tta(cfg) -> None:
+    """Test with the config's test-time augmentation: ``tta_pipeline`` makes the augmented views of each image and
+    ``tta_model`` wraps the model to merge their predictions."""
+    missing = [key for key in ('tta_model', 'tta_pipeline') if not cfg.get(key)]
+    if missing:
+        fail(f'--tta needs tta_model and tta_pipeline in the config; {cfg.filename} has no {" and no ".join(missing)}. '
+             f"Define them (e.g. tta_model=dict(type='SegTTAModel') and a tta_pipeline with a TestTimeAug step, as "
+             f"in mmseg's ADE20K base), or test without --tta.")
+    datasets = leaf_datasets((cfg.get('test_dataloader') or {}).get('dataset'))
+    if not datasets:
+        fail('--tta: the config has no test_dataloader.dataset whose pipeline the tta_pipeline could replace.')
+    for dataset in datasets:
+        dataset.pipeline = cfg.tta_pipeline
+    model = cfg.model
+    tta_model = dict(cfg.tta_model, module=model)
+    # The Runner gives a tta_model without data_preprocessor the top-level one, which the TTA wrapper then forces on
+    # the model it wraps; passing the model's own keeps the precedence of a run without --tta.
+    if model.get('data_preprocessor') is not None:
+        tta_model.setdefault('data_preprocessor', model.data_preprocessor)
+    cfg.model = tta_model
+
+
+def _number_or_text(value):
+    """Metrics come as python, numpy or torch numbers (mmseg: numpy); JSON gets plain floats."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def add_dump(cfg, out_file: str) -> None:
@@ -68,6 +106,8 @@ def main(argv=None) -> None:
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
     cfg.resume = False
+    if args.tta:
+        enable_tta(cfg)
     if args.out is not None:
         add_dump(cfg, args.out)
     if args.show_dir is not None:
@@ -86,7 +126,7 @@ def main(argv=None) -> None:
     if args.metrics_out:
         os.makedirs(osp.dirname(osp.abspath(args.metrics_out)), exist_ok=True)
         with open(args.metrics_out, 'w') as f:
-            json.dump({k: float(v) if isinstance(v, (int, float)) else str(v) for k, v in metrics.items()}, f, indent=2)
+            json.dump({k: _number_or_text(v) for k, v in metrics.items()}, f, indent=2)
 
 
 if __name__ == '__main__':
