@@ -1,8 +1,8 @@
 """Registers L²ViT in mmpretrain: `custom_imports=dict(imports=['mmpretrain_l2vit'])` then `type='L2ViT'`."""
-from mmpretrain.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+from mmpretrain.registry import HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 
-from l2vit import L2ViT, LayerDecayOptimWrapperConstructor, register_into
+from l2vit import L2ViT, LayerDecayOptimWrapperConstructor, RNGStateHook, register_into
 
-register_into(MODELS, OPTIM_WRAPPER_CONSTRUCTORS)
+register_into(MODELS, OPTIM_WRAPPER_CONSTRUCTORS, HOOKS)
 
-__all__ = ['L2ViT', 'LayerDecayOptimWrapperConstructor']
+__all__ = ['L2ViT', 'LayerDecayOptimWrapperConstructor', 'RNGStateHook']

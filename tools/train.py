@@ -49,10 +49,19 @@ def enable_amp(cfg) -> None:
     optim_wrapper.loss_scale = 'dynamic'
 
 
+def add_rng_state_hook(cfg) -> None:
+    """Checkpoints carry the RNG states, so that --resume continues exactly (see l2vit.hooks.RNGStateHook)."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(str(h.get('type', '')).split('.')[-1] == 'RNGStateHook' for h in hooks):
+        hooks.append(dict(type='RNGStateHook'))
+    cfg.custom_hooks = hooks
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     allow_safe_checkpoint_globals()
     cfg = load_config(args)
+    add_rng_state_hook(cfg)
     if args.amp:
         enable_amp(cfg)
     if args.auto_scale_lr:

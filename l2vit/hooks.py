@@ -1,0 +1,71 @@
+"""An mmengine hook that makes resumed training continue bit-identically."""
+import random
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+from mmengine.dist import all_gather_object, get_rank, get_world_size
+from mmengine.hooks import Hook
+
+
+def capture_rng_states() -> Dict[str, Any]:
+    """The python, numpy and torch (CPU and CUDA) random number generator states of this process."""
+    states = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states['cuda'] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: Dict[str, Any]) -> None:
+    random.setstate(states['python'])
+    np.random.set_state(states['numpy'])
+    torch.set_rng_state(states['torch'])
+    if 'cuda' in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states['cuda'])
+
+
+class RNGStateHook(Hook):
+    """Carry every process's RNG states through checkpoints, so that ``--resume`` continues exactly.
+
+    mmengine restores weights, optimizer, schedulers and the data order on resume, but not the random number
+    generators that drive augmentation and stochastic depth, so a resumed run drifts from an uninterrupted one. This
+    hook stores the states (one per rank) in each checkpoint and restores them when training resumes. It also keeps
+    validation from consuming training randomness (the states are put back after each validation), because a resumed
+    run starts right after the checkpoint and skips the validation that followed it.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self) -> None:
+        self._resumed: Optional[Dict[str, Any]] = None
+        self._before_val: Optional[Dict[str, Any]] = None
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        states: List[Dict[str, Any]] = all_gather_object(capture_rng_states()) if get_world_size() > 1 else [
+            capture_rng_states()]
+        checkpoint['rng_states'] = states
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        states = checkpoint.get('rng_states')
+        if not getattr(runner, '_resume', False) or not states:
+            return  # loading weights to start a new run (load_from) does not carry its randomness over
+        if len(states) != get_world_size():
+            runner.logger.warning(f'The checkpoint holds RNG states of {len(states)} processes but {get_world_size()} '
+                                  f'are running: the resumed run will not repeat the interrupted one exactly.')
+            return
+        self._resumed = states[get_rank()]
+
+    def before_train(self, runner) -> None:
+        # Restored here, after everything the Runner does at start-up (weight init, dataloader set-up) that draws
+        # random numbers the interrupted run drew before its checkpoint.
+        if self._resumed is not None:
+            restore_rng_states(self._resumed)
+            self._resumed = None
+
+    def before_val(self, runner) -> None:
+        self._before_val = capture_rng_states()
+
+    def after_val(self, runner) -> None:
+        if self._before_val is not None:
+            restore_rng_states(self._before_val)
+            self._before_val = None
