@@ -54,9 +54,12 @@ SAFE_GLOBALS: List[Any] = _safe_globals()
 
 
 def allow_safe_globals() -> None:
-    """Allow :data:`SAFE_GLOBALS` process-wide, for loaders we do not call ourselves (mmengine's ``load_from``,
-    resuming, mmdet's ``init_detector``): they use ``torch.load``'s weights-only default (torch >= 2.6)."""
+    """Make every local checkpoint that mmengine loads in this process (``load_from``, resuming, ``init_cfg``,
+    mmdet's ``init_detector``) go through :func:`load_checkpoint_file`: weights-only with :data:`SAFE_GLOBALS`, and
+    the same clear errors for missing, hostile and corrupt files. Our tools call this at start."""
+    from mmengine.runner.checkpoint import CheckpointLoader
     torch.serialization.add_safe_globals(SAFE_GLOBALS)
+    CheckpointLoader.register_scheme(prefixes='', loader=load_checkpoint_file, force=True)
 
 #: A key every L²ViT state dict holds (the first stem convolution), without prefix.
 STEM_KEY = 'downsample_layers.0.proj.proj.0.weight'

@@ -89,3 +89,37 @@ def test_mmdet_packaged_train_tool_runs_our_config(tmp_path):
     tool(packaged, DEMO_CONFIG, '--work-dir', work, '--cfg-options', *data_options(data), 'train_cfg.max_epochs=1',
          'train_cfg.val_interval=1')
     assert osp.isfile(osp.join(work, 'epoch_1.pth'))
+
+
+class _Payload:
+    """Unpickling this would create a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+def test_tools_refuse_a_hostile_checkpoint(tmp_path):
+    import torch
+    data = str(tmp_path / 'coco')
+    generate_coco_instances(data, num_train=2, num_val=1, seed=5, progress=False)
+    marker = tmp_path / 'pwned'
+    hostile = tmp_path / 'epoch_1.pth'
+    torch.save({'state_dict': {}, 'meta': _Payload(str(marker))}, hostile)
+    runs = {
+        'test.py': ['tools/test.py', DEMO_CONFIG, str(hostile), '--cfg-options', *data_options(data)],
+        'train.py load_from': ['tools/train.py', DEMO_CONFIG, '--work-dir', str(tmp_path / 'w1'), '--cfg-options',
+                               *data_options(data), f'load_from={hostile}'],
+        'train.py --resume': ['tools/train.py', DEMO_CONFIG, '--work-dir', str(tmp_path / 'w2'), '--resume',
+                              str(hostile), '--cfg-options', *data_options(data)],
+        'image_demo.py': ['tools/demo/image_demo.py', osp.join(data, 'val2017'), DEMO_CONFIG, str(hostile),
+                          '--out-dir', str(tmp_path / 'pictures')],
+    }
+    for name, args in runs.items():
+        result = tool(*args, check=False)
+        assert result.returncode != 0, name
+        assert 'Refusing to load' in result.stderr, f'{name}: {result.stderr[-2000:]}'
+        assert 'Traceback' not in result.stderr, name
+    assert not marker.exists()

@@ -42,6 +42,15 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
+def run_tool(main) -> None:
+    """Run a tool's ``main``; a checkpoint that cannot be used ends it with its message, not a traceback."""
+    from l2vit.checkpoint import CheckpointError
+    try:
+        main()
+    except CheckpointError as err:
+        fail(str(err))
+
+
 def allow_safe_checkpoint_globals() -> None:
     """Let torch's weights-only unpickler (the default since torch 2.6) read the non-tensor types our checkpoints
     are known to hold. mmengine calls ``torch.load`` without ``weights_only``, so this allow-list is what makes

@@ -17,7 +17,7 @@ import os
 import os.path as osp
 
 from _common import (KNOWN_SCOPES, add_common_args, allow_safe_checkpoint_globals, as_list, check_inputs, fail,
-                     leaf_datasets, load_config, setup_launcher)
+                     leaf_datasets, load_config, run_tool, setup_launcher)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -130,4 +130,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -9,7 +9,7 @@ Several processes (GPUs, or CPUs with gloo):
 import argparse
 
 import torch
-from _common import (add_common_args, allow_safe_checkpoint_globals, check_inputs, fail, load_config,
+from _common import (add_common_args, allow_safe_checkpoint_globals, check_inputs, fail, load_config, run_tool,
                      setup_launcher)
 
 
@@ -86,4 +86,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -49,9 +49,12 @@ def main(argv=None) -> int:
     from mmdet.apis import inference_detector, init_detector
     from mmdet.registry import VISUALIZERS
 
-    from l2vit.checkpoint import allow_safe_globals
+    from l2vit.checkpoint import CheckpointError, allow_safe_globals
     allow_safe_globals()
-    model = init_detector(args.config, args.checkpoint, device=args.device)
+    try:
+        model = init_detector(args.config, args.checkpoint, device=args.device)
+    except CheckpointError as err:
+        raise SystemExit(f'error: {err}') from None
     visualizer = VISUALIZERS.build(model.cfg.visualizer)
     visualizer.dataset_meta = model.dataset_meta
     os.makedirs(args.out_dir, exist_ok=True)
