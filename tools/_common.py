@@ -8,13 +8,14 @@ import os
 import os.path as osp
 import sys
 import warnings
-from typing import List
 
 import torch
 
 # mmengine imports pkg_resources to resolve `mmdet::`-style bases; its deprecation warning is noise for our users.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 from mmengine.config import Config, DictAction  # noqa: E402
+
+from _checks import as_list, input_problems, leaf_datasets  # noqa: E402,F401  (re-exported for the tools)
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
@@ -118,120 +119,9 @@ def setup_launcher(cfg: Config) -> None:
         wrapper['device_ids'] = None
 
 
-def as_list(value) -> List:
-    """A config entry that may be one dict or a list of dicts, as a list."""
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-#: The expected on-disk layout per dataset type, shown when a dataset is missing.
-DATASET_LAYOUTS = {
-    'CocoDataset': ('COCO 2017', 'data/coco/\n'
-                    '      annotations/instances_train2017.json\n'
-                    '      annotations/instances_val2017.json\n'
-                    '      train2017/*.jpg\n'
-                    '      val2017/*.jpg'),
-    'ADE20KDataset': ('ADE20K (ADEChallengeData2016)', 'data/ade/ADEChallengeData2016/\n'
-                      '      images/training/*.jpg       annotations/training/*.png\n'
-                      '      images/validation/*.jpg     annotations/validation/*.png'),
-    'ImageNet': ('ImageNet-1k', 'data/imagenet/\n'
-                 '      train/<class>/*.JPEG  (or train/ + meta/train.txt)\n'
-                 '      val/<class>/*.JPEG    (or val/ + meta/val.txt)'),
-}
-
-
-def leaf_datasets(dataset) -> List:
-    """The datasets inside dataset wrappers (RepeatDataset, ConcatDataset, ClassBalancedDataset, ...)."""
-    if not isinstance(dataset, dict):
-        return []
-    if 'datasets' in dataset:
-        return [leaf for d in dataset['datasets'] for leaf in leaf_datasets(d)]
-    if 'dataset' in dataset:
-        return leaf_datasets(dataset['dataset'])
-    return [dataset]
-
-
-def _join(root: str, path: str) -> str:
-    return path if not root or osp.isabs(path) else osp.join(root, path)
-
-
-def missing_data(cfg: Config, splits) -> List[str]:
-    """Describe every dataset file or folder the given dataloaders need that does not exist."""
-    problems = []
-    for split in splits:
-        loader = cfg.get(split)
-        if not loader:
-            continue
-        for dataset in leaf_datasets(loader.get('dataset')):
-            root = dataset.get('data_root') or ''
-            kind = str(dataset.get('type', 'dataset')).split('.')[-1]
-            needed = []
-            if root:
-                needed.append((root, f'{split}.dataset.data_root'))
-            if dataset.get('ann_file'):
-                needed.append((_join(root, dataset['ann_file']), f'{split}.dataset.ann_file'))
-            prefix = dataset.get('data_prefix') or {}
-            for key, folder in (prefix.items() if isinstance(prefix, dict) else []):
-                if isinstance(folder, str) and folder:
-                    needed.append((_join(root, folder), f'{split}.dataset.data_prefix.{key}'))
-            for path, key in needed:
-                if not osp.exists(path):
-                    problems.append((kind, root, split, f'{path} ({key})'))
-                    break  # the first missing piece says enough for this dataset
-    for split in splits:
-        evaluator_key = split.replace('_dataloader', '_evaluator')
-        for evaluator in as_list(cfg.get(evaluator_key)) if cfg.get(split) else []:
-            ann_file = evaluator.get('ann_file') if isinstance(evaluator, dict) else None
-            if ann_file and not osp.exists(ann_file):
-                problems.append(('', '', evaluator_key, f'{ann_file} ({evaluator_key}.ann_file)'))
-    if not problems:
-        return []
-    lines = ['the dataset is missing:']
-    lines += [f'  {what}' for _, _, _, what in problems]
-    for kind in dict.fromkeys(p[0] for p in problems):
-        name, layout = DATASET_LAYOUTS.get(kind, (kind, None))
-        if layout:
-            lines.append(f'Expected layout for {name} (relative to the working directory):\n    {layout}')
-    overrides = ' '.join(f'{split}.dataset.data_root=/path/to/data/' if split.endswith('_dataloader') else
-                         f'{split}.ann_file=/path/to/annotations.json' for split in dict.fromkeys(p[2] for p in problems))
-    lines.append(f'Put the data there (a symlink is fine), or point elsewhere: --cfg-options {overrides}')
-    return lines
-
-
-def _pretrained_checkpoints(node, path: str = 'model'):
-    """(config key, checkpoint) of every init_cfg=dict(type='Pretrained', checkpoint=...) under ``node``."""
-    if isinstance(node, dict):
-        init = node.get('init_cfg')
-        for item in as_list(init):
-            if isinstance(item, dict) and item.get('type') == 'Pretrained' and isinstance(item.get('checkpoint'), str):
-                yield f'{path}.init_cfg.checkpoint', item['checkpoint']
-        for key, value in node.items():
-            if key != 'init_cfg':
-                yield from _pretrained_checkpoints(value, f'{path}.{key}')
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            yield from _pretrained_checkpoints(value, f'{path}.{i}')
-
-
-def missing_pretrained(cfg: Config) -> List[str]:
-    """Describe every local pretrained-weights file named by an ``init_cfg`` that does not exist."""
-    lines = []
-    for key, checkpoint in _pretrained_checkpoints(cfg.get('model')):
-        if '://' in checkpoint or osp.isfile(checkpoint):
-            continue
-        init_key = key[:-len('.checkpoint')]
-        lines += [f'pretrained weights not found: {checkpoint} ({key})',
-                  "  Convert the authors' ImageNet checkpoint: python tools/convert_official.py "
-                  f'L2ViT-<Tiny|Small|Base>-checkpoint-best-ema.pth {checkpoint}   (see README, "Pretrained weights"),',
-                  f'  or point elsewhere: --cfg-options {key}=/path/to/weights.pth,',
-                  f'  or train from scratch: --cfg-options {init_key}=None']
-    return lines
-
-
 def check_inputs(cfg: Config, splits, check_pretrained: bool = True) -> None:
-    """Stop before anything is built when the data or weights the run needs are missing, saying what, where it was
-    expected, and how to point elsewhere."""
-    problems = missing_data(cfg, splits) + (missing_pretrained(cfg) if check_pretrained else [])
+    """Stop before anything is built when the data, weights or model wiring the run needs are wrong (see
+    ``_checks.py``), saying what, where it was expected, and how to point elsewhere."""
+    problems = input_problems(cfg, splits, check_pretrained)
     if problems:
         fail('\n'.join(problems))

@@ -69,7 +69,7 @@ class L2ViT(BaseModule):
             raise ValueError(f'window_size must be a positive int, got {window_size!r}')
         if not 0 <= drop_path_rate < 1:
             raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
-        self.out_indices = self._parse_out_indices(out_indices)
+        self.out_indices = self.parse_out_indices(out_indices)
         if not isinstance(frozen_stages, int) or not -1 <= frozen_stages < self.num_stages:
             raise ValueError(f'frozen_stages must be an int in [-1, {self.num_stages - 1}] (-1 freezes nothing, i '
                              f'freezes the stem and stages 0..i), got {frozen_stages!r}')
@@ -134,17 +134,19 @@ class L2ViT(BaseModule):
             raise ValueError(f'L2ViT embed_dims[0] must be even (the stem halves it), got {parsed["embed_dims"][0]}.')
         return parsed
 
-    def _parse_out_indices(self, out_indices: Sequence[int]) -> Tuple[int, ...]:
+    @classmethod
+    def parse_out_indices(cls, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
+        """Validate ``out_indices`` and return them sorted, negative indices resolved."""
         if isinstance(out_indices, int):
             out_indices = [out_indices]
         if not isinstance(out_indices, (list, tuple)) or not out_indices:
             raise ValueError(f'out_indices must be a non-empty sequence of stage indices, got {out_indices!r}')
         parsed = []
         for index in out_indices:
-            if not isinstance(index, int) or not -self.num_stages <= index < self.num_stages:
-                raise ValueError(f'out_indices must be stage indices in [0, {self.num_stages - 1}] (or negative '
+            if not isinstance(index, int) or not -cls.num_stages <= index < cls.num_stages:
+                raise ValueError(f'out_indices must be stage indices in [0, {cls.num_stages - 1}] (or negative '
                                  f'from the end), got {index!r} in {tuple(out_indices)!r}')
-            parsed.append(index % self.num_stages)
+            parsed.append(index % cls.num_stages)
         if len(set(parsed)) != len(parsed):
             raise ValueError(f'out_indices lists a stage twice: {tuple(out_indices)!r}')
         return tuple(sorted(parsed))
