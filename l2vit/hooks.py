@@ -5,7 +5,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_rank, get_world_size
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 
 
 def capture_rng_states() -> Dict[str, Any]:
@@ -39,11 +39,37 @@ class RNGStateHook(Hook):
     def __init__(self) -> None:
         self._resumed: Optional[Dict[str, Any]] = None
         self._before_val: Optional[Dict[str, Any]] = None
+        self._gathered: Optional[List[Dict[str, Any]]] = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        states: List[Dict[str, Any]] = all_gather_object(capture_rng_states()) if get_world_size() > 1 else [
-            capture_rng_states()]
-        checkpoint['rng_states'] = states
+        # Saving runs on rank 0 only; with several processes their states were gathered just before (below).
+        if get_world_size() == 1:
+            checkpoint['rng_states'] = [capture_rng_states()]
+        elif self._gathered is not None:
+            checkpoint['rng_states'], self._gathered = self._gathered, None
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self._gather_if_saving(runner, by_epoch=False)
+
+    def after_train_epoch(self, runner) -> None:
+        self._gather_if_saving(runner, by_epoch=True)
+
+    def _gather_if_saving(self, runner, by_epoch: bool) -> None:
+        """With several processes, collect every rank's states at the point where the CheckpointHook (which runs
+        after this hook) is about to save: a collective all ranks reach, unlike the rank-0-only saving itself."""
+        if get_world_size() == 1:
+            return
+        saver = next((h for h in runner.hooks if isinstance(h, CheckpointHook)), None)
+        if saver is None or saver.by_epoch != by_epoch:
+            return
+        if by_epoch:
+            due = saver.every_n_epochs(runner, saver.interval, saver.save_begin) or (
+                saver.save_last and saver.is_last_train_epoch(runner))
+        else:
+            due = saver.every_n_train_iters(runner, saver.interval, saver.save_begin) or (
+                saver.save_last and saver.is_last_train_iter(runner))
+        if due:
+            self._gathered = all_gather_object(capture_rng_states())
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         states = checkpoint.get('rng_states')

@@ -8,6 +8,7 @@ import os
 import os.path as osp
 import sys
 import warnings
+from typing import List
 
 import torch
 
@@ -117,6 +118,25 @@ def setup_launcher(cfg: Config) -> None:
             find_unused_parameters=cfg.get('find_unused_parameters', False))
     elif 'DistributedDataParallel' in str(wrapper.get('type', 'MMDistributedDataParallel')):
         wrapper['device_ids'] = None
+    replaced = _sync_bn_to_bn(cfg.model)
+    if replaced and dist.get_rank() == 0:
+        print(f'note: torch\'s SyncBatchNorm needs GPUs; on this CPU-only machine {len(replaced)} norm configs use '
+              f'plain BN instead (statistics per process): {", ".join(replaced[:4])}{", ..." if len(replaced) > 4 else ""}')
+
+
+def _sync_bn_to_bn(node, path: str = 'model') -> List[str]:
+    """Turn every ``type='SyncBN'`` norm config under ``node`` into ``'BN'``; return their config keys."""
+    replaced = []
+    if isinstance(node, dict):
+        if node.get('type') == 'SyncBN':
+            node['type'] = 'BN'
+            replaced.append(path)
+        for key, value in node.items():
+            replaced += _sync_bn_to_bn(value, f'{path}.{key}')
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            replaced += _sync_bn_to_bn(value, f'{path}.{i}')
+    return replaced
 
 
 def check_inputs(cfg: Config, splits, check_pretrained: bool = True) -> None:

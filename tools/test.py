@@ -123,7 +123,8 @@ def main(argv=None) -> None:
     else:
         runner = Runner.from_cfg(cfg)
     metrics = runner.test()
-    if args.metrics_out:
+    from mmengine.dist import get_rank
+    if args.metrics_out and get_rank() == 0:  # every process gets the gathered metrics; one writes them
         os.makedirs(osp.dirname(osp.abspath(args.metrics_out)), exist_ok=True)
         with open(args.metrics_out, 'w') as f:
             json.dump({k: _number_or_text(v) for k, v in metrics.items()}, f, indent=2)
