@@ -1,10 +1,10 @@
-# `make demo` and `make test` work on a fresh machine: both set up .venv/ first when it is missing or stale.
+# `make demo`, `make demo-seg` and `make test` work on a fresh machine: each sets up .venv/ first if missing or stale.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.l2vit-setup-done
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast demo clean-venv
+.PHONY: setup test test-fast demo demo-seg clean-venv
 
 setup: $(SETUP_STAMP)
 
@@ -22,6 +22,10 @@ test-fast: setup
 
 demo: setup
 	$(PY) tools/demo/run_detection_demo.py
+
+# UperNet + a small L2ViT on synthetic ADE20K-layout scenes: generate, train, evaluate (mIoU), draw.
+demo-seg: setup
+	$(PY) tools/demo/run_segmentation_demo.py
 
 clean-venv:
 	rm -rf $(VENV)

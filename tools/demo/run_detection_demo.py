@@ -13,21 +13,12 @@ before it runs, so any of them can be rerun by hand.
 """
 import argparse
 import json
-import os
 import os.path as osp
-import subprocess
 import sys
-import time
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from _pipeline import ROOT, data_root_options, last_checkpoint, report, run
+
 CONFIG = 'configs/demo/mask-rcnn_l2vit-demo_synthetic.py'
-
-
-def run(cmd, timings, name):
-    print(f'\n[demo] {name}: {" ".join(cmd)}', flush=True)
-    start = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, check=True)
-    timings[name] = time.perf_counter() - start
 
 
 def main() -> int:
@@ -43,15 +34,12 @@ def main() -> int:
         print(f'[demo] using the synthetic dataset already in {data_root}/ (delete it to regenerate)')
     else:
         run([py, 'tools/datasets/make_synthetic_coco.py', data_root], timings, 'generate data')
-    data_override = [] if data_root == 'data/synthetic_coco' else [
-        '--cfg-options', f'train_dataloader.dataset.data_root={data_root}/',
-        f'val_dataloader.dataset.data_root={data_root}/', f'test_dataloader.dataset.data_root={data_root}/',
+    data_override = data_root_options(data_root, 'data/synthetic_coco', [
         f'val_evaluator.ann_file={data_root}/annotations/instances_val2017.json',
-        f'test_evaluator.ann_file={data_root}/annotations/instances_val2017.json']
+        f'test_evaluator.ann_file={data_root}/annotations/instances_val2017.json'])
 
     run([py, 'tools/train.py', CONFIG, '--work-dir', work_dir, *data_override], timings, 'train')
-    with open(osp.join(ROOT, work_dir, 'last_checkpoint')) as f:
-        checkpoint = f.read().strip()
+    checkpoint = last_checkpoint(work_dir)
     metrics_file = osp.join(work_dir, 'test_metrics.json')
     run([py, 'tools/test.py', CONFIG, checkpoint, '--work-dir', work_dir, '--metrics-out', metrics_file,
          *data_override], timings, 'evaluate')
@@ -61,13 +49,9 @@ def main() -> int:
 
     with open(osp.join(ROOT, metrics_file)) as f:
         metrics = json.load(f)
-    print('\n[demo] Mask R-CNN + L2ViT (small, from scratch) on the synthetic shapes val split:')
-    for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50'):
-        print(f'  {key:18s} {metrics[key]:.3f}')
-    print('[demo] time: ' + ', '.join(f'{name} {seconds / 60:.1f} min' for name, seconds in timings.items()))
-    print(f'[demo] checkpoint: {checkpoint}')
-    print(f'[demo] metrics:    {metrics_file}')
-    print(f'[demo] pictures:   {pictures}/ ({len(os.listdir(osp.join(ROOT, pictures)))} PNGs)')
+    keys = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50')
+    report('Mask R-CNN + L2ViT (small, from scratch) on the synthetic shapes val split',
+           {key: f'{metrics[key]:.3f}' for key in keys}, timings, checkpoint, metrics_file, pictures)
     return 0
 
 
