@@ -8,6 +8,8 @@
    configs/maskrcnn_l2vit.py),
 3. evaluates the final checkpoint on the held-out val split with tools/test.py (COCO bbox and segm mAP),
 4. draws the predictions on val images with tools/demo/image_demo.py,
+5. draws where each block attends on one val image with tools/analysis/attention_maps.py (linear vs window
+   attention, the paper's concentration argument),
 and prints the metrics, the timings and where everything is. Every step is an ordinary command; each is printed
 before it runs, so any of them can be rerun by hand.
 """
@@ -47,11 +49,18 @@ def main() -> int:
     run([py, 'tools/demo/image_demo.py', osp.join(data_root, 'val2017'), CONFIG, checkpoint, '--out-dir', pictures,
          '--max-images', str(args.num_images), '--score-thr', '0.5'], timings, 'draw')
 
+    attention = osp.join(work_dir, 'attention')
+    first_val = osp.join(data_root, 'val2017', '000000000001.jpg')
+    run([py, 'tools/analysis/attention_maps.py', CONFIG, checkpoint, first_val, '--out-dir', attention], timings,
+        'attention maps')
+
     with open(osp.join(ROOT, metrics_file)) as f:
         metrics = json.load(f)
     keys = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50')
     report('Mask R-CNN + L2ViT (small, from scratch) on the synthetic shapes val split',
-           {key: f'{metrics[key]:.3f}' for key in keys}, timings, checkpoint, metrics_file, pictures)
+           {key: f'{metrics[key]:.3f}' for key in keys}, timings, checkpoint, metrics_file, pictures,
+           show_total=True)
+    print(f'[demo] attention:  {attention}/ (per-block maps, stats.json, stats_by_depth.png)')
     return 0
 
 
