@@ -27,17 +27,19 @@ def list_images(args: argparse.Namespace) -> List[str]:
     and the checkpoint exist too, so that a typo stops the demo before any model is built."""
     if args.max_images < 1:
         raise SystemExit(f'error: --max-images must be at least 1, got {args.max_images}')
-    for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
-        if not osp.isfile(path):
-            raise SystemExit(f'error: {what} not found: {path}')
     if osp.isdir(args.image):
         files = sorted(f for f in os.listdir(args.image) if f.lower().endswith(IMAGE_EXTENSIONS))
         if not files:
             raise SystemExit(f'error: no images ({", ".join(IMAGE_EXTENSIONS)}) in folder {args.image}')
-        return [osp.join(args.image, f) for f in files[:args.max_images]]
-    if not osp.isfile(args.image):
+        images = [osp.join(args.image, f) for f in files[:args.max_images]]
+    elif osp.isfile(args.image):
+        images = [args.image]
+    else:
         raise SystemExit(f'error: image not found: {args.image}')
-    return [args.image]
+    for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
+        if not osp.isfile(path):
+            raise SystemExit(f'error: {what} not found: {path}')
+    return images
 
 
 def load_model(init: Callable, args: argparse.Namespace):
