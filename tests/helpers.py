@@ -1,9 +1,11 @@
 """Helpers shared by the tests."""
+import importlib.util
 import math
 import os
 import re
 import subprocess
 import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import List, Optional
 
@@ -80,3 +82,38 @@ def tool(*args, cwd=ROOT, check=True):
     if check:
         assert result.returncode == 0, f'{args[0]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}'
     return result
+
+
+@lru_cache(maxsize=None)
+def load_config(path: Path):
+    """The loaded config (cached: tests deep-copy what they change)."""
+    from mmengine.config import Config
+    return Config.fromfile(str(path))
+
+
+def configs_of_scope(scope: str) -> List[Path]:
+    """Every config under configs/ whose ``default_scope`` is ``scope`` (configs of libraries that are not
+    installed are skipped)."""
+    selected = []
+    for path in config_paths():
+        if any(importlib.util.find_spec(pkg) is None for pkg in packages_needed(path)):
+            continue
+        if load_config(path).get('default_scope') == scope:
+            selected.append(path)
+    return selected
+
+
+def flatten(cfg, prefix: str = '') -> dict:
+    """{'a.b.c': value} for every leaf of nested dicts (lists are leaves)."""
+    if not isinstance(cfg, dict):
+        return {prefix: cfg}
+    flat = {}
+    for key, value in cfg.items():
+        flat.update(flatten(value, f'{prefix}{key}.') if isinstance(value, dict) else {f'{prefix}{key}': value})
+    return flat
+
+
+def config_differences(a, b) -> set:
+    """The flattened keys whose values differ between two loaded configs."""
+    flat_a, flat_b = flatten(a.to_dict()), flatten(b.to_dict())
+    return {k for k in flat_a.keys() | flat_b.keys() if flat_a.get(k, '<missing>') != flat_b.get(k, '<missing>')}

@@ -6,11 +6,9 @@ detector is built once per config with the backbone shrunk (and the FPN's ``in_c
 the loaded configs with the authors' table (docs: /work/shared/reference/L2VIT_SPEC.md, "Training recipes").
 """
 import copy
-import importlib.util
 import inspect
 import math
 import re
-from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ pytest.importorskip('mmdet')
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
 
-from helpers import CONFIG_DIR, SMALL_ARCH, config_paths, packages_needed  # noqa: E402
+from helpers import CONFIG_DIR, SMALL_ARCH, config_differences, configs_of_scope, load_config  # noqa: E402
 from l2vit import L2ViT  # noqa: E402
 
 IMAGE_SHAPES = [(3, 128, 160), (3, 96, 128)]  # two sizes, so batching pads
@@ -46,23 +44,7 @@ RECIPE_NAME = re.compile(r'^(?P<detector>mask-rcnn|cascade-mask-rcnn|retinanet)_
 
 
 # ---------------------------------------------------------------- finding and loading the configs
-@lru_cache(maxsize=None)
-def load(path: Path) -> Config:
-    """The loaded config (cached: tests deep-copy what they change)."""
-    return Config.fromfile(str(path))
-
-
-def _mmdet_configs():
-    selected = []
-    for path in config_paths():
-        if any(importlib.util.find_spec(pkg) is None for pkg in packages_needed(path)):
-            continue  # a config of a library that is not installed cannot be an mmdet one we can run
-        if load(path).get('default_scope') == 'mmdet':
-            selected.append(path)
-    return selected
-
-
-DET_CONFIGS = _mmdet_configs()
+DET_CONFIGS = configs_of_scope('mmdet')
 IDS = [str(p.relative_to(CONFIG_DIR)) for p in DET_CONFIGS]
 RECIPES = [p for p in DET_CONFIGS if RECIPE_NAME.match(p.name)]
 RECIPE_IDS = [str(p.relative_to(CONFIG_DIR)) for p in RECIPES]
@@ -72,21 +54,6 @@ def _recipe(path: Path) -> dict:
     match = RECIPE_NAME.match(path.name).groupdict()
     match['schedule'] = '3x' if match['schedule'].endswith('3x') else '1x'
     return match
-
-
-def _flatten(cfg, prefix: str = '') -> dict:
-    """{'a.b.c': value} for every leaf of nested dicts (lists are leaves)."""
-    if not isinstance(cfg, dict):
-        return {prefix: cfg}
-    flat = {}
-    for key, value in cfg.items():
-        flat.update(_flatten(value, f'{prefix}{key}.') if isinstance(value, dict) else {f'{prefix}{key}': value})
-    return flat
-
-
-def _differences(a: Config, b: Config) -> set:
-    flat_a, flat_b = _flatten(a.to_dict()), _flatten(b.to_dict())
-    return {k for k in flat_a.keys() | flat_b.keys() if flat_a.get(k, '<missing>') != flat_b.get(k, '<missing>')}
 
 
 def _expected_in_channels(backbone_cfg: dict) -> list:
@@ -146,7 +113,7 @@ def test_backbone_is_clean_l2vit(path):
     exactly the widths of the stages in out_indices."""
     import mmdet_l2vit  # noqa: F401
     from mmdet.registry import MODELS
-    cfg = load(path)
+    cfg = load_config(path)
     backbone = cfg.model.backbone.to_dict()
     assert backbone['type'] in ('L2ViT', 'mmdet.L2ViT'), f'{path.name}: backbone type {backbone["type"]}'
     leaked = FOREIGN_BACKBONE_KEYS & backbone.keys()
@@ -175,7 +142,7 @@ def test_loss_and_predict(path):
     from mmdet.testing import demo_mm_inputs
     from mmengine.optim import build_optim_wrapper
 
-    cfg = load(path)
+    cfg = load_config(path)
     model_cfg = _small_model_cfg(cfg)
     with_mask = _has_masks(model_cfg)
     torch.manual_seed(0)
@@ -229,7 +196,7 @@ def test_loss_and_predict(path):
 @pytest.mark.parametrize('path', RECIPES, ids=RECIPE_IDS)
 def test_recipe_matches_spec(path):
     """Drop path, schedule, warm-up, optimizer, weights and augmentation of the COCO recipes."""
-    cfg, recipe = load(path), _recipe(path)
+    cfg, recipe = load_config(path), _recipe(path)
     detector, size, schedule = recipe['detector'], recipe['size'], recipe['schedule']
     backbone = cfg.model.backbone
 
@@ -296,7 +263,7 @@ def test_size_variant_differs_from_tiny_only_in_backbone(path):
                'model.backbone.init_cfg.checkpoint', 'model.neck.in_channels'}
     if _recipe(path)['detector'] == 'cascade-mask-rcnn':
         allowed.add('optim_wrapper.paramwise_cfg.layer_decay_rate')
-    extra = _differences(load(path), load(parent)) - allowed
+    extra = config_differences(load_config(path), load_config(parent)) - allowed
     assert not extra, f'{path.name} differs from {parent.name} in {sorted(extra)}'
 
 
@@ -307,7 +274,7 @@ AMP_VARIANTS = [p for p in RECIPES if _recipe(p)['amp']]
 def test_amp_variant_differs_only_in_precision(path):
     fp32 = path.with_name(path.name.replace('amp-ms-crop', 'ms-crop'))
     assert fp32.is_file(), f'{path.name}: no fp32 config {fp32.name}'
-    extra = _differences(load(path), load(fp32)) - {'optim_wrapper.type', 'optim_wrapper.loss_scale'}
+    extra = config_differences(load_config(path), load_config(fp32)) - {'optim_wrapper.type', 'optim_wrapper.loss_scale'}
     assert not extra, f'{path.name} differs from {fp32.name} in {sorted(extra)}'
 
 

@@ -14,7 +14,6 @@ import os
 import re
 import subprocess
 import sys
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ pytest.importorskip('mmseg')
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
 
-from helpers import CONFIG_DIR, ROOT, SMALL_ARCH, config_paths, packages_needed  # noqa: E402
+from helpers import CONFIG_DIR, ROOT, SMALL_ARCH, config_differences, configs_of_scope, load_config  # noqa: E402
 from l2vit import L2ViT  # noqa: E402
 
 IMAGE_SHAPE = (3, 64, 80)  # not a multiple of 32: the training batch is padded, predictions must be cropped back
@@ -43,42 +42,11 @@ FOREIGN_BACKBONE_KEYS = {
 
 
 # ---------------------------------------------------------------- finding and loading the configs
-@lru_cache(maxsize=None)
-def load(path: Path) -> Config:
-    """The loaded config (cached: tests deep-copy what they change)."""
-    return Config.fromfile(str(path))
-
-
-def _mmseg_configs():
-    selected = []
-    for path in config_paths():
-        if any(importlib.util.find_spec(pkg) is None for pkg in packages_needed(path)):
-            continue  # a config of a library that is not installed cannot be an mmseg one we can run
-        if load(path).get('default_scope') == 'mmseg':
-            selected.append(path)
-    return selected
-
-
-SEG_CONFIGS = _mmseg_configs()
+SEG_CONFIGS = configs_of_scope('mmseg')
 IDS = [str(p.relative_to(CONFIG_DIR)) for p in SEG_CONFIGS]
 RECIPES = [p for p in SEG_CONFIGS if RECIPE_NAME.match(p.name)]
 RECIPE_IDS = [str(p.relative_to(CONFIG_DIR)) for p in RECIPES]
 UPERNET_T = CONFIG_DIR / 'upernet' / 'l2vit-t_upernet_8xb2-160k_ade20k-512x512.py'
-
-
-def _flatten(cfg, prefix: str = '') -> dict:
-    """{'a.b.c': value} for every leaf of nested dicts (lists are leaves)."""
-    if not isinstance(cfg, dict):
-        return {prefix: cfg}
-    flat = {}
-    for key, value in cfg.items():
-        flat.update(_flatten(value, f'{prefix}{key}.') if isinstance(value, dict) else {f'{prefix}{key}': value})
-    return flat
-
-
-def _differences(a: Config, b: Config) -> set:
-    flat_a, flat_b = _flatten(a.to_dict()), _flatten(b.to_dict())
-    return {k for k in flat_a.keys() | flat_b.keys() if flat_a.get(k, '<missing>') != flat_b.get(k, '<missing>')}
 
 
 def _heads(model_cfg) -> list:
@@ -168,7 +136,7 @@ def _seg_inputs(num_classes: int, seed: int = 0) -> dict:
 def test_backbone_is_clean_l2vit(path):
     """`_delete_=True` worked (no Swin/ResNet keys), every key is an L2ViT argument, and each head reads exactly the
     widths of the stages its in_index selects."""
-    cfg = load(path)
+    cfg = load_config(path)
     assert 'mmseg_l2vit' in cfg.get('custom_imports', {}).get('imports', []), f'{path.name}: custom_imports'
     assert cfg.custom_imports.get('allow_failed_imports') is False
     backbone = cfg.model.backbone.to_dict()
@@ -195,7 +163,7 @@ def test_loss_and_predict(path):
     from mmseg.models import EncoderDecoder
     from mmseg.structures import SegDataSample
 
-    cfg = load(path)
+    cfg = load_config(path)
     model_cfg = _small_model_cfg(cfg)
     num_classes = model_cfg['decode_head']['num_classes']
     torch.manual_seed(0)
@@ -242,7 +210,7 @@ def test_loss_and_predict(path):
 def test_recipe_matches_spec(path):
     """The authors' ADE20K recipe: UperNet on all stages, auxiliary FCN on stage 2 (0.4), AdamW 6e-5 / wd 0.01,
     1500-iteration linear warm-up then poly to 160k, 2 images x 8 GPUs, 512x512 crops, drop path 0.3."""
-    cfg = load(path)
+    cfg = load_config(path)
     size, amp = RECIPE_NAME.match(path.name).group('size', 'amp')
     backbone = cfg.model.backbone
     assert backbone.arch == ARCH_NAMES[size]
@@ -305,7 +273,7 @@ def test_size_variant_differs_from_tiny_only_in_backbone(path):
     allowed = {'checkpoint_file', 'model.backbone.arch', 'model.backbone.drop_path_rate',
                'model.backbone.init_cfg.checkpoint', 'model.decode_head.in_channels',
                'model.auxiliary_head.in_channels'}
-    extra = _differences(load(path), load(parent)) - allowed
+    extra = config_differences(load_config(path), load_config(parent)) - allowed
     assert not extra, f'{path.name} differs from {parent.name} in {sorted(extra)}'
 
 
@@ -316,7 +284,7 @@ AMP_VARIANTS = [p for p in RECIPES if RECIPE_NAME.match(p.name).group('amp')]
 def test_amp_variant_differs_only_in_precision(path):
     fp32 = path.with_name(path.name.replace('-amp-', '-'))
     assert fp32.is_file(), f'{path.name}: no fp32 config {fp32.name}'
-    extra = _differences(load(path), load(fp32)) - {'optim_wrapper.type', 'optim_wrapper.loss_scale'}
+    extra = config_differences(load_config(path), load_config(fp32)) - {'optim_wrapper.type', 'optim_wrapper.loss_scale'}
     assert not extra, f'{path.name} differs from {fp32.name} in {sorted(extra)}'
 
 
@@ -352,13 +320,13 @@ def test_tta_wraps_the_segmentor(test_tool):
     """--tta: the test pipeline becomes the multi-scale + flip one and the model mmseg's SegTTAModel around the
     segmentor, which builds and merges the views of an image into one prediction at its size."""
     from mmseg.models import EncoderDecoder, SegTTAModel
-    cfg = copy.deepcopy(load(UPERNET_T))
+    cfg = copy.deepcopy(load_config(UPERNET_T))
     segmentor = copy.deepcopy(cfg.model)
     test_tool.enable_tta(cfg)
     assert cfg.model.type == 'SegTTAModel'
     assert cfg.model.module == segmentor
     assert cfg.model.data_preprocessor == segmentor.data_preprocessor
-    assert cfg.test_dataloader.dataset.pipeline == load(UPERNET_T).tta_pipeline
+    assert cfg.test_dataloader.dataset.pipeline == load_config(UPERNET_T).tta_pipeline
     assert cfg.test_dataloader.batch_size == 1  # whole-image inference batches only images of one size
 
     tta_cfg = copy.deepcopy(cfg.model)
@@ -380,7 +348,7 @@ def test_tta_wraps_the_segmentor(test_tool):
 
 
 def test_tta_without_tta_settings_fails_clearly(test_tool, tmp_path, capsys):
-    cfg = copy.deepcopy(load(UPERNET_T))
+    cfg = copy.deepcopy(load_config(UPERNET_T))
     cfg.tta_model = None
     with pytest.raises(SystemExit) as error:
         test_tool.enable_tta(cfg)
