@@ -1,19 +1,15 @@
 """The authors' checkpoints: safe loading, conversion, and loading into the backbone and an mmpretrain classifier."""
 import argparse
 import copy
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 from mmengine.runner import load_checkpoint
 
 from l2vit import CheckpointError, L2ViT, convert_official, load_checkpoint_file
-from helpers import randomize_
+from helpers import randomize_, tool
 from reference_l2vit import ReferenceL2ViT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARCH = dict(embed_dims=[16, 32, 64, 128], depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8])
 NUM_CLASSES = 10
 
@@ -47,10 +43,7 @@ def build_classifier():
 
 
 def convert_with_tool(src, dst, *extra):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'convert_official.py'), str(src), str(dst),
-                             *extra], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    return tool('tools/convert_official.py', str(src), str(dst), *extra).stdout
 
 
 @pytest.mark.parametrize('use_ema', [False, True])
@@ -185,8 +178,7 @@ def test_hostile_pickle_never_runs(tmp_path):
     torch.save({'model': {'x': torch.zeros(1)}, 'args': _Payload(str(marker))}, path)
     with pytest.raises(CheckpointError, match='Refusing to load'):
         load_checkpoint_file(path)
-    result = subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'convert_official.py'), str(path),
-                             str(tmp_path / 'out.pth')], capture_output=True, text=True)
+    result = tool('tools/convert_official.py', str(path), str(tmp_path / 'out.pth'), check=False)
     assert result.returncode == 1 and 'Refusing to load' in result.stderr
     assert not marker.exists()
     assert not (tmp_path / 'out.pth').exists()

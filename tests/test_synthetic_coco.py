@@ -2,19 +2,17 @@
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
+from helpers import tool
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from l2vit.datasets import CLASSES, generate_coco_instances, metainfo
 from l2vit.datasets.synthetic_coco import _mask_polygons, _rasterise, _shape_vertices
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 NUM_TRAIN, NUM_VAL = 6, 3
 SPLITS = (('train2017', 'instances_train2017.json', NUM_TRAIN), ('val2017', 'instances_val2017.json', NUM_VAL))
 
@@ -164,14 +162,8 @@ def test_mmdet_coco_dataset_loads_it(dataset):
 
 
 def test_cli(tmp_path):
-    out = subprocess.run([
-        sys.executable,
-        osp.join(ROOT, 'tools', 'datasets', 'make_synthetic_coco.py'),
-        str(tmp_path), '--num-train', '2', '--num-val', '1', '--seed', '5', '--no-progress'
-    ],
-                         capture_output=True,
-                         text=True,
-                         check=True).stdout
+    out = tool(osp.join('tools', 'datasets', 'make_synthetic_coco.py'), str(tmp_path), '--num-train', '2', '--num-val', '1',
+               '--seed', '5', '--no-progress').stdout
     summary = json.loads(out)
     assert summary['train']['num_images'] == 2 and summary['val']['num_images'] == 1
     assert osp.isfile(osp.join(str(tmp_path), 'annotations', 'instances_val2017.json'))
