@@ -40,7 +40,7 @@ ARCH_NAMES = {'t': 'tiny', 's': 'small', 'b': 'base'}
 # chosen in configs/cascade_rcnn/cascade-mask-rcnn_l2vit-t_*.py to give ConvNeXt-T's lr profile.
 LAYER_DECAY = {'t': 0.85, 's': 0.92, 'b': 0.92}
 RECIPE_NAME = re.compile(r'^(?P<detector>mask-rcnn|cascade-mask-rcnn|retinanet)_l2vit-(?P<size>[tsb])_fpn_'
-                         r'(?:4conv1fc-giou_)?(?P<amp>amp-)?(?P<schedule>1x|ms-crop-3x)_coco\.py$')
+                         r'(?:4conv1fc-giou_)?(?P<amp>amp-)?(?P<strategy>fsdp-)?(?P<schedule>1x|ms-crop-3x)_coco\.py$')
 
 
 # ---------------------------------------------------------------- finding and loading the configs
@@ -248,7 +248,7 @@ def test_recipe_matches_spec(path):
             assert head.loss_bbox.type == 'GIoULoss' and head.reg_decoded_bbox
 
 
-SIZE_VARIANTS = [p for p in RECIPES if _recipe(p)['size'] != 't']
+SIZE_VARIANTS = [p for p in RECIPES if _recipe(p)['size'] != 't' and not _recipe(p)['strategy']]
 
 
 @pytest.mark.parametrize('path', SIZE_VARIANTS, ids=[str(p.relative_to(CONFIG_DIR)) for p in SIZE_VARIANTS])
@@ -276,6 +276,21 @@ def test_amp_variant_differs_only_in_precision(path):
     assert fp32.is_file(), f'{path.name}: no fp32 config {fp32.name}'
     extra = config_differences(load_config(path), load_config(fp32)) - {'optim_wrapper.type', 'optim_wrapper.loss_scale'}
     assert not extra, f'{path.name} differs from {fp32.name} in {sorted(extra)}'
+
+
+STRATEGY_VARIANTS = [p for p in RECIPES if _recipe(p)['strategy']]
+
+
+@pytest.mark.parametrize('path', STRATEGY_VARIANTS, ids=[str(p.relative_to(CONFIG_DIR)) for p in STRATEGY_VARIANTS])
+def test_strategy_variant_differs_only_in_runner(path):
+    """A sharded (FSDP) config is its DDP recipe run by mmengine's FlexibleRunner with FSDPStrategy: same model,
+    data and schedule."""
+    ddp = path.with_name(path.name.replace('fsdp-', ''))
+    assert ddp.is_file(), f'{path.name}: no DDP config {ddp.name}'
+    cfg = load_config(path)
+    extra = {k for k in config_differences(cfg, load_config(ddp)) if k != 'runner_type' and k.split('.')[0] != 'strategy'}
+    assert not extra, f'{path.name} differs from {ddp.name} in {sorted(extra)}'
+    assert cfg.runner_type == 'FlexibleRunner' and cfg.strategy.type == 'FSDPStrategy'
 
 
 def test_every_coco_config_follows_the_naming():

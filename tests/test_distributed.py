@@ -1,4 +1,5 @@
 """Two processes through torchrun on a machine without GPUs (gloo): tools/dist_train.sh and tools/dist_test.sh."""
+import copy
 import json
 import os
 import os.path as osp
@@ -7,20 +8,30 @@ import subprocess
 
 import pytest
 import torch
-from helpers import ROOT, tool
+from helpers import CONFIG_DIR, ROOT, load_config, tool
+from mmengine.registry import FUNCTIONS
+from mmengine.runner import FlexibleRunner
 from test_detection_e2e import DEMO_CONFIG, data_options
 
+import mmdet_l2vit  # noqa: F401  (registers L2ViT in mmdet)
+from l2vit import L2ViT
+from l2vit.checkpoint import load_checkpoint_file
 from l2vit.datasets import generate_coco_instances
+from l2vit.distributed import fsdp_wrap_l2vit_blocks
 
 RANK_HOOK = '''
+import json
+
 import torch
 from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
+from torch.distributed.fsdp import FullyShardedDataParallel
 
 
 @HOOKS.register_module()
-class SaveRankParameters(Hook):
-    """Each process saves its model's parameters when training ends."""
+class RecordRank(Hook):
+    """When training ends, each process saves the parameters it holds (rank<i>.pth) and how its model is wrapped
+    (rank<i>.json: wrapper class, FSDP units, elements held)."""
 
     def __init__(self, out_dir):
         self.out_dir = out_dir
@@ -29,7 +40,22 @@ class SaveRankParameters(Hook):
         model = getattr(runner.model, 'module', runner.model)
         torch.save({k: v.detach().clone() for k, v in model.named_parameters()},
                    f'{self.out_dir}/rank{runner.rank}.pth')
+        units = [m for m in runner.model.modules() if isinstance(m, FullyShardedDataParallel)]
+        record = dict(wrapper=type(runner.model).__name__, units=len(units),
+                      wrapped=sorted({type(u.module).__name__ for u in units}),
+                      local_numel=sum(p.numel() for p in runner.model.parameters()))
+        with open(f'{self.out_dir}/rank{runner.rank}.json', 'w') as f:
+            json.dump(record, f)
 '''
+
+
+def rank_hook_config(path, bases, out_dir, extra: str = '') -> str:
+    """A config on ``bases`` whose processes record themselves with RecordRank (its module sits next to ``path``)."""
+    (path.parent / 'record_rank_hook.py').write_text(RANK_HOOK)
+    path.write_text(f"_base_ = {list(bases)!r}\n"
+                    "custom_imports = dict(imports=['mmdet_l2vit', 'record_rank_hook'], allow_failed_imports=False)\n"
+                    f"custom_hooks = [dict(type='RecordRank', out_dir={str(out_dir)!r})]\n" + extra)
+    return str(path)
 
 
 def free_port() -> str:
@@ -52,15 +78,10 @@ def dist_run(script: str, *args: str, pythonpath: str = '') -> subprocess.Comple
 def test_two_process_training_and_gathered_evaluation(tmp_path):
     data = str(tmp_path / 'coco')
     generate_coco_instances(data, num_train=8, num_val=3, seed=7, progress=False)
-    (tmp_path / 'rank_parameters_hook.py').write_text(RANK_HOOK)
-    config = tmp_path / 'two_process.py'
-    config.write_text(f"_base_ = {DEMO_CONFIG!r}\n"
-                      "custom_imports = dict(imports=['mmdet_l2vit', 'rank_parameters_hook'], "
-                      "allow_failed_imports=False)\n"
-                      f"custom_hooks = [dict(type='SaveRankParameters', out_dir={str(tmp_path)!r})]\n"
-                      "model = dict(backbone=dict(norm_cfg=dict(type='SyncBN', requires_grad=True)))\n")
+    config = rank_hook_config(tmp_path / 'two_process.py', [DEMO_CONFIG], tmp_path,
+                              "model = dict(backbone=dict(norm_cfg=dict(type='SyncBN', requires_grad=True)))\n")
     work = str(tmp_path / 'work')
-    result = dist_run('dist_train.sh', str(config), '2', '--work-dir', work, '--cfg-options', *data_options(data),
+    result = dist_run('dist_train.sh', config, '2', '--work-dir', work, '--cfg-options', *data_options(data),
                       'train_cfg.max_epochs=1', 'train_cfg.val_interval=1', pythonpath=str(tmp_path))
     # SyncBN cannot run on CPUs: the launcher says it uses per-process BN instead.
     assert 'SyncBatchNorm needs GPUs' in result.stdout + result.stderr
@@ -69,6 +90,8 @@ def test_two_process_training_and_gathered_evaluation(tmp_path):
     rank0, rank1 = (torch.load(tmp_path / f'rank{r}.pth', weights_only=True) for r in (0, 1))
     assert rank0.keys() == rank1.keys() and len(rank0) > 100
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    assert all(json.loads((tmp_path / f'rank{r}.json').read_text())['wrapper'] == 'MMDistributedDataParallel'
+               for r in (0, 1))
 
     # Two processes each evaluate part of the val set; the metric is computed on the gathered results, so it equals
     # the single-process one.
@@ -80,3 +103,54 @@ def test_two_process_training_and_gathered_evaluation(tmp_path):
          *data_options(data), 'test_dataloader.batch_size=1')
     with open(two) as f2, open(one) as f1:
         assert json.load(f2) == json.load(f1)
+
+
+def test_fsdp_config_builds_its_strategy(tmp_path):
+    """The sharded Mask R-CNN B config builds mmengine's FlexibleRunner with FSDPStrategy, and its wrap policy makes
+    each L2ViT block (and nothing else of the backbone) an FSDP unit."""
+    cfg = copy.deepcopy(load_config(CONFIG_DIR / 'mask_rcnn' / 'mask-rcnn_l2vit-b_fpn_fsdp-ms-crop-3x_coco.py'))
+    cfg.work_dir, cfg.launcher = str(tmp_path), 'none'
+    runner = FlexibleRunner.from_cfg(cfg)
+    assert type(runner.strategy).__name__ == 'FSDPStrategy'
+    assert runner.strategy.model_wrapper['use_orig_params'] is True
+    assert str(runner.strategy.state_dict_type) == 'StateDictType.FULL_STATE_DICT'
+    # the policy the wrapper will look up by name is ours
+    assert FUNCTIONS.get(runner.strategy.model_wrapper['auto_wrap_policy']['type']) is fsdp_wrap_l2vit_blocks
+
+    backbone = L2ViT(arch=cfg.model.backbone.arch)
+    units = [name for name, m in backbone.named_modules() if fsdp_wrap_l2vit_blocks(m, False, 0)]
+    assert len(units) == sum(backbone.depths) == 2 + 2 + 18 + 2
+    assert all(fsdp_wrap_l2vit_blocks(m, True, 0) for m in backbone.modules())  # it looks inside everything
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the CPU/gloo path')
+def test_two_process_fsdp_training(tmp_path):
+    """configs/_strategies/fsdp.py on the demo detector: two processes train with sharded parameters, the checkpoint
+    holds the whole model under its usual names, and tools/test.py evaluates it."""
+    data = str(tmp_path / 'coco')
+    generate_coco_instances(data, num_train=8, num_val=3, seed=7, progress=False)
+    config = rank_hook_config(tmp_path / 'fsdp.py', [DEMO_CONFIG, osp.join(ROOT, 'configs', '_strategies', 'fsdp.py')],
+                              tmp_path)
+    work = str(tmp_path / 'work')
+    dist_run('dist_train.sh', config, '2', '--work-dir', work, '--cfg-options', *data_options(data),
+             'train_cfg.max_epochs=1', 'train_cfg.val_interval=1', pythonpath=str(tmp_path))
+
+    from mmdet.registry import MODELS
+    model = MODELS.build(load_config(DEMO_CONFIG).model)
+    full = dict(model.named_parameters())
+    records = [json.loads((tmp_path / f'rank{r}.json').read_text()) for r in (0, 1)]
+    for record in records:
+        assert record['wrapper'] == 'MMFullyShardedDataParallel'
+        assert record['units'] == 1 + sum(model.backbone.depths)  # the root + one per block
+        assert record['wrapped'] == ['LinearGlobalBlock', 'LocalWindowBlock', 'MaskRCNN']
+        assert 0 < record['local_numel'] < sum(p.numel() for p in full.values())  # each rank holds a part
+    assert sum(r['local_numel'] for r in records) == sum(p.numel() for p in full.values())  # together: all of it
+
+    checkpoint = osp.join(work, 'epoch_1.pth')
+    state = load_checkpoint_file(checkpoint)['state_dict']
+    assert set(full) <= set(state) and all(state[k].shape == p.shape for k, p in full.items())
+    metrics = str(tmp_path / 'metrics.json')
+    tool('tools/test.py', DEMO_CONFIG, checkpoint, '--work-dir', work, '--metrics-out', metrics, '--cfg-options',
+         *data_options(data))
+    assert 'coco/bbox_mAP' in json.loads(open(metrics).read())

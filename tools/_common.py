@@ -108,6 +108,12 @@ def setup_launcher(cfg: Config) -> None:
     if cfg.env_cfg.get('dist_cfg') is None:
         cfg.env_cfg.dist_cfg = dict()
     cfg.env_cfg.dist_cfg.backend = 'gloo'
+    strategy = cfg.get('strategy')
+    if strategy is not None and 'FSDP' in str(strategy.get('type', '')):
+        # FSDP places each rank's shards on GPU LOCAL_RANK unless told the module lives on the CPU.
+        if strategy.get('model_wrapper') is None:
+            strategy.model_wrapper = dict()
+        strategy.model_wrapper.device_id = 'cpu'
     wrapper = cfg.get('model_wrapper_cfg')
     if wrapper is None:
         # The Runner's own default, plus device_ids=None for a module that lives on the CPU.
