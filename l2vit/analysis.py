@@ -1,6 +1,6 @@
 """Where L²ViT's blocks attend: the attention distribution of chosen query tokens, block by block.
 
-The model is not changed: :class:`AttentionRecorder` registers forward pre-hooks that keep, for every block, the
+The model is not changed: :class:`AttentionRecorder` registers forward hooks that keep, for every block, the
 LayerNorm-ed token map its attention module receives (the zero-padded map for window blocks); the weights of one
 query are then recomputed from that map and the module's own ``qkv`` projection, one query at a time, in O(N)
 memory. No N×N matrix is ever formed.
@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .models.attention import LINEAR_ATTENTION_DENOM_MIN, window_reverse
+from .models.attention import LINEAR_ATTENTION_DENOM_MIN
 from .models.backbone import L2ViT
 from .models.blocks import LinearGlobalBlock, LocalWindowBlock
 
@@ -188,8 +189,8 @@ class AttentionRecorder:
             backbone(images)
         recorder.records  # [BlockInput, ...] in depth order
 
-    Only forward pre-hooks are used and they return nothing, so the model's outputs are unchanged; the hooks are
-    removed on exit. A later forward overwrites the records of an earlier one.
+    Each block's ``norm1`` (whose output is the attention's input) gets a forward hook that returns nothing, so the
+    model's outputs are unchanged; the hooks are removed on exit. A later forward overwrites the records of an earlier one.
     """
 
     def __init__(self, backbone: nn.Module) -> None:
@@ -197,7 +198,6 @@ class AttentionRecorder:
             raise TypeError(f'AttentionRecorder needs an L2ViT backbone, got {type(backbone).__name__}')
         self.backbone = backbone
         self._handles: List = []
-        self._sizes: Dict[Tuple[int, int], Tuple[int, int]] = {}
         self._records: Dict[Tuple[int, int], BlockInput] = {}
 
     @property
@@ -215,8 +215,7 @@ class AttentionRecorder:
                 else:
                     raise TypeError(f'stage {i} block {j} is a {type(block).__name__}, not an L2ViT block')
                 key = (i, j)
-                self._handles.append(block.register_forward_pre_hook(self._block_hook(key)))
-                self._handles.append(block.attn.register_forward_pre_hook(self._attn_hook(key, kind, depth, block)))
+                self._handles.append(block.norm1.register_forward_hook(self._norm_hook(key, kind, depth, block)))
                 depth += 1
         return self
 
@@ -225,21 +224,13 @@ class AttentionRecorder:
             handle.remove()
         self._handles.clear()
 
-    def _block_hook(self, key):
-        def hook(module, args):
-            self._sizes[key] = (int(args[0].shape[1]), int(args[0].shape[2]))
-        return hook
-
-    def _attn_hook(self, key, kind, depth, block):
-        def hook(module, args):
-            tokens = args[0].detach()
-            H, W = self._sizes[key]
+    def _norm_hook(self, key, kind, depth, block):
+        def hook(module, args, output):
+            tokens = output.detach()  # (B, H, W, C): what the attention reads, before window padding
+            H, W = int(tokens.shape[1]), int(tokens.shape[2])
             if kind == 'window':
                 ws = block.window_size
-                Hp, Wp = H + (-H % ws), W + (-W % ws)
-                tokens = window_reverse(tokens, ws, Hp, Wp)
-            else:
-                tokens = tokens.reshape(tokens.shape[0], H, W, tokens.shape[-1])
+                tokens = F.pad(tokens, (0, 0, 0, -W % ws, 0, -H % ws))  # the block's own zero padding
             self._records[key] = BlockInput(key[0], key[1], depth, kind, block, (H, W), tokens)
         return hook
 

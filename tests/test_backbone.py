@@ -156,6 +156,28 @@ def test_parity_with_reference(parity_models, size):
     assert ref_logits.std() > 1e-2
 
 
+@pytest.mark.parametrize('size', PARITY_SIZES)
+def test_cache_blocked_inference_matches_reference(parity_models, size, monkeypatch):
+    """CPU inference runs the MLPs in chunks of tokens and the window attention in bands of window rows; with pieces
+    small enough that every map is split (odd counts: a last, partial piece), the outputs are still the reference's,
+    and equal those of the unsplit path (taken when autograd is on)."""
+    from l2vit.models.blocks import LocalWindowBlock
+    from l2vit.models.layers import Mlp
+    ref, ours = parity_models
+    monkeypatch.setattr(Mlp, 'chunk_tokens', 7)
+    monkeypatch.setattr(LocalWindowBlock, 'band_tokens', 1)  # one row of windows per band
+    x = torch.randn(2, 3, *size, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        blocked = ours(x)
+        ref_maps = ref.forward_features(x)
+    whole = ours(x)  # autograd on: no chunks, no bands
+    assert whole[0].requires_grad
+    for i, (b, w, m) in enumerate(zip(blocked, whole, ref_maps)):
+        norm = getattr(ours, f'norm{i}')
+        torch.testing.assert_close(b, layer_norm_nchw(m, norm.weight, norm.bias), rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(b, w.detach(), rtol=1e-13, atol=1e-13)
+
+
 # ---------------------------------------------------------------------------------------------------- attention cores
 def _explicit_linear_attention(q, k, v, temperature):
     """N x N formulation on (B, N, h, d) tensors: A = relu(q) relu(k)^T; (A v) * temperature / clamp(A.sum(-1))."""

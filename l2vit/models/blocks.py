@@ -1,12 +1,13 @@
 """L²ViT's two blocks. Both take and return channels-last token maps (B, H, W, C)."""
 from typing import Optional
 
+import torch
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 from torch import Tensor, nn
 
 from .attention import LinearAttention, WindowAttention, window_partition, window_reverse
-from .layers import ConditionalPositionEncoding, LocalConcentration, Mlp
+from .layers import ConditionalPositionEncoding, LocalConcentration, Mlp, cache_blocked
 
 
 def _drop_path(rate: float) -> nn.Module:
@@ -21,6 +22,9 @@ class LocalWindowBlock(nn.Module):
     The normalised map is zero-padded to whole windows; the padded tokens take part as keys and values (the
     authors do not mask them) and are cropped away afterwards.
     """
+
+    #: Tokens per band of window rows in CPU inference (see :meth:`_attend`).
+    band_tokens: int = 2048
 
     def __init__(self, dim: int, num_heads: int, window_size: int = 7, mlp_ratio: float = 4.,
                  drop_path: float = 0.) -> None:
@@ -41,13 +45,27 @@ class LocalWindowBlock(nn.Module):
         pad_h, pad_w = -H % ws, -W % ws
         if pad_h or pad_w:
             y = F.pad(y, (0, 0, 0, pad_w, 0, pad_h))
-        Hp, Wp = H + pad_h, W + pad_w
-        y = window_reverse(self.attn(window_partition(y, ws)), ws, Hp, Wp)
+        y = self._attend(y)
         if pad_h or pad_w:
             y = y[:, :H, :W]
         x = shortcut + self.drop_path(y)
         x = self.cpe[1](x)
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def _attend(self, y: Tensor) -> Tensor:
+        """Window attention on a (B, Hp, Wp, C) map whose sides are whole windows. CPU inference
+        (:func:`cache_blocked`) goes one band of window rows at a time (about :attr:`band_tokens` tokens), so that
+        the band's qkv, attention output and window copies stay in cache; every window is computed as in one go."""
+        ws = self.window_size
+        B, Hp, Wp, C = y.shape
+        if not cache_blocked(y):
+            return window_reverse(self.attn(window_partition(y, ws)), ws, Hp, Wp)
+        out = torch.empty_like(y)
+        step = max(1, self.band_tokens // (ws * Wp)) * ws
+        for top in range(0, Hp, step):
+            band = y[:, top:top + step]
+            out[:, top:top + step] = window_reverse(self.attn(window_partition(band, ws)), ws, band.shape[1], Wp)
+        return out
 
 
 class LinearGlobalBlock(nn.Module):
