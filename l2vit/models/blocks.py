@@ -1,7 +1,6 @@
 """L²ViT's two blocks. Both take and return channels-last token maps (B, H, W, C)."""
 from typing import Optional
 
-import torch
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 from torch import Tensor, nn
@@ -60,11 +59,14 @@ class LocalWindowBlock(nn.Module):
         B, Hp, Wp, C = y.shape
         if not cache_blocked(y):
             return window_reverse(self.attn(window_partition(y, ws)), ws, Hp, Wp)
-        out = torch.empty_like(y)
+        out = None
         step = max(1, self.band_tokens // (ws * Wp)) * ws
         for top in range(0, Hp, step):
             band = y[:, top:top + step]
-            out[:, top:top + step] = window_reverse(self.attn(window_partition(band, ws)), ws, band.shape[1], Wp)
+            piece = window_reverse(self.attn(window_partition(band, ws)), ws, band.shape[1], Wp)
+            if out is None:  # the pieces' dtype: autocast may have chosen a lower precision
+                out = piece.new_empty(B, Hp, Wp, C)
+            out[:, top:top + step] = piece
         return out
 
 

@@ -90,10 +90,12 @@ class Mlp(nn.Module):
         if not cache_blocked(x) or x.numel() <= self.chunk_tokens * x.shape[-1]:
             return self.fc2(self.act(self.fc1(x)))
         tokens = x.reshape(-1, x.shape[-1])
-        out = tokens.new_empty(tokens.shape[0], self.fc2.out_features)
+        out = None
         for start in range(0, tokens.shape[0], self.chunk_tokens):
-            end = start + self.chunk_tokens
-            out[start:end] = self.fc2(self.act(self.fc1(tokens[start:end])))
+            piece = self.fc2(self.act(self.fc1(tokens[start:start + self.chunk_tokens])))
+            if out is None:  # the pieces' dtype: autocast may have chosen a lower precision
+                out = piece.new_empty(tokens.shape[0], piece.shape[1])
+            out[start:start + self.chunk_tokens] = piece
         return out.view(*x.shape[:-1], -1)
 
 
