@@ -34,9 +34,10 @@ class WindowAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(B', N, C) windows of tokens -> (B', N, C)."""
         B, N, C = x.shape
-        qkv = self.qkv(x).view(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        # unbind, not indexing: its backward stacks the three gradients instead of zero-filling qkv-sized buffers
+        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
         # Default scale of SDPA is head_dim ** -0.5, the model's scale.
-        x = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(B, N, C))
 
 
@@ -62,8 +63,8 @@ class LinearAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(B, N, C) tokens -> (B, N, C)."""
         B, N, C = x.shape
-        qkv = self.qkv(x).view(B, N, 3, self.num_heads, C // self.num_heads)
-        out = linear_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], self.temperature)
+        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, C // self.num_heads).unbind(2)
+        out = linear_attention(q, k, v, self.temperature)
         return self.proj(out.reshape(B, N, C).to(x.dtype))
 
 

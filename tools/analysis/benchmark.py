@@ -24,11 +24,11 @@ How it is measured, per mode and size (sizes in increasing pixel count, a random
 * ``--warmup`` steps of each model, then ``--repeats`` rounds that time every model once in turn. Models are
   interleaved so that the machine's drift and noise hit all of them alike; the median (and the minimum) is reported.
   Time: ``time.perf_counter`` on CPU, CUDA events (after a synchronize) on a GPU.
-* Peak memory of one extra step per model, not a timed one: on a GPU, ``torch.cuda.max_memory_allocated()`` less
-  what was allocated before the step; on CPU, Linux's peak resident set size: the high-water mark (``VmHWM``) is
-  reset by writing 5 to ``/proc/self/clear_refs``, and the resident size before the step (``VmRSS``, after handing
-  free heap memory back with glibc's ``malloc_trim``) is subtracted. Without ``/proc`` the memory is null, with a
-  note. Both count what the step allocates: activations, saved tensors, gradients, workspaces.
+* Peak memory of one extra step per model, not a timed one: the most memory held by tensors at once during the step,
+  beyond what was held before it. On a GPU ``torch.cuda.max_memory_allocated()``; on CPU the same quantity from the
+  allocation and release records of torch's profiler (``profile_memory=True``). Both count what the step allocates
+  through PyTorch: activations, tensors saved for backward, gradients, temporaries. (The process's resident size
+  would also count what glibc's allocator keeps cached or fragmented, which varies from run to run.)
 * ``--budget`` seconds: a model whose first warm-up step at a size takes longer is skipped there and at every larger
   size of that mode (the JSON says why).
 * FLOP/s (``infer``): 2 × the multiply-adds ``l2vit.flops.count_flops`` counts for the model at that size (mmengine's
@@ -48,6 +48,7 @@ section per JSON, e.g. a CPU and a GPU run), without measuring anything.
 import argparse
 import datetime
 import gc
+import importlib
 import json
 import math
 import os
@@ -63,6 +64,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+# mmdet's Swin calls torch.utils.checkpoint without use_reentrant (with_cp=True); the warning is theirs to fix.
+warnings.filterwarnings('ignore', message='torch.utils.checkpoint: the use_reentrant parameter', category=UserWarning)
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = 'l2vit-benchmark/1'
@@ -124,6 +127,11 @@ def size_key(size: Tuple[int, int]) -> str:
     return f'{size[0]}x{size[1]}'
 
 
+def ordered_sizes(sizes: Sequence[Tuple[int, int]]) -> List[Tuple[int, int]]:
+    """Distinct sizes in increasing pixel count (then height)."""
+    return sorted(dict.fromkeys(sizes), key=lambda s: (s[0] * s[1], s))
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -169,11 +177,13 @@ def build_models(names: Sequence[str], with_cp: bool, device: Any) -> Dict[str, 
     from mmengine.config import Config
     from mmengine.logging import MMLogger
 
-    import mmdet_l2vit  # noqa: F401  (registers L2ViT in mmdet's MODELS)
     from mmdet.registry import MODELS as MMDET_MODELS
     from mmseg.registry import MODELS as MMSEG_MODELS
 
-    MMLogger.get_instance('l2vit_benchmark', log_level='WARNING')  # init_weights stays quiet
+    importlib.import_module('mmdet_l2vit')  # registers L2ViT in mmdet's MODELS
+    if not MMLogger.check_instance_created('l2vit_benchmark'):
+        # The latest logger is mmengine's current one: building and init_weights stay quiet.
+        MMLogger.get_instance('l2vit_benchmark', log_level='ERROR')
     models = {}
     for name in names:
         if name == 'l2vit-t':
@@ -242,29 +252,31 @@ def make_step(model: Any, mode: str, images: Any) -> Callable[[], None]:
 
 
 def release_free_memory(device: Any) -> None:
-    """Collect garbage and give cached memory back (CUDA cache; glibc's free heap pages)."""
+    """Collect garbage (and, on a GPU, give the caching allocator's free blocks back)."""
     import torch
     gc.collect()
     if device.type == 'cuda':
         torch.cuda.empty_cache()
-        return
-    try:
-        import ctypes
-        ctypes.CDLL('libc.so.6').malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
-def _proc_status_kib(field: str) -> int:
-    with open('/proc/self/status') as f:
-        match = re.search(rf'^{field}:\s+(\d+)\s+kB', f.read(), re.M)
-    if not match:
-        raise OSError(f'/proc/self/status has no {field}')
-    return int(match.group(1))
+def _cpu_tensor_peak(step: Callable[[], None]) -> int:
+    """Peak of the bytes held by tensors (PyTorch's CPU allocator) during ``step``, beyond those held before it:
+    the running sum of the allocation and release records of torch's profiler (``profile_memory=True``)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    records = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                     if e.name() == '[memory]' and e.device_type() == DeviceType.CPU)
+    live = peak = 0
+    for _, nbytes in records:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
 
 
-def peak_memory(step: Callable[[], None], device: Any) -> Tuple[Optional[int], Optional[str]]:
-    """(bytes, note): what one step allocates at its peak beyond what was allocated before it."""
+def peak_memory(step: Callable[[], None], device: Any) -> int:
+    """The most tensor memory (bytes) one step holds at once beyond what was allocated before it."""
     import torch
     release_free_memory(device)
     if device.type == 'cuda':
@@ -273,16 +285,8 @@ def peak_memory(step: Callable[[], None], device: Any) -> Tuple[Optional[int], O
         torch.cuda.reset_peak_memory_stats(device)
         step()
         synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - before, None
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')  # reset VmHWM to the current resident size
-        before = _proc_status_kib('VmRSS')
-    except OSError as err:
-        step()  # the same work as with a measurement, so the runs after it see the same state
-        return None, f'peak RSS not measurable here ({err}); memory not reported'
-    step()
-    return (_proc_status_kib('VmHWM') - before) * 1024, None
+        return torch.cuda.max_memory_allocated(device) - before
+    return _cpu_tensor_peak(step)
 
 
 def measure_gemm(device: Any, warmup: int, repeats: int) -> Dict[str, Any]:
@@ -307,7 +311,7 @@ def measure_gemm(device: Any, warmup: int, repeats: int) -> Dict[str, Any]:
 def new_entry(model: str, mode: str, size: Tuple[int, int]) -> Entry:
     return dict(model=model, mode=mode, size=size_key(size), height=size[0], width=size[1], pixels=size[0] * size[1],
                 status='measured', reason=None, warmup_s=[], times_s=[], median_s=None, min_s=None,
-                memory_bytes=None, memory_note=None, macs=None, flops_per_s=None, gemm_percent=None)
+                memory_bytes=None, macs=None, flops_per_s=None, gemm_percent=None)
 
 
 def _stop(entry: Entry, status: str, reason: str, stopped: Dict[str, str], later: str) -> None:
@@ -339,7 +343,7 @@ def measure_size(models: Dict[str, Any], mode: str, size: Tuple[int, int], args:
             steps.pop(entry['model'], None)
             release_free_memory(device)
             _stop(entry, 'error', _error_text(err), stopped,
-                  f'{_error_text(err)} at {entry["size"]}, a smaller size')
+                  f'failed at {entry["size"]}, a smaller size ({_error_text(err)})')
             return None
 
     for name, model in models.items():
@@ -354,14 +358,13 @@ def measure_size(models: Dict[str, Any], mode: str, size: Tuple[int, int], args:
             if seconds is None:
                 break
             entry['warmup_s'].append(seconds)
-            # A compiled model compiles in its first step(s): judge it on its last warm-up step.
-            if (i == 0 and name != COMPILED) or (i == args.warmup - 1 and name == COMPILED):
-                if seconds > args.budget:
-                    steps.pop(name)
-                    _stop(entry, 'skipped', f'its warm-up step took {seconds:.3g} s, over the budget of '
-                          f'{args.budget:g} s', stopped, f'at {entry["size"]}, a smaller size, its warm-up step took '
-                          f'{seconds:.3g} s, over the budget of {args.budget:g} s')
-                    break
+            # A compiled model compiles in its first step: judge it on its last warm-up step.
+            which = 'last' if name == COMPILED else 'first'
+            if i == (args.warmup - 1 if name == COMPILED else 0) and seconds > args.budget:
+                steps.pop(name)
+                took = f'its {which} warm-up step took {seconds:.3g} s, over the budget of {args.budget:g} s'
+                _stop(entry, 'skipped', took, stopped, f'at {entry["size"]}, a smaller size, {took}')
+                break
     by_name = {e['model']: e for e in entries}
     for _ in range(args.repeats):
         for name in list(steps):
@@ -369,13 +372,11 @@ def measure_size(models: Dict[str, Any], mode: str, size: Tuple[int, int], args:
             if seconds is not None:
                 by_name[name]['times_s'].append(seconds)
     for name in list(steps):
-        memory = guarded(by_name[name], lambda: peak_memory(steps[name], device))
-        if memory is not None:
-            by_name[name]['memory_bytes'], by_name[name]['memory_note'] = memory
+        by_name[name]['memory_bytes'] = guarded(by_name[name], lambda: peak_memory(steps[name], device))
     for entry in entries:
         if entry['status'] == 'measured':
             entry.update(median_s=statistics.median(entry['times_s']), min_s=min(entry['times_s']))
-    del steps, images
+    steps.clear()
     release_free_memory(device)
     return entries
 
@@ -433,7 +434,7 @@ def count_macs(cache: Dict[str, Dict[str, Any]], entries: List[Entry], batch: in
 
 def measure(args: argparse.Namespace, device: Any) -> Tuple[List[Entry], Dict[str, Any], List[str]]:
     """Every entry (model × mode × size), the GEMM reference and notes."""
-    sizes = sorted(dict.fromkeys(args.sizes), key=lambda s: (s[0] * s[1], s))
+    sizes = ordered_sizes(args.sizes)
     print(f'GEMM reference: fp32 torch.mm {GEMM_N}³ ...', file=sys.stderr, flush=True)
     gemm = measure_gemm(device, args.warmup, args.repeats)
     cache: Dict[str, Dict[str, Any]] = {}
@@ -446,15 +447,11 @@ def measure(args: argparse.Namespace, device: Any) -> Tuple[List[Entry], Dict[st
             entries.extend(measure_size(models, mode, size, args, device, stopped))
     if not args.no_flops and 'infer' in args.modes:
         print('counting FLOPs ...', file=sys.stderr, flush=True)
-        cache.setdefault('plain', build_models(['l2vit-t'], False, device))
         notes.extend(count_macs(cache, entries, args.batch, device))
     for entry in entries:
         if entry['macs'] is not None and entry['median_s']:
             entry['flops_per_s'] = 2 * entry['macs'] / entry['median_s']
             entry['gemm_percent'] = 100 * entry['flops_per_s'] / gemm['flops_per_s']
-    for entry in entries:
-        if entry['memory_note'] and entry['memory_note'] not in notes:
-            notes.append(entry['memory_note'])
     return entries, gemm, notes
 
 
@@ -603,12 +600,17 @@ def fmt_mib(nbytes: Optional[int]) -> str:
     return '—' if nbytes is None else f'{nbytes / MIB:.1f}'
 
 
+def plural(count: int, word: str) -> str:
+    return f'{count} {word}' if count == 1 else f'{count} {word}s'
+
+
 def _row(cells: Sequence[str]) -> str:
     return '| ' + ' | '.join(cells) + ' |'
 
 
-def _table(header: Sequence[str], rows: List[Sequence[str]], left: int = 2) -> List[str]:
-    rule = ['---'] * left + ['---:'] * (len(header) - left)
+def _table(header: Sequence[str], rows: List[Sequence[str]], left: Sequence[int] = (0, 1)) -> List[str]:
+    """A Markdown table; the columns in ``left`` are left-aligned, the others (numbers) right-aligned."""
+    rule = ['---' if i in left else '---:' for i in range(len(header))]
     return [_row(header), '|' + '|'.join(rule) + '|'] + [_row(r) for r in rows]
 
 
@@ -655,18 +657,18 @@ def targets_table(report: Report) -> List[str]:
     for t in report['targets']:
         digits = 1 if t['key'] == 'gemm_percent' else 2
         rows.append([t['text'], fmt(t['measured'], digits), t['status']])
-    return _table(['target', 'measured', 'status'], rows, left=1)
+    return _table(['target', 'measured', 'status'], rows, left=(0, 2))
 
 
 def machine_lines(report: Report) -> List[str]:
     m, s, g = report['machine'], report['settings'], report['gemm']
     device = f'{m["device"]} ({m["device_name"]}, CUDA {m["cuda"]})' if m['device'] == 'cuda' else m['device']
     lines = [f'- machine: {m["cpu"]}, {m["cpu_count"]} cores ({m["cpus_available"]} available), {m["platform"]}',
-             f'- device: {device}; torch threads: {m["threads"]}',
+             f'- device: {device}; torch intra-op threads: {m["threads"]}',
              f'- versions: python {m["python"]}, torch {m["torch"]}, mmengine {m["mmengine"]}, mmdet {m["mmdet"]}, '
              f'mmseg {m["mmseg"]}',
-             f'- settings: batch {s["batch"]}, {s["warmup"]} warm-up steps, median (and min) of {s["repeats"]} '
-             f'interleaved rounds, budget {s["budget_s"]:g} s per first warm-up step',
+             f'- settings: batch {s["batch"]}, {plural(s["warmup"], "warm-up step")}, median (and min) of '
+             f'{plural(s["repeats"], "interleaved round")}, budget {s["budget_s"]:g} s per first warm-up step',
              f'- GEMM reference: fp32 {g["op"]} {g["m"]}×{g["k"]} by {g["k"]}×{g["n"]}: {fmt_ms(g["median_s"])} ms, '
              f'{g["flops_per_s"] / 1e9:.1f} GFLOP/s']
     if m['device'] == 'cuda':
@@ -695,7 +697,7 @@ def section_title(report: Report) -> str:
     m = report['machine']
     if m['device'] == 'cuda':
         return f'GPU: {m["device_name"]}'
-    return f'CPU: {m["cpu"]}, {m["threads"]} threads'
+    return f'CPU: {m["cpu"]}, {plural(m["threads"], "thread")}'
 
 
 def render_markdown(reports: Sequence[Report], json_paths: Sequence[str], docs_path: str,
@@ -703,12 +705,12 @@ def render_markdown(reports: Sequence[Report], json_paths: Sequence[str], docs_p
     """The Markdown page for saved runs: a pure function of its arguments (no clock, no files)."""
     made = ' and '.join(f'`{r["command"]}` on {r["date"]}' for r in reports)
     rerender = command_line(['--from-json', *json_paths, '--docs', docs_path])
+    measured = {model for r in reports for model in r['settings']['models']}
     lines = ['# Speed and memory: L²ViT-T, Swin-T and ViT-S/16 backbones', '',
-             f'<!-- Generated by {made}; do not edit by hand; rerun the command to regenerate. -->', '',
-             f'Generated by {made}; do not edit by hand: rerun the command to regenerate it, or render it again from '
-             f'the saved results with `{rerender}`.', '',
-             'Models: ' + '; '.join(f'`{k}` = {v}' for k, v in LABELS.items()) + '. All are the backbones alone, '
-             'built from the configs (L²ViT-T: `configs/maskrcnn_l2vit.py`, BN for SyncBN; Swin-T: mmdet\'s '
+             f'Generated by {made}; do not edit by hand; rerun the command to regenerate (or, to render this page '
+             f'again from the saved results without measuring: `{rerender}`).', '',
+             'Models: ' + '; '.join(f'`{k}` = {v}' for k, v in LABELS.items() if k in measured) + '. All are the '
+             'backbones alone, built from the configs (L²ViT-T: `configs/maskrcnn_l2vit.py`, BN for SyncBN; Swin-T: mmdet\'s '
              '`swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py`; ViT-S/16: mmseg\'s `VisionTransformer`, global '
              'softmax attention), without pretrained weights. Modes: `infer` (eval, no_grad forward), `train` '
              '(forward, mean of the outputs, backward), `train-cp` (the same with `with_cp=True`).']
@@ -800,7 +802,7 @@ def run_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> Tuple[Report
     derived = derive(entries)
     report = dict(
         schema=SCHEMA, command=command_line(argv), date=date, machine=machine_info(device),
-        settings=dict(sizes=[size_key(s) for s in sorted(dict.fromkeys(args.sizes), key=lambda s: s[0] * s[1])],
+        settings=dict(sizes=[size_key(s) for s in ordered_sizes(args.sizes)],
                       modes=list(args.modes), models=list(args.models) + ([COMPILED] if args.compile else []),
                       batch=args.batch, warmup=args.warmup, repeats=args.repeats, budget_s=args.budget,
                       device=device.type, threads=torch.get_num_threads(), flops=not args.no_flops,
