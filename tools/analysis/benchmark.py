@@ -32,8 +32,9 @@ How it is measured, per mode and size (sizes in increasing pixel count, a random
 * ``--budget`` seconds: a model whose first warm-up step at a size takes longer is skipped there and at every larger
   size of that mode (the JSON says why).
 * FLOP/s (``infer``): 2 × the multiply-adds ``l2vit.flops.count_flops`` counts for the model at that size (mmengine's
-  convention, attention products included) divided by the median time, also as a percentage of an fp32
-  2048×2048×2048 ``torch.mm`` timed the same way in the same process. ``--no-flops`` skips the counting.
+  convention, attention products included) divided by the median time, also as a percentage of the FLOP/s of an
+  fp32 2048×2048×2048 ``torch.mm`` timed once in each of the same rounds (its median there), so that both see the
+  machine in the same state. ``--no-flops`` skips the counting.
 
 Derived: time and memory of each model relative to Swin-T (same mode and size); scaling exponents, the slope of
 log(time) (and of log(memory)) against log(pixels) from 512² to 1536² and the least-squares slope over all sizes from
@@ -289,8 +290,8 @@ def peak_memory(step: Callable[[], None], device: Any) -> int:
     return _cpu_tensor_peak(step)
 
 
-def measure_gemm(device: Any, warmup: int, repeats: int) -> Dict[str, Any]:
-    """Median time and FLOP/s of an fp32 GEMM of 2048×2048 by 2048×2048."""
+def gemm_step(device: Any) -> Callable[[], None]:
+    """One fp32 GEMM of 2048×2048 by 2048×2048, the machine's reference speed."""
     import torch
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(GEMM_N, GEMM_N, generator=generator).to(device)
@@ -299,19 +300,25 @@ def measure_gemm(device: Any, warmup: int, repeats: int) -> Dict[str, Any]:
     def step() -> None:
         torch.mm(a, b)
 
-    for _ in range(warmup):
-        time_step(step, device)
-    times = [time_step(step, device) for _ in range(repeats)]
+    return step
+
+
+def gemm_flops_per_s(seconds: float) -> float:
+    return 2 * GEMM_N**3 / seconds
+
+
+def gemm_summary(times: List[float]) -> Dict[str, Any]:
     median = statistics.median(times)
     return dict(op='torch.mm', dtype='float32', m=GEMM_N, n=GEMM_N, k=GEMM_N, times_s=times, median_s=median,
-                min_s=min(times), flops_per_s=2 * GEMM_N**3 / median)
+                min_s=min(times), flops_per_s=gemm_flops_per_s(median))
 
 
 # ------------------------------------------------------------------------------------------------------ measuring
 def new_entry(model: str, mode: str, size: Tuple[int, int]) -> Entry:
     return dict(model=model, mode=mode, size=size_key(size), height=size[0], width=size[1], pixels=size[0] * size[1],
                 status='measured', reason=None, warmup_s=[], times_s=[], median_s=None, min_s=None,
-                memory_bytes=None, macs=None, flops_per_s=None, gemm_percent=None)
+                memory_bytes=None, macs=None, flops_per_s=None, gemm_median_s=None,
+                gemm_percent=None)
 
 
 def _stop(entry: Entry, status: str, reason: str, stopped: Dict[str, str], later: str) -> None:
@@ -327,8 +334,10 @@ def _error_text(err: BaseException) -> str:
 
 
 def measure_size(models: Dict[str, Any], mode: str, size: Tuple[int, int], args: argparse.Namespace, device: Any,
-                 stopped: Dict[str, str]) -> List[Entry]:
-    """Warm-up, interleaved timed rounds and a memory step of every model at one size of one mode."""
+                 stopped: Dict[str, str], gemm: Callable[[], None]) -> Tuple[List[Entry], List[float]]:
+    """Warm-up, interleaved timed rounds and a memory step of every model at one size of one mode; each round also
+    times the reference GEMM, so the models' FLOP/s are compared with the machine's speed at the same moments.
+    Returns the entries and the GEMM times."""
     import torch
     generator = torch.Generator().manual_seed(size[0] * 100003 + size[1])
     images = torch.randn(args.batch, 3, *size, generator=generator).to(device)
@@ -366,7 +375,9 @@ def measure_size(models: Dict[str, Any], mode: str, size: Tuple[int, int], args:
                 _stop(entry, 'skipped', took, stopped, f'at {entry["size"]}, a smaller size, {took}')
                 break
     by_name = {e['model']: e for e in entries}
+    gemm_times = []
     for _ in range(args.repeats):
+        gemm_times.append(time_step(gemm, device))
         for name in list(steps):
             seconds = guarded(by_name[name], lambda: time_step(steps[name], device))
             if seconds is not None:
@@ -375,10 +386,11 @@ def measure_size(models: Dict[str, Any], mode: str, size: Tuple[int, int], args:
         by_name[name]['memory_bytes'] = guarded(by_name[name], lambda: peak_memory(steps[name], device))
     for entry in entries:
         if entry['status'] == 'measured':
-            entry.update(median_s=statistics.median(entry['times_s']), min_s=min(entry['times_s']))
+            entry.update(median_s=statistics.median(entry['times_s']), min_s=min(entry['times_s']),
+                         gemm_median_s=statistics.median(gemm_times))
     steps.clear()
     release_free_memory(device)
-    return entries
+    return entries, gemm_times
 
 
 def models_for_mode(mode: str, args: argparse.Namespace, device: Any, cache: Dict[str, Dict[str, Any]]):
@@ -435,24 +447,27 @@ def count_macs(cache: Dict[str, Dict[str, Any]], entries: List[Entry], batch: in
 def measure(args: argparse.Namespace, device: Any) -> Tuple[List[Entry], Dict[str, Any], List[str]]:
     """Every entry (model × mode × size), the GEMM reference and notes."""
     sizes = ordered_sizes(args.sizes)
-    print(f'GEMM reference: fp32 torch.mm {GEMM_N}³ ...', file=sys.stderr, flush=True)
-    gemm = measure_gemm(device, args.warmup, args.repeats)
+    gemm = gemm_step(device)
+    for _ in range(args.warmup):
+        time_step(gemm, device)
     cache: Dict[str, Dict[str, Any]] = {}
-    entries, notes = [], []
+    entries, notes, gemm_times = [], [], []
     for mode in args.modes:
         models = models_for_mode(mode, args, device, cache)
         stopped: Dict[str, str] = {}
         for size in sizes:
             print(f'{mode} {size_key(size)} ...', file=sys.stderr, flush=True)
-            entries.extend(measure_size(models, mode, size, args, device, stopped))
+            measured, times = measure_size(models, mode, size, args, device, stopped, gemm)
+            entries.extend(measured)
+            gemm_times.extend(times)
     if not args.no_flops and 'infer' in args.modes:
         print('counting FLOPs ...', file=sys.stderr, flush=True)
         notes.extend(count_macs(cache, entries, args.batch, device))
     for entry in entries:
         if entry['macs'] is not None and entry['median_s']:
             entry['flops_per_s'] = 2 * entry['macs'] / entry['median_s']
-            entry['gemm_percent'] = 100 * entry['flops_per_s'] / gemm['flops_per_s']
-    return entries, gemm, notes
+            entry['gemm_percent'] = 100 * entry['flops_per_s'] / gemm_flops_per_s(entry['gemm_median_s'])
+    return entries, gemm_summary(gemm_times), notes
 
 
 # ------------------------------------------------------------------------------------------------------ derived
@@ -669,8 +684,9 @@ def machine_lines(report: Report) -> List[str]:
              f'mmseg {m["mmseg"]}',
              f'- settings: batch {s["batch"]}, {plural(s["warmup"], "warm-up step")}, median (and min) of '
              f'{plural(s["repeats"], "interleaved round")}, budget {s["budget_s"]:g} s per first warm-up step',
-             f'- GEMM reference: fp32 {g["op"]} {g["m"]}×{g["k"]} by {g["k"]}×{g["n"]}: {fmt_ms(g["median_s"])} ms, '
-             f'{g["flops_per_s"] / 1e9:.1f} GFLOP/s']
+             f'- GEMM reference: fp32 {g["op"]} {g["m"]}×{g["k"]} by {g["k"]}×{g["n"]}, timed once in every round: '
+             f'median {fmt_ms(g["median_s"])} ms, {g["flops_per_s"] / 1e9:.1f} GFLOP/s (each size\'s % of GEMM uses '
+             f'the GEMM times of its own rounds)']
     if m['device'] == 'cuda':
         lines.append(f'- TF32: matmul {m.get("matmul_allow_tf32")}, cuDNN {m.get("cudnn_allow_tf32")}')
     return lines
