@@ -190,7 +190,8 @@ class AttentionRecorder:
         recorder.records  # [BlockInput, ...] in depth order
 
     Each block's ``norm1`` (whose output is the attention's input) gets a forward hook that returns nothing, so the
-    model's outputs are unchanged; the hooks are removed on exit. A later forward overwrites the records of an earlier one.
+    model's outputs are unchanged; the hooks are removed on exit. A later forward overwrites the records of an
+    earlier one.
     """
 
     def __init__(self, backbone: nn.Module) -> None:

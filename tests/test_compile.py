@@ -9,8 +9,8 @@ SMALL = dict(embed_dims=[16, 32, 64, 128], depths=[2, 2, 2, 2], num_heads=[1, 2,
 
 @pytest.mark.slow
 def test_compiled_backbone_matches_eager():
-    """Inference (the CPU path that works in cache-sized pieces) and a training step, on an input that needs
-    padding at every stage."""
+    """Inference and a training step, on an input that needs padding at every stage (eager CPU inference works in
+    cache-sized pieces; compiled code takes whole maps)."""
     torch.manual_seed(0)
     model = L2ViT(arch=SMALL, window_size=3, drop_path_rate=0.0, out_indices=(0, 1, 2, 3))
     model.init_weights()
