@@ -1,9 +1,17 @@
 """L²ViT for the OpenMMLab 2.x stack: the one model implementation (torch + mmengine + mmcv only)."""
-from .checkpoint import CheckpointError, convert_official, load_checkpoint_file, load_pretrained
+from .checkpoint import (convert_official, load_checkpoint_file, load_checkpoint_url, load_pretrained,
+                         register_checkpoint_loading)
+from .errors import CheckpointError
 from .hooks import RNGStateHook
 from .models import L2ViT
 from .optim import LayerDecayOptimWrapperConstructor
 from .version import __version__
+
+
+# Every checkpoint mmengine reads in a process that uses L²ViT is read weights-only, with the authors' files understood
+# (see l2vit.checkpoint.register_checkpoint_loading); importing mmdet_l2vit, mmseg_l2vit or mmpretrain_l2vit (what a
+# config's custom_imports does) imports this package first.
+register_checkpoint_loading()
 
 
 def register_into(models, optim_wrapper_constructors, hooks) -> None:
@@ -15,6 +23,7 @@ def register_into(models, optim_wrapper_constructors, hooks) -> None:
 
 
 __all__ = [
-    'L2ViT', 'LayerDecayOptimWrapperConstructor', 'RNGStateHook', 'CheckpointError', 'convert_official', 'load_checkpoint_file',
-    'load_pretrained', 'register_into', '__version__'
+    'L2ViT', 'LayerDecayOptimWrapperConstructor', 'RNGStateHook', 'CheckpointError', 'convert_official',
+    'load_checkpoint_file', 'load_checkpoint_url', 'load_pretrained', 'register_checkpoint_loading', 'register_into',
+    '__version__'
 ]

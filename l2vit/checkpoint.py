@@ -1,7 +1,9 @@
-"""Safe checkpoint loading and the conversion of the authors' L²ViT checkpoints, as pure functions.
+"""Safe checkpoint loading (local files and URLs) and the conversion of the authors' L²ViT checkpoints.
 
 Every file is read weights-only (``torch.load(weights_only=True)``): a checkpoint is a pickle, and a pickle can run
 code. Only the harmless non-tensor types these files are known to contain are allow-listed (:data:`SAFE_GLOBALS`).
+:func:`register_checkpoint_loading` (run when ``l2vit`` is imported, so by ``custom_imports=['mmdet_l2vit']`` and
+the like) makes every mmengine route read checkpoints this way.
 
 Formats understood:
 
@@ -12,15 +14,22 @@ Formats understood:
 * a bare state dict.
 """
 import argparse
+import hashlib
 import os
 import pickle
 import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-from torch import nn
 
+from .errors import CheckpointError
+from .models.state_dict import STEM_KEY, arch_name, arch_of, describe_keys
 from .version import __version__
+
 
 def _history_buffer_getattr(obj: Any, name: str) -> Any:
     """Stands in for ``builtins.getattr`` while unpickling: mmengine's checkpoints store HistoryBuffer's statistics
@@ -53,26 +62,9 @@ def _safe_globals() -> List[Any]:
 SAFE_GLOBALS: List[Any] = _safe_globals()
 
 
-def allow_safe_globals() -> None:
-    """Make every local checkpoint that mmengine loads in this process (``load_from``, resuming, ``init_cfg``,
-    mmdet's ``init_detector``) go through :func:`load_checkpoint_file`: weights-only with :data:`SAFE_GLOBALS`, and
-    the same clear errors for missing, hostile and corrupt files. Our tools call this at start."""
-    from mmengine.runner.checkpoint import CheckpointLoader
-    torch.serialization.add_safe_globals(SAFE_GLOBALS)
-    CheckpointLoader.register_scheme(prefixes='', loader=load_checkpoint_file, force=True)
-
-#: A key every L²ViT state dict holds (the first stem convolution), without prefix.
-STEM_KEY = 'downsample_layers.0.proj.proj.0.weight'
-_OUT_NORM = re.compile(r'^norm[0-3]\.')
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used as asked; the message says what is wrong and how to fix it."""
-
-
 def load_checkpoint_file(path: str, map_location: Any = 'cpu') -> Any:
     """Read a checkpoint file weights-only, with clear errors for missing, hostile and corrupt files."""
-    path = os.fspath(path)
+    path = os.path.expanduser(os.fspath(path))
     if not os.path.isfile(path):
         raise FileNotFoundError(f'Checkpoint file not found: {path!r}. Check the path, or download/convert the '
                                 f'weights first (see README, "Pretrained weights").')
@@ -91,6 +83,149 @@ def load_checkpoint_file(path: str, map_location: Any = 'cpu') -> Any:
                               f'({type(err).__name__}: {err}). Download or convert it again.') from None
 
 
+# ---------------------------------------------------------------------------------------------------- URLs
+_SHA256 = re.compile(r'^sha256=([0-9a-fA-F]{64})$')
+
+
+def hub_checkpoint_dir() -> str:
+    """Where downloaded checkpoints are kept: torch's hub cache, ``$TORCH_HOME/hub/checkpoints`` (by default
+    ``~/.cache/torch/hub/checkpoints``), the folder ``torch.hub.load_state_dict_from_url`` uses."""
+    return os.path.join(torch.hub.get_dir(), 'checkpoints')
+
+
+def split_url(url: str) -> Tuple[str, Optional[str]]:
+    """``'https://host/x.pth#sha256=<64 hex digits>'`` -> (``'https://host/x.pth'``, the digest or None)."""
+    parts = urllib.parse.urldefrag(url)
+    if not parts.fragment:
+        return parts.url, None
+    match = _SHA256.match(parts.fragment)
+    if match is None:
+        raise CheckpointError(f'{url!r}: the only URL fragment understood is #sha256=<64 hex digits> (the file\'s '
+                              f'SHA-256), got #{parts.fragment}.')
+    return parts.url, match.group(1).lower()
+
+
+def _sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _offline_hint(path: str, url: str) -> str:
+    return (f'Without internet (e.g. a cluster node), download it elsewhere and copy it to {path} (the hub cache; '
+            f'TORCH_HOME moves it), or point the config at a local file instead of {url}.')
+
+
+def download_checkpoint(url: str, model_dir: Optional[str] = None, progress: bool = True) -> str:
+    """The local path of the checkpoint at ``url``, downloading it into the hub cache the first time.
+
+    ``url`` may end in ``#sha256=<hex>``: the file (new or cached) must then have that SHA-256. The download goes to
+    a ``.partial`` file next to its destination and is renamed only once it is complete (its length checked
+    against the server's Content-Length), so a failed or interrupted download leaves no file in the cache.
+    """
+    plain, sha256 = split_url(url)
+    name = os.path.basename(urllib.parse.urlparse(plain).path)
+    if not name:
+        raise CheckpointError(f'{url!r} names no file; expected a URL ending in the checkpoint\'s file name.')
+    model_dir = model_dir or hub_checkpoint_dir()
+    path = os.path.join(model_dir, name)
+    if not os.path.isfile(path):
+        os.makedirs(model_dir, exist_ok=True)
+        _download(plain, path, progress)
+    if sha256 is not None:
+        actual = _sha256_of(path)
+        if actual != sha256:
+            raise CheckpointError(f'{path} (from {plain}) has SHA-256 {actual}, but the URL asks for {sha256}. The '
+                                  f'file is corrupt or not the one meant: delete it to download it again, or fix '
+                                  f'the #sha256= of the URL.')
+    return path
+
+
+def _download(url: str, path: str, progress: bool) -> None:
+    partial = f'{path}.{os.getpid()}.{time.monotonic_ns()}.partial'
+    try:
+        request = urllib.request.Request(url, headers={'User-Agent': 'l2vit'})
+        with urllib.request.urlopen(request, timeout=60) as response, open(partial, 'wb') as out:
+            length = response.headers.get('Content-Length')
+            total = int(length) if length and length.isdigit() else None
+            received = 0
+            with torch.hub.tqdm(total=total, disable=not progress, unit='B', unit_scale=True, unit_divisor=1024,
+                                desc=os.path.basename(path)) as bar:
+                for chunk in iter(lambda: response.read(1 << 20), b''):
+                    out.write(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+        if total is not None and received != total:
+            raise CheckpointError(f'Download of {url} broke off after {received} of {total} bytes; nothing was '
+                                  f'kept. Try again. {_offline_hint(path, url)}')
+        os.replace(partial, path)
+    except (urllib.error.URLError, OSError, ValueError) as err:  # HTTPError is a URLError
+        raise CheckpointError(f'Cannot download {url}: {err}. {_offline_hint(path, url)}') from None
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def load_checkpoint_url(url: str, map_location: Any = 'cpu', model_dir: Optional[str] = None) -> Any:
+    """Download (once, see :func:`download_checkpoint`) and read a checkpoint weights-only. With several processes,
+    the first process of each machine downloads while the others wait."""
+    from mmengine.dist import barrier, get_world_size
+    local_rank = int(os.environ.get('LOCAL_RANK', 0))
+    if get_world_size() > 1:
+        path = download_checkpoint(url, model_dir, progress=True) if local_rank == 0 else None
+        barrier()
+        path = path or download_checkpoint(url, model_dir, progress=False)
+    else:
+        path = download_checkpoint(url, model_dir, progress=True)
+    try:
+        return load_checkpoint_file(path, map_location)
+    except CheckpointError as err:
+        raise CheckpointError(f'{url} (cached as {path}): {err}') from None
+
+
+# ---------------------------------------------------------------------------------------------------- mmengine
+def as_mmengine_checkpoint(checkpoint: Any, source: str = 'checkpoint') -> Any:
+    """An authors' ImageNet checkpoint becomes, in memory, what :func:`convert_official` writes (its ``model``
+    weights as ``backbone.*`` / ``head.fc.*``); anything else is returned unchanged."""
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get('model'), dict) and 'state_dict' not in checkpoint:
+        model = checkpoint['model']
+        if STEM_KEY in model or 'module.' + STEM_KEY in model:
+            from mmengine.logging import print_log
+            converted, _ = convert_official(checkpoint, source=source)
+            print_log(f'{source}: the authors\' ImageNet checkpoint; its \'model\' weights are used, converted in '
+                      f'memory (backbone.*, head.fc.*; run tools/convert_official.py --use-ema for the EMA ones).',
+                      logger='current')
+            return converted
+    return checkpoint
+
+
+def _mmengine_local_loader(filename: str, map_location: Any = None) -> Any:
+    return as_mmengine_checkpoint(load_checkpoint_file(filename, map_location), source=filename)
+
+
+def _mmengine_url_loader(filename: str, map_location: Any = None) -> Any:
+    return as_mmengine_checkpoint(load_checkpoint_url(filename, map_location), source=filename)
+
+
+def register_checkpoint_loading() -> None:
+    """Make every checkpoint that mmengine loads in this process (``init_cfg`` ``Pretrained``, ``load_from``,
+    resuming, ``load_checkpoint``, mmdet's ``init_detector`` and the inferencers) weights-only:
+
+    * torch's weights-only unpickler (the default of ``torch.load`` since torch 2.6) learns :data:`SAFE_GLOBALS`;
+    * local paths and ``http(s)://`` URLs go through :func:`load_checkpoint_file` / :func:`load_checkpoint_url`
+      (mmengine's own URL loader calls torch with ``weights_only=False``, which would run a hostile file's code),
+      and the authors' ImageNet files are converted in memory (:func:`as_mmengine_checkpoint`).
+
+    Nothing is ever loaded with ``weights_only=False``. Idempotent.
+    """
+    from mmengine.runner.checkpoint import CheckpointLoader
+    torch.serialization.add_safe_globals(SAFE_GLOBALS)
+    CheckpointLoader.register_scheme(prefixes='', loader=_mmengine_local_loader, force=True)
+    CheckpointLoader.register_scheme(prefixes=('http://', 'https://'), loader=_mmengine_url_loader, force=True)
+
+
 def _strip(state_dict: Dict[str, Any], prefix: str) -> Dict[str, Any]:
     return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
 
@@ -100,37 +235,6 @@ def is_l2vit_state_dict(state_dict: Dict[str, Any], prefix: str = '') -> bool:
     return isinstance(state_dict, dict) and prefix + STEM_KEY in state_dict
 
 
-def infer_arch(state_dict: Dict[str, Any], prefix: str = '') -> Dict[str, List[int]]:
-    """Read ``embed_dims``, ``depths`` and ``num_heads`` off an L²ViT state dict (keys without/with ``prefix``)."""
-    sd = _strip(state_dict, prefix)
-    dims, depths, heads = [], [], []
-    for i in range(4):
-        if i == 0:
-            dims.append(int(sd[STEM_KEY.replace('proj.0', 'proj.3')].shape[0]))
-        else:
-            dims.append(int(sd[f'downsample_layers.{i}.proj.weight'].shape[0]))
-        blocks = {int(k.split('.')[2]) for k in sd if k.startswith(f'stages.{i}.')}
-        depths.append(max(blocks) + 1 if blocks else 0)
-        temp = sd.get(f'stages.{i}.1.attn.temperature')
-        heads.append(int(temp.shape[0]) if temp is not None else 0)
-    return dict(embed_dims=dims, depths=depths, num_heads=heads)
-
-
-def arch_name(arch: Dict[str, List[int]]) -> str:
-    """``'tiny'``/``'small'``/``'base'`` when ``arch`` is a released variant, else the dict as text."""
-    from .models.backbone import L2ViT
-    for name, spec in L2ViT.arch_zoo.items():
-        if spec == arch:
-            return name
-    return str(arch)
-
-
-def _describe_keys(keys: List[str], limit: int = 12) -> str:
-    keys = sorted(keys)
-    shown = ', '.join(keys[:limit])
-    return shown + (f', ... ({len(keys) - limit} more)' if len(keys) > limit else '')
-
-
 def _unwrap_module_prefix(state_dict: Dict[str, Any]) -> Dict[str, Any]:
     """Strip the ``module.`` prefix that (Distributed)DataParallel adds."""
     if state_dict and all(k.startswith('module.') for k in state_dict):
@@ -138,81 +242,11 @@ def _unwrap_module_prefix(state_dict: Dict[str, Any]) -> Dict[str, Any]:
     return state_dict
 
 
-def backbone_state_dict(checkpoint: Any, prefix: Optional[str] = 'backbone.',
-                        source: str = 'checkpoint') -> Tuple[Dict[str, torch.Tensor], List[str]]:
-    """The L²ViT backbone weights in ``checkpoint`` (any of the formats above), with unprefixed keys.
-
-    Returns the state dict and the names of the entries that were set aside (classifier head, other modules).
-    Raises :class:`CheckpointError` when the file holds no L²ViT weights.
-    """
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(f'{source} is a {type(checkpoint).__name__}, not a checkpoint dict.')
-    if 'model' in checkpoint and isinstance(checkpoint['model'], dict):  # the authors' ImageNet format
-        state_dict = _unwrap_module_prefix(checkpoint['model'])
-    elif 'state_dict' in checkpoint and isinstance(checkpoint['state_dict'], dict):
-        state_dict = _unwrap_module_prefix(checkpoint['state_dict'])
-    else:
-        state_dict = _unwrap_module_prefix(checkpoint)
-    if prefix and any(k.startswith(prefix) for k in state_dict):
-        ignored = [k for k in state_dict if not k.startswith(prefix)]
-        state_dict = _strip(state_dict, prefix)
-    else:
-        ignored = []
-    if not is_l2vit_state_dict(state_dict):
-        sample = _describe_keys([k for k in state_dict if isinstance(k, str)], limit=8)
-        raise CheckpointError(
-            f'{source} holds no L2ViT weights (no {STEM_KEY!r}{f" under prefix {prefix!r}" if prefix else ""}). '
-            f'Its keys start with: {sample or "(none)"}. Point init_cfg/--load-from at an L2ViT checkpoint '
-            f'(the authors\' release or the output of tools/convert_official.py).')
-    out = {}
-    for key, value in state_dict.items():
-        if key.startswith('head.'):
-            ignored.append(key)
-        elif key.startswith('norm.'):  # the classifier's final norm is the backbone's last output norm
-            out['norm3.' + key[len('norm.'):]] = value
-        else:
-            out[key] = value
-    return out, ignored
-
-
-def load_pretrained(backbone: nn.Module, path: str, prefix: Optional[str] = 'backbone.', logger=None) -> None:
-    """Load L²ViT weights from ``path`` into ``backbone``, refusing anything that does not fit.
-
-    Missing output norms (``norm0``-``norm2`` when starting from ImageNet weights) keep their initialisation and are
-    reported. Any other missing or unexpected backbone key, or a shape mismatch (e.g. a checkpoint of another L²ViT
-    size), raises :class:`CheckpointError` naming the keys; nothing is loaded then.
-    """
-    from mmengine.logging import print_log
-    checkpoint = load_checkpoint_file(path)
-    state_dict, ignored = backbone_state_dict(checkpoint, prefix or 'backbone.', source=f'Checkpoint {path!r}')
-    own = backbone.state_dict()
-    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-                  for k, v in state_dict.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    fatal_missing = [k for k in missing if not _OUT_NORM.match(k)]
-    if mismatched or fatal_missing or unexpected:
-        model_arch = dict(embed_dims=backbone.embed_dims, depths=backbone.depths, num_heads=backbone.num_heads)
-        try:
-            file_arch = arch_name(infer_arch(state_dict))
-        except KeyError:
-            file_arch = 'unknown'
-        parts = [f'Checkpoint {path!r} does not fit this L2ViT (checkpoint arch: {file_arch}; model arch: '
-                 f'{arch_name(model_arch)}). Nothing was loaded.']
-        if mismatched:
-            parts.append(f'shape mismatch: {_describe_keys(mismatched, 6)}')
-        if fatal_missing:
-            parts.append(f'missing in checkpoint: {_describe_keys(fatal_missing)}')
-        if unexpected:
-            parts.append(f'unexpected in checkpoint: {_describe_keys(unexpected)}')
-        parts.append('Set the backbone arch to the checkpoint\'s, or use the checkpoint of the arch you want.')
-        raise CheckpointError('\n  '.join(parts))
-    backbone.load_state_dict(state_dict, strict=False)
-    print_log(f'Loaded L2ViT backbone weights from {path} ({len(state_dict)} tensors).', logger=logger)
-    if missing:
-        print_log(f'Not in the checkpoint, left at their initialisation: {_describe_keys(missing)}', logger=logger)
-    if ignored:
-        print_log(f'Ignored (not part of the backbone): {_describe_keys(ignored)}', logger=logger)
+def load_pretrained(backbone: torch.nn.Module, path: str, logger: Any = 'current') -> None:
+    """Load L²ViT weights from ``path`` (any checkpoint format above, a file or a URL) into ``backbone``; weights
+    that do not fit are refused by name and nothing is loaded (see :mod:`l2vit.models.state_dict`)."""
+    from mmengine.runner.checkpoint import load_checkpoint
+    load_checkpoint(backbone, path, map_location='cpu', strict=False, logger=logger)
 
 
 def convert_official(checkpoint: Dict[str, Any], use_ema: bool = False,
@@ -236,7 +270,7 @@ def convert_official(checkpoint: Dict[str, Any], use_ema: bool = False,
         model = _unwrap_module_prefix(checkpoint[key])
         if not is_l2vit_state_dict(model):
             raise CheckpointError(f'{source}[{key!r}] holds no L2ViT weights (no {STEM_KEY!r}); its keys start with '
-                                  f'{_describe_keys(list(model), 8)}.')
+                                  f'{describe_keys(list(model), 8)}.')
         state_dict = {}
         for k, v in model.items():
             if k.startswith('head.'):
@@ -246,7 +280,7 @@ def convert_official(checkpoint: Dict[str, Any], use_ema: bool = False,
             else:
                 state_dict['backbone.' + k] = v
         fmt = 'authors ImageNet classifier'
-        report.append(f'read {len(model)} tensors from {key!r} ({fmt}; arch {arch_name(infer_arch(model))})')
+        report.append(f'read {len(model)} tensors from {key!r} ({fmt}; arch {arch_name(arch_of(model))})')
         report.append("renamed 'norm.*' -> 'backbone.norm3.*', 'head.*' -> 'head.fc.*', the rest -> 'backbone.*'")
         reasons = {'model': 'not selected (--use-ema chose model_ema)', 'model_ema': 'not selected (pass --use-ema '
                    'to convert the EMA weights)', 'optimizer': 'optimizer state, not needed for inference or '
@@ -261,18 +295,18 @@ def convert_official(checkpoint: Dict[str, Any], use_ema: bool = False,
         state_dict = _unwrap_module_prefix(checkpoint['state_dict'])
         if not is_l2vit_state_dict(state_dict, 'backbone.'):
             raise CheckpointError(f'{source}["state_dict"] holds no L2ViT backbone (no "backbone.{STEM_KEY}"); its '
-                                  f'keys start with {_describe_keys(list(state_dict), 8)}.')
+                                  f'keys start with {describe_keys(list(state_dict), 8)}.')
         state_dict = dict(state_dict)
         modules = sorted({k.split('.')[0] for k in state_dict})
         report.append(f'read {len(state_dict)} tensors from "state_dict" (authors mmdet 2.x / mmseg 0.x; arch '
-                      f'{arch_name(infer_arch(state_dict, "backbone."))}; modules {", ".join(modules)})')
+                      f'{arch_name(arch_of(state_dict, "backbone."))}; modules {", ".join(modules)})')
         report.append('kept every key unchanged (backbone.* keys already match)')
         reasons = {'optimizer': 'optimizer state, not needed for inference or fine-tuning',
                    'meta': 'replaced by new meta (the old one is mmcv 1.x bookkeeping)'}
         meta_extra = {}
     else:
         raise CheckpointError(f'{source} is not an authors\' L2ViT checkpoint: expected "model" (ImageNet) or '
-                              f'"state_dict" (mmdet/mmseg), found keys {_describe_keys([str(k) for k in checkpoint])}.')
+                              f'"state_dict" (mmdet/mmseg), found keys {describe_keys([str(k) for k in checkpoint])}.')
     for k in checkpoint:
         if k == selected:
             continue

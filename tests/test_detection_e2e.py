@@ -62,8 +62,9 @@ def test_missing_coco_data_is_reported_before_anything_is_built(tmp_path):
 def test_missing_pretrained_weights_are_reported(tmp_path):
     data = str(tmp_path / 'coco')
     generate_coco_instances(data, num_train=2, num_val=1, seed=2, progress=False)
+    # The configs name the authors' release URL; the offline route is a local file, which must then exist.
     result = tool(osp.join(ROOT, 'tools', 'train.py'), ENTRY_CONFIG, '--cfg-options', *data_options(data),
-                  cwd=tmp_path, check=False)
+                  'model.backbone.init_cfg.checkpoint=checkpoints/l2vit-t_in1k.pth', cwd=tmp_path, check=False)
     assert result.returncode == 2
     assert 'the dataset is missing' not in result.stderr
     assert 'pretrained weights not found: checkpoints/l2vit-t_in1k.pth' in result.stderr

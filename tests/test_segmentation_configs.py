@@ -399,7 +399,9 @@ def test_missing_ade20k_data_is_reported_before_anything_is_built(tmp_path):
 
 def test_missing_pretrained_weights_are_reported(tmp_path):
     _write_tiny_ade20k(tmp_path / 'data' / 'ade' / 'ADEChallengeData2016')
-    result = _tool(ROOT / 'tools' / 'train.py', UPERNET_T, cwd=tmp_path)
+    # The configs name the authors' release URL; the offline route is a local file, which must then exist.
+    result = _tool(ROOT / 'tools' / 'train.py', UPERNET_T, '--cfg-options',
+                   'model.backbone.init_cfg.checkpoint=checkpoints/l2vit-t_in1k.pth', cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     assert 'the dataset is missing' not in result.stderr
     assert 'pretrained weights not found: checkpoints/l2vit-t_in1k.pth' in result.stderr

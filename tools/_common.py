@@ -57,8 +57,8 @@ def allow_safe_checkpoint_globals() -> None:
     """Let torch's weights-only unpickler (the default since torch 2.6) read the non-tensor types our checkpoints
     are known to hold. mmengine calls ``torch.load`` without ``weights_only``, so this allow-list is what makes
     loading and resuming work; nothing is ever loaded with ``weights_only=False``."""
-    from l2vit.checkpoint import allow_safe_globals
-    allow_safe_globals()
+    from l2vit.checkpoint import register_checkpoint_loading
+    register_checkpoint_loading()
 
 
 def load_config(args: argparse.Namespace) -> Config:

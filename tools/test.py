@@ -23,7 +23,10 @@ from _common import (KNOWN_SCOPES, add_common_args, allow_safe_checkpoint_global
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test a checkpoint (mmdet, mmseg or mmpretrain config) with L2ViT.')
     parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help='checkpoint file (e.g. the output of tools/convert_official.py)')
+    parser.add_argument(
+        'checkpoint',
+        help="checkpoint: a file or an http(s) URL; an mmengine checkpoint (training, tools/convert_official.py) or "
+        "the authors' released ImageNet file, converted in memory")
     parser.add_argument(
         '--tta',
         action='store_true',
@@ -101,8 +104,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     allow_safe_checkpoint_globals()
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
-        fail(f'checkpoint not found: {args.checkpoint} (convert the released weights with '
-             f'tools/convert_official.py, or give the path of a training checkpoint)')
+        fail(f'checkpoint not found: {args.checkpoint} (give the path of a training checkpoint, of the authors\' '
+             f'released file or of its conversion by tools/convert_official.py, or an http(s) URL)')
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
     cfg.resume = False

@@ -5,14 +5,15 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.utils.checkpoint as cp
-from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
-from mmengine.model.weight_init import constant_init, kaiming_init, trunc_normal_init
+from mmengine.model.weight_init import constant_init, initialize, kaiming_init, trunc_normal_init
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .blocks import LinearGlobalBlock, LocalWindowBlock
 from .layers import Downsample, StemEmbed
+from ..errors import CheckpointError
+from .state_dict import adapt_state_dict
 
 ARCH_ALIASES = {'t': 'tiny', 's': 'small', 'b': 'base'}
 ARCH_KEYS = ('embed_dims', 'depths', 'num_heads')
@@ -37,9 +38,18 @@ class L2ViT(BaseModule):
         norm_eval: keep the BatchNorm layers in eval mode while training.
         with_cp: gradient checkpointing per block (saves memory, same outputs and gradients).
         norm_cfg: norm of the convolutional stem and of every LCM; BN by default, SyncBN for distributed training.
-        init_cfg: mmengine init config. ``dict(type='Pretrained', checkpoint=PATH[, prefix='backbone.'])`` accepts
-            a converted checkpoint as well as the authors' released file; mismatched keys are reported by name.
+        init_cfg: mmengine init config, a dict or a list of dicts. ``dict(type='Pretrained', checkpoint=PATH_OR_URL[,
+            prefix='backbone.'])`` accepts a converted checkpoint as well as the authors' released file.
+
+    Loading weights: however a state dict reaches this module (``init_cfg``, ``load_from``, mmengine's
+    ``load_checkpoint``, ``load_state_dict``), the authors' layout is understood (``norm.*`` is ``norm3.*``, ``head.*``
+    is set aside, a ``module.`` or ``backbone.`` wrapper prefix is stripped), and weights that do not fit this
+    architecture are refused with the mismatching keys named before anything is loaded (see
+    :func:`l2vit.models.state_dict.adapt_state_dict`).
     """
+
+    # Version 2: our layout (output norms norm0-norm3). State dicts without a version may be in the authors' layout.
+    _version = 2
 
     arch_zoo: Dict[str, Dict[str, List[int]]] = {
         'tiny': dict(embed_dims=[96, 192, 384, 768], depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24]),
@@ -99,6 +109,8 @@ class L2ViT(BaseModule):
 
         for i in self.out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(dims[i]))
+        #: Every state-dict entry this module holds, with its shape: what a checkpoint must provide to fit.
+        self.state_dict_shapes: Dict[str, Tuple[int, ...]] = {k: tuple(v.shape) for k, v in self.state_dict().items()}
         self._freeze_stages()
 
     # ------------------------------------------------------------------ configuration
@@ -153,16 +165,28 @@ class L2ViT(BaseModule):
 
     # ------------------------------------------------------------------ weights
     def init_weights(self) -> None:
-        """The authors' initialisation, or a pretrained checkpoint from ``init_cfg``."""
-        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
-            from ..checkpoint import load_pretrained  # local import: checkpoint imports this module
-            load_pretrained(self, self.init_cfg['checkpoint'], prefix=self.init_cfg.get('prefix'),
-                            logger=MMLogger.get_current_instance())
-            self._is_init = True
-            return
-        if self.init_cfg is not None:
-            super().init_weights()
-            return
+        """The authors' initialisation, or what ``init_cfg`` names: other initialisers first, then the pretrained
+        weights, loaded by mmengine's ``Pretrained`` initialiser (files, URLs, any scheme it knows). With pretrained
+        weights alone, what they lack (the output norms ``norm0``-``norm2`` of ImageNet weights) keeps its
+        construction values, which equal the authors' initialisation of norms."""
+        if self.init_cfg is None:
+            init_cfgs = []
+        else:
+            init_cfgs = list(self.init_cfg) if isinstance(self.init_cfg, (list, tuple)) else [self.init_cfg]
+        pretrained = [cfg for cfg in init_cfgs if cfg.get('type') == 'Pretrained']
+        others = [cfg for cfg in init_cfgs if cfg.get('type') != 'Pretrained']
+        if others:
+            initialize(self, others)
+        elif not pretrained:
+            self._authors_init()
+        for cfg in pretrained:
+            try:
+                initialize(self, cfg)
+            except CheckpointError as err:
+                raise CheckpointError(f'{cfg.get("checkpoint")!r}: {err}') from None
+        self._is_init = True
+
+    def _authors_init(self) -> None:
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 trunc_normal_init(m, std=.02, bias=0)
@@ -172,7 +196,13 @@ class L2ViT(BaseModule):
                 kaiming_init(m)
             elif isinstance(m, _BatchNorm):
                 constant_init(m, val=1.0, bias=0)
-        self._is_init = True
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        # Runs before any child module reads its entries: adapting (or refusing) here decides for the whole backbone.
+        adapt_state_dict(state_dict, prefix, self.state_dict_shapes, local_metadata.get('version'))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     # ------------------------------------------------------------------ training behaviour
     def _freeze_stages(self) -> None:

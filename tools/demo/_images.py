@@ -45,8 +45,8 @@ def list_images(args: argparse.Namespace) -> List[str]:
 def load_model(init: Callable, args: argparse.Namespace):
     """``init(config, checkpoint, device=...)`` (mmdet's init_detector, mmseg's init_model) with the checkpoint read
     weights-only; a refused or broken checkpoint ends the demo with its message."""
-    from l2vit.checkpoint import CheckpointError, allow_safe_globals
-    allow_safe_globals()
+    from l2vit.checkpoint import CheckpointError, register_checkpoint_loading
+    register_checkpoint_loading()
     try:
         return init(args.config, args.checkpoint, device=args.device)
     except CheckpointError as err:

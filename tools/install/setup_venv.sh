@@ -12,6 +12,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="${1:-$ROOT/.venv}"
+# Absolute from here on: the mmcv build below runs inside the unpacked sdist, where a relative path means nothing.
+case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac
 CONSTRAINTS="$ROOT/requirements/constraints.txt"
 CACHE="${L2VIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/l2vit}"
 PY="$VENV/bin/python"
