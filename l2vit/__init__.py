@@ -15,8 +15,9 @@ register_checkpoint_loading()
 
 
 def register_into(models, optim_wrapper_constructors, hooks) -> None:
-    """Register L²ViT, the layer-decay constructor and the RNG-state hook in a downstream library's registries (each
-    library's ``mm*_l2vit`` package calls this with its own ``MODELS``, ``OPTIM_WRAPPER_CONSTRUCTORS`` and ``HOOKS``)."""
+    """Register L²ViT, the layer-decay constructor and the RNG-state hook in a downstream library's registries
+    (each library's ``mm*_l2vit`` package calls this with its own ``MODELS``, ``OPTIM_WRAPPER_CONSTRUCTORS`` and
+    ``HOOKS``)."""
     models.register_module(module=L2ViT)
     optim_wrapper_constructors.register_module(module=LayerDecayOptimWrapperConstructor)
     hooks.register_module(module=RNGStateHook)

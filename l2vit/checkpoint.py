@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from .errors import CheckpointError
+from .models import L2ViT
 from .models.state_dict import STEM_KEY, arch_name, arch_of, describe_keys
 from .version import __version__
 
@@ -280,7 +281,8 @@ def convert_official(checkpoint: Dict[str, Any], use_ema: bool = False,
             else:
                 state_dict['backbone.' + k] = v
         fmt = 'authors ImageNet classifier'
-        report.append(f'read {len(model)} tensors from {key!r} ({fmt}; arch {arch_name(arch_of(model))})')
+        arch = arch_name(arch_of(model), L2ViT.arch_zoo)
+        report.append(f'read {len(model)} tensors from {key!r} ({fmt}; arch {arch})')
         report.append("renamed 'norm.*' -> 'backbone.norm3.*', 'head.*' -> 'head.fc.*', the rest -> 'backbone.*'")
         reasons = {'model': 'not selected (--use-ema chose model_ema)', 'model_ema': 'not selected (pass --use-ema '
                    'to convert the EMA weights)', 'optimizer': 'optimizer state, not needed for inference or '
@@ -299,7 +301,7 @@ def convert_official(checkpoint: Dict[str, Any], use_ema: bool = False,
         state_dict = dict(state_dict)
         modules = sorted({k.split('.')[0] for k in state_dict})
         report.append(f'read {len(state_dict)} tensors from "state_dict" (authors mmdet 2.x / mmseg 0.x; arch '
-                      f'{arch_name(arch_of(state_dict, "backbone."))}; modules {", ".join(modules)})')
+                      f'{arch_name(arch_of(state_dict, "backbone."), L2ViT.arch_zoo)}; modules {", ".join(modules)})')
         report.append('kept every key unchanged (backbone.* keys already match)')
         reasons = {'optimizer': 'optimizer state, not needed for inference or fine-tuning',
                    'meta': 'replaced by new meta (the old one is mmcv 1.x bookkeeping)'}

@@ -200,7 +200,7 @@ class L2ViT(BaseModule):
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs) -> None:
         # Runs before any child module reads its entries: adapting (or refusing) here decides for the whole backbone.
-        adapt_state_dict(state_dict, prefix, self.state_dict_shapes, local_metadata.get('version'))
+        adapt_state_dict(state_dict, prefix, self.state_dict_shapes, local_metadata.get('version'), self.arch_zoo)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
 

@@ -41,10 +41,9 @@ def arch_of(state_dict: Mapping[str, Any], prefix: str = '') -> Dict[str, List[i
     return dict(embed_dims=dims, depths=depths, num_heads=heads)
 
 
-def arch_name(arch: Dict[str, List[int]]) -> str:
-    """``'tiny'``/``'small'``/``'base'`` when ``arch`` is a released variant, else the dict as text."""
-    from .backbone import L2ViT
-    return next((name for name, spec in L2ViT.arch_zoo.items() if spec == arch), str(arch))
+def arch_name(arch: Dict[str, List[int]], arch_zoo: Mapping[str, Any]) -> str:
+    """The name of ``arch`` in ``arch_zoo`` (``'tiny'``, ...) when it is one of them, else the dict as text."""
+    return next((name for name, spec in arch_zoo.items() if spec == arch), str(arch))
 
 
 def _move(state_dict: Dict[str, Any], old: str, new: str) -> None:
@@ -54,10 +53,11 @@ def _move(state_dict: Dict[str, Any], old: str, new: str) -> None:
 
 
 def adapt_state_dict(state_dict: Dict[str, Any], prefix: str, expected: Mapping[str, Tuple[int, ...]],
-                     version: Optional[int] = None) -> None:
+                     version: Optional[int] = None, arch_zoo: Optional[Mapping[str, Any]] = None) -> None:
     """Bring the entries under ``prefix`` into this backbone's layout, in place, or refuse them.
 
-    ``expected`` maps every key of the backbone (without prefix) to its shape. In order:
+    ``expected`` maps every key of the backbone (without prefix) to its shape; ``arch_zoo`` names the known
+    architectures in messages. In order:
 
     1. a wrapper around the backbone's keys (``module.``, ``backbone.``) is stripped; a whole model's other modules
        (``neck.``, heads) are set aside;
@@ -96,9 +96,10 @@ def adapt_state_dict(state_dict: Dict[str, Any], prefix: str, expected: Mapping[
     fatal_missing = [k for k in missing if not _OUT_NORM.match(k) and not k.endswith('.num_batches_tracked')]
     unexpected = [k for k in given if k not in expected]
     if mismatched or fatal_missing or unexpected:
-        model_arch = arch_name(arch_of(expected))
+        arch_zoo = arch_zoo or {}
+        model_arch = arch_name(arch_of(expected), arch_zoo)
         try:
-            file_arch = arch_name(arch_of(given))
+            file_arch = arch_name(arch_of(given), arch_zoo)
         except (KeyError, IndexError, AttributeError):
             file_arch = 'unknown'
         parts = [f'The checkpoint does not fit this L2ViT (checkpoint arch: {file_arch}; model arch: {model_arch}). '
