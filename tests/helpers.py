@@ -117,3 +117,10 @@ def config_differences(a, b) -> set:
     """The flattened keys whose values differ between two loaded configs."""
     flat_a, flat_b = flatten(a.to_dict()), flatten(b.to_dict())
     return {k for k in flat_a.keys() | flat_b.keys() if flat_a.get(k, '<missing>') != flat_b.get(k, '<missing>')}
+
+
+#: The authors' released ImageNet weights per L2ViT size, as the configs name them.
+RELEASED_WEIGHTS = {
+    size: f'https://github.com/ChuanyangZheng/L2ViT/releases/download/v1.0/L2ViT-{name}-checkpoint-best-ema.pth'
+    for size, name in (('t', 'Tiny'), ('s', 'Small'), ('b', 'Base'))
+}

@@ -179,7 +179,7 @@ def test_hostile_pickle_never_runs(tmp_path):
     with pytest.raises(CheckpointError, match='Refusing to load'):
         load_checkpoint_file(path)
     result = tool('tools/convert_official.py', str(path), str(tmp_path / 'out.pth'), check=False)
-    assert result.returncode == 1 and 'Refusing to load' in result.stderr
+    assert result.returncode == 2 and 'Refusing to load' in result.stderr
     assert not marker.exists()
     assert not (tmp_path / 'out.pth').exists()
 

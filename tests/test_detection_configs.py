@@ -18,7 +18,8 @@ pytest.importorskip('mmdet')
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
 
-from helpers import CONFIG_DIR, SMALL_ARCH, config_differences, configs_of_scope, load_config  # noqa: E402
+from helpers import (CONFIG_DIR, RELEASED_WEIGHTS, SMALL_ARCH, config_differences, configs_of_scope,  # noqa: E402
+                     load_config)
 from l2vit import L2ViT  # noqa: E402
 
 IMAGE_SHAPES = [(3, 128, 160), (3, 96, 128)]  # two sizes, so batching pads
@@ -202,8 +203,7 @@ def test_recipe_matches_spec(path):
 
     assert backbone.arch == ARCH_NAMES[size]
     assert backbone.drop_path_rate == DROP_PATH[(schedule, size)]
-    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=f'checkpoints/l2vit-{size}_in1k.pth',
-                                     prefix='backbone.')
+    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=RELEASED_WEIGHTS[size], prefix='backbone.')
     assert backbone.norm_cfg == dict(type='SyncBN', requires_grad=True)
 
     epochs, milestones = SCHEDULE[schedule]

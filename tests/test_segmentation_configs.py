@@ -24,7 +24,8 @@ pytest.importorskip('mmseg')
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
 
-from helpers import CONFIG_DIR, ROOT, SMALL_ARCH, config_differences, configs_of_scope, load_config  # noqa: E402
+from helpers import (CONFIG_DIR, RELEASED_WEIGHTS, ROOT, SMALL_ARCH, config_differences,  # noqa: E402
+                     configs_of_scope, load_config)
 from l2vit import L2ViT  # noqa: E402
 
 IMAGE_SHAPE = (3, 64, 80)  # not a multiple of 32: the training batch is padded, predictions must be cropped back
@@ -217,8 +218,7 @@ def test_recipe_matches_spec(path):
     assert backbone.drop_path_rate == 0.3
     assert tuple(backbone.out_indices) == (0, 1, 2, 3)
     assert backbone.norm_cfg == dict(type='SyncBN', requires_grad=True)
-    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=f'checkpoints/l2vit-{size}_in1k.pth',
-                                     prefix='backbone.')
+    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=RELEASED_WEIGHTS[size], prefix='backbone.')
 
     widths = L2ViT.parse_arch(ARCH_NAMES[size])['embed_dims']
     decode, aux = cfg.model.decode_head, cfg.model.auxiliary_head

@@ -149,7 +149,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         '(default 60)')
     parser.add_argument('--device', choices=('cpu', 'cuda'), help='default: cuda if available, else cpu')
     parser.add_argument('--threads', type=int, help='torch intra-op threads (default: torch\'s default)')
-    parser.add_argument('--no-flops', action='store_true', help='do not count FLOPs (no FLOP/s, no % of GEMM)')
+    parser.add_argument('--no-flops', action='store_true', help='do not count FLOPs (no FLOP/s, no %% of GEMM)')
     parser.add_argument('--out-dir', default=osp.join('work_dirs', 'benchmark'),
                         help='where benchmark.json and benchmark.png go (default work_dirs/benchmark)')
     parser.add_argument('--docs', metavar='PATH', help='also write a Markdown page (e.g. docs/benchmarks.md)')
