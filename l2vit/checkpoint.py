@@ -69,9 +69,11 @@ def load_checkpoint_file(path: str, map_location: Any = 'cpu') -> Any:
     if not os.path.isfile(path):
         raise FileNotFoundError(f'Checkpoint file not found: {path!r}. Check the path, or download/convert the '
                                 f'weights first (see README, "Pretrained weights").')
+    # Added for the process, as importing l2vit does (a set: idempotent). Not `with safe_globals(...)`: leaving that
+    # block would take the list away from every later torch.load in the process, the user's own included.
+    torch.serialization.add_safe_globals(SAFE_GLOBALS)
     try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         # torch's message suggests weights_only=False; keep only what it found in the file.
         detail = str(err).split('WeightsUnpickler error:')[-1].split('Check the documentation')[0].strip()

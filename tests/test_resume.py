@@ -1,4 +1,5 @@
-"""`tools/train.py --resume` after a SIGKILL continues bit-identically (weights-only loading, RNG states carried)."""
+"""`--resume` after a SIGKILL continues bit-identically (weights-only loading, RNG states carried), with our
+`tools/train.py` and with mmdet's own packaged one (what `mim train mmdet` runs)."""
 import os
 import os.path as osp
 import signal
@@ -32,9 +33,15 @@ def last_checkpoint(work_dir: str) -> str:
     return open(path).read().strip() if osp.isfile(path) else ''
 
 
-def train_and_kill_after_first_checkpoint(train_tool: str, data: str, work_dir: str) -> None:
+def mmdet_train_tool() -> str:
+    """mmdet's packaged tools/train.py, run as it is: no wrapper, nothing of ours registered beforehand."""
+    import mmdet
+    return osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', 'train.py')
+
+
+def train_and_kill_after_first_checkpoint(train_tool: str, data: str, work_dir: str, extra=()) -> None:
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    proc = subprocess.Popen([sys.executable, train_tool, DEMO_CONFIG, '--work-dir', work_dir, *options(data)],
+    proc = subprocess.Popen([sys.executable, train_tool, DEMO_CONFIG, '--work-dir', work_dir, *options(data), *extra],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while proc.poll() is None and time.time() < deadline:
@@ -65,18 +72,27 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     different = [k for k in expected if not torch.equal(expected[k], actual[k])]
     assert not different, f'{len(different)} tensors differ after resuming, e.g. {different[:5]}'
 
-    # Control: with mmdet's own train tool (mmengine alone, no RNG states in the checkpoints) the same kill and
-    # resume drifts from that tool's uninterrupted run, so this test would notice a hook that does nothing.
-    import mmdet
-    packaged = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', 'train.py')
-    # mmdet's tool loads with torch's weights-only default: a tiny wrapper allows our list in that process.
-    wrapper = tmp_path / 'plain_train.py'
-    wrapper.write_text('import runpy, sys\nfrom l2vit.checkpoint import allow_safe_globals\nallow_safe_globals()\n'
-                       f'sys.argv = [{packaged!r}] + sys.argv[1:]\nrunpy.run_path({packaged!r}, run_name="__main__")\n')
+    # mmdet's own train tool, plain: the config's custom_imports registers our weights-only loading (torch's
+    # default refuses mmengine's checkpoints otherwise) and its custom_hooks the RNGStateHook. It runs the same Runner
+    # on the same config as ours, so its resumed run ends exactly where our uninterrupted one does.
+    packaged = mmdet_train_tool()
+    mmdet_resumed = str(tmp_path / 'mmdet_resumed')
+    train_and_kill_after_first_checkpoint(packaged, data, mmdet_resumed)
+    result = tool(packaged, DEMO_CONFIG, '--work-dir', mmdet_resumed, '--resume', *options(data))
+    assert 'resumed' in (result.stdout + result.stderr).lower()
+    actual = final_weights(mmdet_resumed)
+    assert expected.keys() == actual.keys()
+    different = [k for k in expected if not torch.equal(expected[k], actual[k])]
+    assert not different, f'mmdet train.py: {len(different)} tensors differ after resuming, e.g. {different[:5]}'
+
+    # Control: the same kill and resume with the hook removed (mmengine alone, no RNG states in the checkpoints)
+    # drifts from that tool's uninterrupted run, so this test would notice a hook that does nothing.
+    no_hook = ['custom_hooks=[]']  # appended to --cfg-options
     plain_straight, plain_resumed = str(tmp_path / 'plain_straight'), str(tmp_path / 'plain_resumed')
-    tool(str(wrapper), DEMO_CONFIG, '--work-dir', plain_straight, *options(data))
-    train_and_kill_after_first_checkpoint(str(wrapper), data, plain_resumed)
-    tool(str(wrapper), DEMO_CONFIG, '--work-dir', plain_resumed, '--resume', *options(data))
+    tool(packaged, DEMO_CONFIG, '--work-dir', plain_straight, *options(data), *no_hook)
+    train_and_kill_after_first_checkpoint(packaged, data, plain_resumed, extra=no_hook)
+    tool(packaged, DEMO_CONFIG, '--work-dir', plain_resumed, '--resume', *options(data), *no_hook)
+    assert 'rng_states' not in load_checkpoint_file(osp.join(plain_resumed, f'epoch_{EPOCHS}.pth'))
     expected, drifted = final_weights(plain_straight), final_weights(plain_resumed)
     assert any(not torch.equal(expected[k], drifted[k]) for k in expected), \
         'without the RNG states the resumed run should drift; the test would not notice a broken hook'

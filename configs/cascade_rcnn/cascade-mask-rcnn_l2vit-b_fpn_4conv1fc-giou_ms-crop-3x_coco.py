@@ -2,7 +2,8 @@
 # for 24 blocks (see the T config).
 _base_ = './cascade-mask-rcnn_l2vit-t_fpn_4conv1fc-giou_ms-crop-3x_coco.py'
 
-pretrained = 'checkpoints/l2vit-b_in1k.pth'
+pretrained = ('https://github.com/ChuanyangZheng/L2ViT/releases/download/v1.0/'
+              'L2ViT-Base-checkpoint-best-ema.pth')
 model = dict(
     backbone=dict(arch='base', drop_path_rate=0.3, init_cfg=dict(checkpoint=pretrained)),
     neck=dict(in_channels=[128, 256, 512, 1024]))

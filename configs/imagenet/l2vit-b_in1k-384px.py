@@ -1,13 +1,15 @@
 # L²ViT-Base at 384² (window 12), ImageNet-1K: evaluates the authors' 384² fine-tuned weights and fine-tunes 224²
 # weights to 384². No parameter depends on the window size, so 224² weights load unchanged.
-#   python tools/test.py configs/imagenet/l2vit-b_in1k-384px.py checkpoints/l2vit-b_in1k-384px.pth
+#   python tools/test.py configs/imagenet/l2vit-b_in1k-384px.py \
+#       https://github.com/ChuanyangZheng/L2ViT/releases/download/v1.0/L2ViT-Base-22k21k-finetune-384-checkpoint-best.pth
 # Evaluation resizes the whole image to 384² (no centre crop), as 384² models are usually evaluated.
 #
 # Fine-tuning: the authors publish no 384² recipe. Batch, lr and schedule follow ConvNeXt's 384² fine-tuning (our
 # choice): 512 images per step (16 GPUs x 32), lr 5e-5, weight decay 1e-8, 30 epochs of cosine decay without warm-up.
 # Augmentation, drop path and EMA stay as in the 224² recipe.
 #   torchrun --nproc_per_node=8 tools/train.py configs/imagenet/l2vit-b_in1k-384px.py --launcher pytorch \
-#       --auto-scale-lr --cfg-options load_from=checkpoints/l2vit-b_in1k.pth
+#       --auto-scale-lr \
+#       --cfg-options load_from=https://github.com/ChuanyangZheng/L2ViT/releases/download/v1.0/L2ViT-Base-checkpoint-best-ema.pth
 _base_ = ['./l2vit-b_in1k.py']
 
 model = dict(backbone=dict(window_size=12))

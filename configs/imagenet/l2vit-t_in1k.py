@@ -2,9 +2,10 @@
 # AdamW lr 4e-3 for a total batch of 4096, weight decay 0.05, 300 epochs (20 linear warm-up epochs, then cosine),
 # EMA, RandAugment, mixup 0.8, cutmix 1.0, label smoothing 0.1, random erasing 0.25, no AMP.
 #
-# Evaluate the released weights (convert them to an mmengine checkpoint first):
-#   python tools/convert_official.py L2ViT-Tiny-checkpoint-best-ema.pth checkpoints/l2vit-t_in1k.pth --use-ema
-#   python tools/test.py configs/imagenet/l2vit-t_in1k.py checkpoints/l2vit-t_in1k.pth
+# Evaluate the released weights, by URL or as a downloaded file (read as released, converted in memory):
+#   python tools/test.py configs/imagenet/l2vit-t_in1k.py \
+#       https://github.com/ChuanyangZheng/L2ViT/releases/download/v1.0/L2ViT-Tiny-checkpoint-best-ema.pth
+# (or a checkpoint of tools/convert_official.py; `--use-ema` there converts the EMA weights instead of `model`).
 #
 # Train: 64 images per GPU (the dataset base); lr 4e-3 belongs to 64 GPUs x 64 = 4096 images per step. On fewer
 # GPUs, --auto-scale-lr scales lr linearly to the actual total batch:
@@ -40,4 +41,9 @@ auto_scale_lr = dict(base_batch_size=4096)
 # EMA: the authors give no decay rate; 0.9999 (momentum 1e-4) is the default of the ConvNeXt/timm trainer whose
 # checkpoint format their release uses (our assumption). Like that trainer, the average covers BatchNorm statistics.
 # Validation and saved checkpoints use the EMA weights.
-custom_hooks = [dict(type='EMAHook', momentum=1e-4, update_buffers=True, priority='ABOVE_NORMAL')]
+# RNGStateHook: checkpoints carry the RNG states, so that `--resume` continues exactly with any train tool (ours,
+# mmpretrain's, `mim train`): see l2vit/hooks.py.
+custom_hooks = [
+    dict(type='EMAHook', momentum=1e-4, update_buffers=True, priority='ABOVE_NORMAL'),
+    dict(type='RNGStateHook'),
+]

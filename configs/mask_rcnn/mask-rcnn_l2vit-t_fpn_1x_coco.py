@@ -3,9 +3,13 @@
 # mmdet's Swin-T "ms-crop-3x" config carries exactly that augmentation; we change backbone and schedule.
 _base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
 custom_imports = dict(imports=['mmdet_l2vit'], allow_failed_imports=False)
+# Checkpoints carry the RNG states, so that `--resume` continues exactly with any train tool (ours, mmdet's,
+# `mim train`): see l2vit/hooks.py.
+custom_hooks = [dict(type='RNGStateHook')]
 
-# The authors' ImageNet weights converted by tools/convert_official.py (see README, "Pretrained weights").
-pretrained = 'checkpoints/l2vit-t_in1k.pth'
+# The authors' released ImageNet weights (downloaded once into the torch hub cache; a local file works too).
+pretrained = ('https://github.com/ChuanyangZheng/L2ViT/releases/download/v1.0/'
+              'L2ViT-Tiny-checkpoint-best-ema.pth')
 model = dict(
     backbone=dict(
         _delete_=True,

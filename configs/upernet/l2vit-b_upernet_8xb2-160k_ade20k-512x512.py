@@ -1,7 +1,8 @@
 # UperNet + L2ViT-B on ADE20K, the authors' 160k recipe (drop path 0.3, as for T).
 _base_ = './l2vit-t_upernet_8xb2-160k_ade20k-512x512.py'
 
-checkpoint_file = 'checkpoints/l2vit-b_in1k.pth'
+checkpoint_file = ('https://github.com/ChuanyangZheng/L2ViT/releases/download/v1.0/'
+                   'L2ViT-Base-checkpoint-best-ema.pth')
 model = dict(
     backbone=dict(arch='base', init_cfg=dict(checkpoint=checkpoint_file)),
     decode_head=dict(in_channels=[128, 256, 512, 1024]),

@@ -6,10 +6,14 @@
 #   multi-scale + flip (ms): python tools/test.py CONFIG CHECKPOINT --tta
 _base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
 custom_imports = dict(imports=['mmseg_l2vit'], allow_failed_imports=False)
+# Checkpoints carry the RNG states, so that `--resume` continues exactly with any train tool (ours, or mmseg's own
+# tools/train.py from its repository): see l2vit/hooks.py.
+custom_hooks = [dict(type='RNGStateHook')]
 
-# The authors' ImageNet weights converted by tools/convert_official.py (see README, "Pretrained weights"); the name
-# is the base's, so its Swin URL does not linger in the config.
-checkpoint_file = 'checkpoints/l2vit-t_in1k.pth'
+# The authors' released ImageNet weights (downloaded once into the torch hub cache; a local file works too); the
+# name is the base's, so its Swin URL does not linger in the config.
+checkpoint_file = ('https://github.com/ChuanyangZheng/L2ViT/releases/download/v1.0/'
+                   'L2ViT-Tiny-checkpoint-best-ema.pth')
 model = dict(
     backbone=dict(
         _delete_=True,
