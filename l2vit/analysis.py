@@ -315,7 +315,10 @@ def block_attention(record: BlockInput, query_yx: Tuple[int, int], radius: float
         weights[:, :window[2], :window[3]] = full[:, :window[2], :window[3]]
         num_keys = ws * ws
         near = _within_radius(full.shape[-2:], query_yx, radius)[y0:, x0:]
-        stats['padded_mass'] = _floats(1 - weights.sum(dim=(-2, -1)))
+        # The weights on the padded positions (rows and columns past the image), summed: non-negative by
+        # construction, where 1 - (the weights inside) could round below zero.
+        outside = full[:, window[2]:, :].sum(dim=(-2, -1)) + full[:, :window[2], window[3]:].sum(dim=(-2, -1))
+        stats['padded_mass'] = _floats(outside)
         stats['padded_mass_mean'] = _mean(stats['padded_mass'])
     raw = attention_statistics(full, query_yx, radius)
     entropy, local = _floats(raw['entropy']), _floats(raw['local_mass'])
