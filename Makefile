@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.l2vit-setup-done
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast demo demo-seg clean-venv
+.PHONY: setup test test-fast lint demo demo-seg clean-venv
 
 setup: $(SETUP_STAMP)
 
@@ -19,6 +19,11 @@ test: setup
 # Everything but the tests marked slow.
 test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# flake8 + isort with the settings in setup.cfg (the pinned versions; .pre-commit-config.yaml runs this too).
+lint: setup
+	$(PY) -m flake8 .
+	$(PY) -m isort --check-only --diff .
 
 demo: setup
 	$(PY) tools/demo/run_detection_demo.py

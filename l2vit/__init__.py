@@ -7,7 +7,6 @@ from .models import L2ViT
 from .optim import LayerDecayOptimWrapperConstructor
 from .version import __version__
 
-
 # Every checkpoint mmengine reads in a process that uses L²ViT is read weights-only, with the authors' files understood
 # (see l2vit.checkpoint.register_checkpoint_loading); importing mmdet_l2vit, mmseg_l2vit or mmpretrain_l2vit (what a
 # config's custom_imports does) imports this package first.

@@ -44,10 +44,10 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
 def _safe_globals() -> List[Any]:
     import numpy as np
     from mmengine.logging import HistoryBuffer
-    numeric_dtypes = [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith('DType') and any(
-        name.startswith(kind) for kind in ('Bool', 'Int', 'UInt', 'Float', 'Complex', 'Byte', 'UByte', 'Short',
-                                            'UShort', 'Long', 'ULong', 'LongLong', 'ULongLong', 'Half', 'Double',
-                                            'LongDouble', 'CLongDouble'))]
+    kinds = ('Bool', 'Int', 'UInt', 'Float', 'Complex', 'Byte', 'UByte', 'Short', 'UShort', 'Long', 'ULong',
+             'LongLong', 'ULongLong', 'Half', 'Double', 'LongDouble', 'CLongDouble')
+    numeric_dtypes = [getattr(np.dtypes, name) for name in dir(np.dtypes)
+                      if name.endswith('DType') and any(name.startswith(kind) for kind in kinds)]
     multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
     import codecs
     return [

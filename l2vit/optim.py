@@ -76,4 +76,3 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             group.pop('param_names')
             group.pop('lr_scale')
             params.append(group)
-

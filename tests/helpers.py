@@ -1,4 +1,5 @@
 """Helpers shared by the tests."""
+import copy
 import importlib.util
 import math
 import os
@@ -15,6 +16,13 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / 'configs'
+# Keys of other backbones that must not survive in an L2ViT backbone dict (a missing `_delete_=True` leaks them).
+FOREIGN_BACKBONE_KEYS = {
+    'depth', 'num_stages', 'style', 'strides', 'dilations', 'stem_channels', 'base_channels', 'deep_stem',  # ResNet
+    'embed_dims', 'patch_size', 'depths', 'num_heads', 'mlp_ratio', 'qkv_bias', 'qk_scale', 'drop_rate',  # Swin
+    'attn_drop_rate', 'patch_norm', 'convert_weights', 'pretrain_img_size', 'use_abs_pos_embed', 'act_cfg',
+    'layer_scale_init_value', 'gap_before_final_norm', 'pretrained',  # ConvNeXt, old-style weights
+}
 #: A small L2ViT that every config can be built with quickly.
 SMALL_ARCH = dict(embed_dims=[16, 32, 64, 128], depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8])
 
@@ -75,20 +83,25 @@ def randomize_(model: nn.Module, seed: int) -> nn.Module:
     return model
 
 
-def tool(*args, cwd=ROOT, check=True):
+def tool(*args, cwd=ROOT, check=True, timeout=None):
     """Run one of our tools in a fresh interpreter (as a user would), returning the completed process."""
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    result = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, env=env)
+    result = subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True, env=env,
+                            timeout=timeout)
     if check:
         assert result.returncode == 0, f'{args[0]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}'
     return result
 
 
 @lru_cache(maxsize=None)
-def load_config(path: Path):
-    """The loaded config (cached: tests deep-copy what they change)."""
+def _load_config_once(path: Path):
     from mmengine.config import Config
     return Config.fromfile(str(path))
+
+
+def load_config(path: Path):
+    """The loaded config: parsed once per path, a fresh copy each call (a test may change it freely)."""
+    return copy.deepcopy(_load_config_once(Path(path)))
 
 
 def configs_of_scope(scope: str) -> List[Path]:

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, SMALL_ARCH, randomize_, tool
 from torch.testing import assert_close
 
+from helpers import ROOT, SMALL_ARCH, randomize_, tool
 from l2vit.analysis import (AttentionRecorder, analyse_attention, attention_statistics, block_attention,
                             linear_attention_weights, split_qkv, token_of_pixel, window_attention_weights)
 from l2vit.models import L2ViT, linear_attention, window_reverse

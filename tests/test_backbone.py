@@ -10,21 +10,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from helpers import randomize_
-from reference_l2vit import ReferenceL2ViT
-
 import l2vit
+from helpers import randomize_
 from l2vit.models import backbone as backbone_module
 from l2vit.models.attention import WindowAttention, linear_attention
+from reference_l2vit import ReferenceL2ViT
 
 # The authors' released checkpoints' parameter names and shapes (copied from shared/reference/).
 KEYS_TSV = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'official_{}_keys.tsv')
 
 SMALL = dict(embed_dims=[16, 32, 64, 128], depths=[2, 2, 4, 2], num_heads=[1, 2, 4, 8])
 WINDOW = 3
-
-
-
 
 
 def reference_to_backbone_state(ref_state: Dict[str, torch.Tensor],
@@ -176,6 +172,41 @@ def test_cache_blocked_inference_matches_reference(parity_models, size, monkeypa
         norm = getattr(ours, f'norm{i}')
         torch.testing.assert_close(b, layer_norm_nchw(m, norm.weight, norm.bias), rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(b, w.detach(), rtol=1e-13, atol=1e-13)
+
+
+def test_cache_blocked_switch(monkeypatch):
+    """``layers.CACHE_BLOCKED`` (env ``L2VIT_CACHE_BLOCKED``) turns the cache-blocked CPU paths off: the MLP then
+    runs whole (one fc1 call per forward) with the same outputs; a bad environment value is a clear error."""
+    import subprocess
+    import sys
+
+    from l2vit.models import layers
+    from l2vit.models.layers import Mlp
+    monkeypatch.setattr(Mlp, 'chunk_tokens', 7)
+    model = l2vit.L2ViT(arch=SMALL, window_size=WINDOW).eval()
+    fc1 = model.stages[0][0].mlp.fc1
+    calls = []
+    fc1.register_forward_hook(lambda *args: calls.append(1))
+    x = torch.randn(1, 3, 40, 52)
+    with torch.no_grad():
+        blocked = model(x)
+        blocked_calls, calls[:] = len(calls), []
+        monkeypatch.setattr(layers, 'CACHE_BLOCKED', False)
+        plain = model(x)
+    assert blocked_calls > 1 and len(calls) == 1, (blocked_calls, len(calls))
+    for b, p in zip(blocked, plain):
+        torch.testing.assert_close(b, p, rtol=1e-5, atol=1e-5)
+
+    for value, expected in (('0', False), ('false', False), ('1', True), ('', True)):
+        monkeypatch.setenv('L2VIT_CACHE_BLOCKED', value)
+        assert layers._env_switch('L2VIT_CACHE_BLOCKED', True) is expected
+    monkeypatch.setenv('L2VIT_CACHE_BLOCKED', 'maybe')
+    with pytest.raises(ValueError, match="L2VIT_CACHE_BLOCKED='maybe': expected 1/true"):
+        layers._env_switch('L2VIT_CACHE_BLOCKED', True)
+    env = dict(os.environ, L2VIT_CACHE_BLOCKED='0')
+    out = subprocess.run([sys.executable, '-c', 'from l2vit.models import layers; print(layers.CACHE_BLOCKED)'],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == 'False'
 
 
 # ---------------------------------------------------------------------------------------------------- attention cores

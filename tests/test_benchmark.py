@@ -9,6 +9,7 @@ import os.path as osp
 import re
 
 import pytest
+
 from helpers import ROOT, tool
 
 TOOL = osp.join(ROOT, 'tools', 'analysis', 'benchmark.py')

@@ -6,8 +6,8 @@ import pytest
 import torch
 from mmengine.runner import load_checkpoint
 
-from l2vit import CheckpointError, L2ViT, convert_official, load_checkpoint_file
 from helpers import randomize_, tool
+from l2vit import CheckpointError, L2ViT, convert_official, load_checkpoint_file
 from reference_l2vit import ReferenceL2ViT
 
 ARCH = dict(embed_dims=[16, 32, 64, 128], depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8])
@@ -31,8 +31,9 @@ def authors_checkpoint(tmp_path, seed: int = 0):
 
 
 def build_classifier():
-    from mmpretrain.registry import MODELS
     from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+
     import mmpretrain_l2vit  # noqa: F401
     init_default_scope('mmpretrain')
     return MODELS.build(dict(
@@ -139,8 +140,8 @@ def test_a_file_of_another_size_is_refused_by_name(tmp_path):
         other.init_weights()
     for key, value in other.state_dict().items():  # nothing loaded half-way
         assert torch.equal(value, before[key]), key
-    wider = L2ViT(arch=dict(ARCH, embed_dims=[32, 64, 128, 256]), init_cfg=dict(type='Pretrained',
-                                                                                 checkpoint=str(src)))
+    wider = L2ViT(arch=dict(ARCH, embed_dims=[32, 64, 128, 256]),
+                  init_cfg=dict(type='Pretrained', checkpoint=str(src)))
     with pytest.raises(CheckpointError, match='shape mismatch: downsample_layers'):
         wider.init_weights()
 
@@ -196,8 +197,8 @@ def test_truncated_file_is_a_clear_error(tmp_path):
 def test_mmengine_training_checkpoint_loads_weights_only(tmp_path):
     """A checkpoint as mmengine's Runner writes it (message hub with HistoryBuffers and numpy values) loads with the
     allow-list, and nothing beyond it."""
-    from mmengine.logging import HistoryBuffer
     import numpy as np
+    from mmengine.logging import HistoryBuffer
     buffer = HistoryBuffer()
     buffer.update(1.5)
     path = tmp_path / 'epoch_1.pth'

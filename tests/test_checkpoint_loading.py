@@ -15,11 +15,10 @@ from mmengine.model import initialize
 from mmengine.runner import load_checkpoint
 
 from helpers import randomize_
-from reference_l2vit import ReferenceL2ViT
-from test_checkpoint import ARCH, _Payload, authors_checkpoint, build_classifier
-
 from l2vit import CheckpointError, L2ViT
 from l2vit.checkpoint import download_checkpoint, hub_checkpoint_dir
+from reference_l2vit import ReferenceL2ViT
+from test_checkpoint import ARCH, _Payload, authors_checkpoint, build_classifier
 
 
 class _Server(http.server.ThreadingHTTPServer):

@@ -4,10 +4,10 @@ lists them all)."""
 import json
 
 import pytest
-from helpers import tool
-from test_detection_e2e import DEMO_CONFIG, data_options
 
+from helpers import tool
 from l2vit.datasets import generate_coco_instances
+from test_detection_e2e import DEMO_CONFIG, data_options
 
 
 @pytest.fixture(scope='module')

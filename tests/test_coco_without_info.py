@@ -13,11 +13,11 @@ import json
 import os.path as osp
 
 import pytest
-from helpers import ROOT, tool
 from mmengine.config import Config
-from test_detection_e2e import DEMO_CONFIG, data_options
 
+from helpers import ROOT, tool
 from l2vit.datasets import generate_coco_instances, metainfo
+from test_detection_e2e import DEMO_CONFIG, data_options
 
 SPLITS = ['train_dataloader', 'val_dataloader']
 
@@ -228,7 +228,8 @@ def test_the_preflight_reports_exactly_what_mmdet_stops_on(tiny_coco, tmp_path, 
                                   metainfo=metainfo())
     problems = checks.coco_annotation_problems(cfg, SPLITS)
     text = '\n'.join(problems)
-    reported = [(c, k) for c, k in REQUIRED if f"{c} have no '{k}'" in text or f"{c} have no (or an empty) '{k}'" in text]
+    reported = [(c, k) for c, k in REQUIRED
+                if f"{c} have no '{k}'" in text or f"{c} have no (or an empty) '{k}'" in text]
     stopped_on = mmdet_stops_on(tiny_coco, ann_file, with_mask, metric)
     if stopped_on is None:
         assert problems == [], problems

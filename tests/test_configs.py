@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from helpers import CONFIG_DIR, ROOT, SMALL_ARCH, config_paths, packages_needed
 
 HEAD_KEYS = ('head', 'decode_head', 'auxiliary_head')

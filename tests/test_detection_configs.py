@@ -18,19 +18,12 @@ pytest.importorskip('mmdet')
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
 
-from helpers import (CONFIG_DIR, RELEASED_WEIGHTS, SMALL_ARCH, config_differences, configs_of_scope,  # noqa: E402
-                     load_config)
+from helpers import (CONFIG_DIR, FOREIGN_BACKBONE_KEYS, RELEASED_WEIGHTS, SMALL_ARCH, config_differences,  # noqa: E402
+                     configs_of_scope, load_config)
 from l2vit import L2ViT  # noqa: E402
 
 IMAGE_SHAPES = [(3, 128, 160), (3, 96, 128)]  # two sizes, so batching pads
 
-# Keys of other backbones that must not survive in an L2ViT backbone dict (a missing `_delete_=True` leaks them).
-FOREIGN_BACKBONE_KEYS = {
-    'depth', 'num_stages', 'style', 'strides', 'dilations', 'stem_channels', 'base_channels', 'deep_stem',  # ResNet
-    'embed_dims', 'patch_size', 'depths', 'num_heads', 'mlp_ratio', 'qkv_bias', 'qk_scale', 'drop_rate',  # Swin
-    'attn_drop_rate', 'patch_norm', 'convert_weights', 'pretrain_img_size', 'use_abs_pos_embed',
-    'layer_scale_init_value', 'gap_before_final_norm', 'pretrained',  # ConvNeXt, old-style weights
-}
 
 # The authors' COCO table: drop path per (schedule, size); epochs and lr milestones per schedule.
 DROP_PATH = {('1x', 't'): 0.1, ('1x', 's'): 0.1, ('1x', 'b'): 0.2,
@@ -112,8 +105,9 @@ def _leaf_tensors(value):
 def test_backbone_is_clean_l2vit(path):
     """`_delete_=True` worked (no ResNet/Swin/ConvNeXt keys), every key is an L2ViT argument, and the FPN reads
     exactly the widths of the stages in out_indices."""
-    import mmdet_l2vit  # noqa: F401
     from mmdet.registry import MODELS
+
+    import mmdet_l2vit  # noqa: F401
     cfg = load_config(path)
     backbone = cfg.model.backbone.to_dict()
     assert backbone['type'] in ('L2ViT', 'mmdet.L2ViT'), f'{path.name}: backbone type {backbone["type"]}'
@@ -137,11 +131,12 @@ def test_backbone_is_clean_l2vit(path):
 def test_loss_and_predict(path):
     """Loss mode gives finite scalar losses (mask losses for mask models); predict mode gives DetDataSamples with
     boxes (and masks at the original image size); the config's optimizer wrapper builds for the model."""
-    import mmdet_l2vit  # noqa: F401
     from mmdet.registry import MODELS
     from mmdet.structures import DetDataSample
     from mmdet.testing import demo_mm_inputs
     from mmengine.optim import build_optim_wrapper
+
+    import mmdet_l2vit  # noqa: F401
 
     cfg = load_config(path)
     model_cfg = _small_model_cfg(cfg)
@@ -274,7 +269,8 @@ AMP_VARIANTS = [p for p in RECIPES if _recipe(p)['amp']]
 def test_amp_variant_differs_only_in_precision(path):
     fp32 = path.with_name(path.name.replace('amp-ms-crop', 'ms-crop'))
     assert fp32.is_file(), f'{path.name}: no fp32 config {fp32.name}'
-    extra = config_differences(load_config(path), load_config(fp32)) - {'optim_wrapper.type', 'optim_wrapper.loss_scale'}
+    extra = config_differences(load_config(path), load_config(fp32))
+    extra -= {'optim_wrapper.type', 'optim_wrapper.loss_scale'}
     assert not extra, f'{path.name} differs from {fp32.name} in {sorted(extra)}'
 
 
@@ -288,7 +284,8 @@ def test_strategy_variant_differs_only_in_runner(path):
     ddp = path.with_name(path.name.replace('fsdp-', ''))
     assert ddp.is_file(), f'{path.name}: no DDP config {ddp.name}'
     cfg = load_config(path)
-    extra = {k for k in config_differences(cfg, load_config(ddp)) if k != 'runner_type' and k.split('.')[0] != 'strategy'}
+    extra = {k for k in config_differences(cfg, load_config(ddp))
+             if k != 'runner_type' and k.split('.')[0] != 'strategy'}
     assert not extra, f'{path.name} differs from {ddp.name} in {sorted(extra)}'
     assert cfg.runner_type == 'FlexibleRunner' and cfg.strategy.type == 'FSDPStrategy'
 

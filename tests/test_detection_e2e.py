@@ -5,8 +5,8 @@ import os
 import os.path as osp
 
 import pytest
-from helpers import ROOT, tool
 
+from helpers import ROOT, tool
 from l2vit.datasets import generate_coco_instances
 
 DEMO_CONFIG = osp.join(ROOT, 'configs', 'demo', 'mask-rcnn_l2vit-demo_synthetic.py')

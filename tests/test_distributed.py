@@ -8,16 +8,16 @@ import subprocess
 
 import pytest
 import torch
-from helpers import CONFIG_DIR, ROOT, load_config, tool
 from mmengine.registry import FUNCTIONS
 from mmengine.runner import FlexibleRunner
-from test_detection_e2e import DEMO_CONFIG, data_options
 
 import mmdet_l2vit  # noqa: F401  (registers L2ViT in mmdet)
+from helpers import CONFIG_DIR, ROOT, load_config, tool
 from l2vit import L2ViT
 from l2vit.checkpoint import load_checkpoint_file
 from l2vit.datasets import generate_coco_instances
 from l2vit.distributed import fsdp_wrap_l2vit_blocks
+from test_detection_e2e import DEMO_CONFIG, data_options
 
 RANK_HOOK = '''
 import json

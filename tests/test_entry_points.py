@@ -19,14 +19,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
 from helpers import CONFIG_DIR, ROOT, SMALL_ARCH, config_paths, load_config, tool
+from l2vit.checkpoint import load_checkpoint_file
+from l2vit.datasets import generate_ade_semantic, generate_coco_instances
 from test_detection_e2e import DEMO_CONFIG as DET_DEMO
 from test_detection_e2e import data_options as det_data_options
 from test_segmentation_e2e import DEMO_CONFIG as SEG_DEMO
 from test_segmentation_e2e import data_options as seg_data_options
-
-from l2vit.checkpoint import load_checkpoint_file
-from l2vit.datasets import generate_ade_semantic, generate_coco_instances
 
 IMAGENET_T = osp.join(ROOT, 'configs', 'imagenet', 'l2vit-t_in1k.py')
 

@@ -7,10 +7,10 @@ import re
 
 import pytest
 import torch
-from helpers import ROOT, SMALL_ARCH, tool
 from mmengine.analysis import FlopAnalyzer
 from torch import nn
 
+from helpers import ROOT, SMALL_ARCH, tool
 from l2vit.flops import count_flops, flop_analyzer
 from l2vit.models import L2ViT
 from l2vit.models.attention import LinearAttention, WindowAttention

@@ -7,12 +7,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
 from helpers import ROOT, tool
-from reference_l2vit import ReferenceL2ViT
-
-from test_checkpoint_loading import server  # noqa: F401 (the fixture)
-
 from l2vit import L2ViT
+from reference_l2vit import ReferenceL2ViT
+from test_checkpoint_loading import server  # noqa: F401 (the fixture)
 
 
 @pytest.mark.slow

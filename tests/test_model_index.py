@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import ROOT, load_config, packages_needed, randomize_
 
+from helpers import ROOT, load_config, packages_needed, randomize_
 from l2vit import model_zoo
 from l2vit.models import L2ViT
 
@@ -281,8 +281,9 @@ def test_flops_are_the_tools_count(config):
 # ---------------------------------------------------------------------------------------------------- mmpretrain
 def test_mmpretrain_lists_and_builds_the_classifiers():
     mmpretrain = pytest.importorskip('mmpretrain')
-    import mmpretrain_l2vit  # noqa: F401  (registers the model index)
     from mmpretrain.apis.model import ModelHub
+
+    import mmpretrain_l2vit  # noqa: F401  (registers the model index)
 
     assert sorted(mmpretrain.list_models('l2vit*')) == sorted(CLASSIFIERS)
     assert 'l2vit-t_in1k' in CLASSIFIERS

@@ -14,7 +14,8 @@ def finite(tensors) -> bool:
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
 def test_mixed_precision_at_1333x800_is_finite(dtype):
     """Σk over the ~66k tokens of stage 0 would overflow fp16; the linear attention runs in fp32 under autocast.
-    (A narrow arch: the token counts, which decide overflow, are those of any L2ViT at this size; fp16 on CPU is slow.)"""
+    (A narrow arch: the token counts, which decide overflow, are those of any L2ViT at this size; fp16 on CPU is
+    slow.)"""
     torch.manual_seed(0)
     model = L2ViT(arch=dict(embed_dims=[32, 64, 128, 256], depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8]),
                   drop_path_rate=0.1)

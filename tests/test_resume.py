@@ -9,11 +9,11 @@ import time
 
 import pytest
 import torch
-from helpers import ROOT, tool
-from test_detection_e2e import DEMO_CONFIG, data_options
 
+from helpers import ROOT, tool
 from l2vit.checkpoint import load_checkpoint_file
 from l2vit.datasets import generate_coco_instances
+from test_detection_e2e import DEMO_CONFIG, data_options
 
 EPOCHS = 4
 

@@ -10,10 +10,7 @@ import copy
 import importlib.util
 import inspect
 import math
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +21,8 @@ pytest.importorskip('mmseg')
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
 
-from helpers import (CONFIG_DIR, RELEASED_WEIGHTS, ROOT, SMALL_ARCH, config_differences,  # noqa: E402
-                     configs_of_scope, load_config)
+from helpers import (CONFIG_DIR, FOREIGN_BACKBONE_KEYS, RELEASED_WEIGHTS, ROOT, SMALL_ARCH,  # noqa: E402
+                     config_differences, configs_of_scope, load_config, tool)
 from l2vit import L2ViT  # noqa: E402
 
 IMAGE_SHAPE = (3, 64, 80)  # not a multiple of 32: the training batch is padded, predictions must be cropped back
@@ -33,13 +30,6 @@ BATCH = 2
 ARCH_NAMES = {'t': 'tiny', 's': 'small', 'b': 'base'}
 RECIPE_NAME = re.compile(r'^l2vit-(?P<size>[tsb])_upernet_8xb2-(?P<amp>amp-)?160k_ade20k-512x512\.py$')
 TTA_RATIOS = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]  # the authors' multi-scale test, ratios of the (2048, 512) scale
-# Keys of other backbones that must not survive in an L2ViT backbone dict (a missing `_delete_=True` leaks them).
-FOREIGN_BACKBONE_KEYS = {
-    'depth', 'num_stages', 'style', 'strides', 'dilations', 'stem_channels', 'base_channels', 'deep_stem',  # ResNet
-    'embed_dims', 'patch_size', 'depths', 'num_heads', 'mlp_ratio', 'qkv_bias', 'qk_scale', 'drop_rate',  # Swin
-    'attn_drop_rate', 'patch_norm', 'convert_weights', 'pretrain_img_size', 'use_abs_pos_embed', 'act_cfg',
-    'layer_scale_init_value', 'gap_before_final_norm', 'pretrained',  # ConvNeXt, old-style weights
-}
 
 
 # ---------------------------------------------------------------- finding and loading the configs
@@ -106,8 +96,9 @@ def _small_model_cfg(cfg: Config) -> dict:
 
 
 def _build(model_cfg: dict):
-    import mmseg_l2vit  # noqa: F401
     from mmseg.registry import MODELS
+
+    import mmseg_l2vit  # noqa: F401
     with DefaultScope.overwrite_default_scope('mmseg'):
         model = MODELS.build(model_cfg)
         model.init_weights()
@@ -284,7 +275,8 @@ AMP_VARIANTS = [p for p in RECIPES if RECIPE_NAME.match(p.name).group('amp')]
 def test_amp_variant_differs_only_in_precision(path):
     fp32 = path.with_name(path.name.replace('-amp-', '-'))
     assert fp32.is_file(), f'{path.name}: no fp32 config {fp32.name}'
-    extra = config_differences(load_config(path), load_config(fp32)) - {'optim_wrapper.type', 'optim_wrapper.loss_scale'}
+    extra = config_differences(load_config(path), load_config(fp32))
+    extra -= {'optim_wrapper.type', 'optim_wrapper.loss_scale'}
     assert not extra, f'{path.name} differs from {fp32.name} in {sorted(extra)}'
 
 
@@ -299,13 +291,6 @@ def test_every_ade20k_config_follows_the_naming():
 
 
 # ---------------------------------------------------------------- tools/test.py --tta
-def _tool(*args, cwd):
-    """Run one of our tools in a fresh interpreter, as a user would."""
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True, env=env,
-                          timeout=300)
-
-
 @pytest.fixture
 def test_tool(monkeypatch):
     """tools/test.py as a module (loaded from its file: `test` would be the standard library's package)."""
@@ -361,7 +346,7 @@ def test_tta_without_tta_settings_fails_clearly(test_tool, tmp_path, capsys):
                       "test_dataloader = dict(dataset=dict(type='ADE20KDataset', pipeline=[]))\n")
     checkpoint = tmp_path / 'weights.pth'
     checkpoint.write_bytes(b'')  # only its existence is checked before --tta is applied
-    result = _tool(ROOT / 'tools' / 'test.py', config, checkpoint, '--tta', cwd=tmp_path)
+    result = tool(ROOT / 'tools' / 'test.py', config, checkpoint, '--tta', cwd=tmp_path, check=False, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     assert '--tta needs tta_model and tta_pipeline' in result.stderr
     assert 'has no tta_model and no tta_pipeline' in result.stderr and 'no_tta.py' in result.stderr
@@ -388,7 +373,7 @@ def _write_tiny_ade20k(root: Path) -> None:
 
 
 def test_missing_ade20k_data_is_reported_before_anything_is_built(tmp_path):
-    result = _tool(ROOT / 'tools' / 'train.py', UPERNET_T, cwd=tmp_path)
+    result = tool(ROOT / 'tools' / 'train.py', UPERNET_T, cwd=tmp_path, check=False, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     assert 'the dataset is missing' in result.stderr and 'data/ade/ADEChallengeData2016' in result.stderr
     assert 'Expected layout for ADE20K (ADEChallengeData2016)' in result.stderr
@@ -400,8 +385,9 @@ def test_missing_ade20k_data_is_reported_before_anything_is_built(tmp_path):
 def test_missing_pretrained_weights_are_reported(tmp_path):
     _write_tiny_ade20k(tmp_path / 'data' / 'ade' / 'ADEChallengeData2016')
     # The configs name the authors' release URL; the offline route is a local file, which must then exist.
-    result = _tool(ROOT / 'tools' / 'train.py', UPERNET_T, '--cfg-options',
-                   'model.backbone.init_cfg.checkpoint=checkpoints/l2vit-t_in1k.pth', cwd=tmp_path)
+    result = tool(ROOT / 'tools' / 'train.py', UPERNET_T, '--cfg-options',
+                  'model.backbone.init_cfg.checkpoint=checkpoints/l2vit-t_in1k.pth', cwd=tmp_path, check=False,
+                  timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     assert 'the dataset is missing' not in result.stderr
     assert 'pretrained weights not found: checkpoints/l2vit-t_in1k.pth' in result.stderr

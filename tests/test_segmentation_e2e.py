@@ -3,24 +3,13 @@ test the checkpoint (mIoU), draw the predictions."""
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 
+from helpers import ROOT, tool
 from l2vit.datasets import generate_ade_semantic
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(ROOT, 'configs', 'demo', 'l2vit-demo_upernet_synthetic.py')
-
-
-def tool(*args, cwd=ROOT, check=True):
-    """Run one of our tools in a fresh interpreter (as a user would), returning the completed process."""
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    result = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, env=env)
-    if check:
-        assert result.returncode == 0, f'{args[0]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}'
-    return result
 
 
 def data_options(root: str):

@@ -6,10 +6,9 @@ import os.path as osp
 import cv2
 import numpy as np
 import pytest
+
 from helpers import ROOT, tool
-
 from l2vit.datasets import SEG_CLASSES, SEG_PALETTE, generate_ade_semantic, seg_metainfo
-
 
 NUM_TRAIN, NUM_VAL = 8, 4
 K = len(SEG_CLASSES)
@@ -176,8 +175,8 @@ def test_the_demo_config_reads_it(dataset):
 
 
 def test_cli(tmp_path):
-    out = tool(osp.join('tools', 'datasets', 'make_synthetic_ade.py'), str(tmp_path), '--num-train', '2', '--num-val', '1',
-               '--seed', '5', '--no-progress').stdout
+    out = tool(osp.join('tools', 'datasets', 'make_synthetic_ade.py'), str(tmp_path), '--num-train', '2',
+               '--num-val', '1', '--seed', '5', '--no-progress').stdout
     summary = json.loads(out)
     assert summary['train']['num_images'] == 2 and summary['val']['num_images'] == 1
     assert osp.isfile(osp.join(str(tmp_path), 'annotations', 'validation', '00000001.png'))

@@ -6,10 +6,10 @@ import os.path as osp
 import cv2
 import numpy as np
 import pytest
-from helpers import tool
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from helpers import tool
 from l2vit.datasets import CLASSES, generate_coco_instances, metainfo
 from l2vit.datasets.synthetic_coco import _mask_polygons, _rasterise, _shape_vertices
 
@@ -162,8 +162,8 @@ def test_mmdet_coco_dataset_loads_it(dataset):
 
 
 def test_cli(tmp_path):
-    out = tool(osp.join('tools', 'datasets', 'make_synthetic_coco.py'), str(tmp_path), '--num-train', '2', '--num-val', '1',
-               '--seed', '5', '--no-progress').stdout
+    out = tool(osp.join('tools', 'datasets', 'make_synthetic_coco.py'), str(tmp_path), '--num-train', '2',
+               '--num-val', '1', '--seed', '5', '--no-progress').stdout
     summary = json.loads(out)
     assert summary['train']['num_images'] == 2 and summary['val']['num_images'] == 1
     assert osp.isfile(osp.join(str(tmp_path), 'annotations', 'instances_val2017.json'))

@@ -85,8 +85,9 @@ def missing_data(cfg: Config, splits) -> List[str]:
         name, layout = DATASET_LAYOUTS.get(kind, (kind, None))
         if layout:
             lines.append(f'Expected layout for {name} (relative to the working directory):\n    {layout}')
+    splits = dict.fromkeys(p[2] for p in problems)
     overrides = ' '.join(f'{split}.dataset.data_root=/path/to/data/' if split.endswith('_dataloader') else
-                         f'{split}.ann_file=/path/to/annotations.json' for split in dict.fromkeys(p[2] for p in problems))
+                         f'{split}.ann_file=/path/to/annotations.json' for split in splits)
     lines.append(f'Put the data there (a symlink is fine), or point elsewhere: --cfg-options {overrides}')
     return lines
 

@@ -6,7 +6,6 @@ Both tools import this file as a sibling module: running ``python tools/train.py
 import argparse
 import os
 import os.path as osp
-import sys
 import warnings
 from typing import List
 
@@ -17,6 +16,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 from mmengine.config import Config, DictAction  # noqa: E402
 
 from _checks import as_list, input_problems, leaf_datasets  # noqa: E402,F401  (re-exported for the tools)
+from l2vit.errors import fail  # noqa: E402
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
@@ -36,12 +36,6 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher (torchrun: pytorch)')
     # torch.distributed.launch passes --local_rank (older) or --local-rank (torch >= 2.0).
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
-
-
-def fail(message: str) -> None:
-    """Stop the tool with a readable message instead of a traceback."""
-    print(f'error: {message}', file=sys.stderr)
-    raise SystemExit(2)
 
 
 def run_tool(main) -> None:
@@ -126,8 +120,9 @@ def setup_launcher(cfg: Config) -> None:
         wrapper['device_ids'] = None
     replaced = _sync_bn_to_bn(cfg.model)
     if replaced and dist.get_rank() == 0:
+        shown = ', '.join(replaced[:4]) + (', ...' if len(replaced) > 4 else '')
         print(f'note: torch\'s SyncBatchNorm needs GPUs; on this CPU-only machine {len(replaced)} norm configs use '
-              f'plain BN instead (statistics per process): {", ".join(replaced[:4])}{", ..." if len(replaced) > 4 else ""}')
+              f'plain BN instead (statistics per process): {shown}')
 
 
 def _sync_bn_to_bn(node, path: str = 'model') -> List[str]:

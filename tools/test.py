@@ -16,8 +16,9 @@ import json
 import os
 import os.path as osp
 
-from _common import (KNOWN_SCOPES, add_common_args, allow_safe_checkpoint_globals, as_list, check_inputs, fail,
-                     leaf_datasets, load_config, run_tool, setup_launcher)
+from _common import (KNOWN_SCOPES, add_common_args, allow_safe_checkpoint_globals, as_list, check_inputs, leaf_datasets,
+                     load_config, run_tool, setup_launcher)
+from l2vit.errors import fail
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -9,8 +9,9 @@ Several processes (GPUs, or CPUs with gloo):
 import argparse
 
 import torch
-from _common import (add_common_args, allow_safe_checkpoint_globals, check_inputs, fail, load_config, run_tool,
-                     setup_launcher)
+
+from _common import add_common_args, allow_safe_checkpoint_globals, check_inputs, load_config, run_tool, setup_launcher
+from l2vit.errors import fail
 
 
 def parse_args(argv=None) -> argparse.Namespace:

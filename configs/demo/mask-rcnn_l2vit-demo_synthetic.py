@@ -61,7 +61,13 @@ max_epochs = 4
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, eta_min_ratio=0.05, convert_to_iter_based=True)
+    dict(
+        type='CosineAnnealingLR',
+        by_epoch=True,
+        begin=0,
+        end=max_epochs,
+        eta_min_ratio=0.05,
+        convert_to_iter_based=True)
 ]
 optim_wrapper = dict(optimizer=dict(lr=0.001, weight_decay=0.05), clip_grad=dict(max_norm=10.0))
 default_hooks = dict(logger=dict(interval=25), checkpoint=dict(interval=max_epochs))

@@ -9,7 +9,7 @@
 # Augmentation, drop path and EMA stay as in the 224² recipe.
 #   torchrun --nproc_per_node=8 tools/train.py configs/imagenet/l2vit-b_in1k-384px.py --launcher pytorch \
 #       --auto-scale-lr \
-#       --cfg-options load_from=https://github.com/ChuanyangZheng/L2ViT/releases/download/v1.0/L2ViT-Base-checkpoint-best-ema.pth
+#       --cfg-options load_from=https://github.com/ChuanyangZheng/L2ViT/releases/download/v1.0/L2ViT-Base-checkpoint-best-ema.pth  # noqa: E501
 _base_ = ['./l2vit-b_in1k.py']
 
 model = dict(backbone=dict(window_size=12))

@@ -178,8 +178,8 @@ def _foliage(rng, height, width):
     else:
         colour = _hsv(rng.uniform(38, 75), rng.uniform(130, 240), rng.uniform(50, 130))
     img = np.broadcast_to(colour, (height, width, 3)).astype(np.float32)
-    leaves = _noise(rng, height, width, height / 2.5, width / 2.5) + 0.6 * _noise(rng, height, width, height / 6,
-                                                                                 width / 6)
+    leaves = (_noise(rng, height, width, height / 2.5, width / 2.5) +
+              0.6 * _noise(rng, height, width, height / 6, width / 6))
     return img * (1 + 0.35 * np.clip(leaves, -1.5, 1.5))
 
 

@@ -10,9 +10,9 @@ from mmengine.model.weight_init import constant_init, initialize, kaiming_init, 
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..errors import CheckpointError
 from .blocks import LinearGlobalBlock, LocalWindowBlock
 from .layers import Downsample, StemEmbed
-from ..errors import CheckpointError
 from .state_dict import adapt_state_dict
 
 ARCH_ALIASES = {'t': 'tiny', 's': 'small', 'b': 'base'}

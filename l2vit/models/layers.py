@@ -6,6 +6,7 @@ without copying the tokens back and forth.
 
 Attribute names are the authors' (their checkpoints load without renaming); the class names say what each part is.
 """
+import os
 from typing import Optional
 
 import torch
@@ -61,12 +62,29 @@ class LocalConcentration(nn.Module):
         return to_nhwc(x)
 
 
+def _env_switch(name: str, default: bool) -> bool:
+    value = os.environ.get(name, '').strip().lower()
+    if not value:
+        return default
+    if value not in ('0', '1', 'false', 'true'):
+        raise ValueError(f'{name}={os.environ[name]!r}: expected 1/true (on) or 0/false (off).')
+    return value in ('1', 'true')
+
+
+#: The switch for the cache-blocked CPU inference paths (:func:`cache_blocked`): on by default; off with the
+#: environment variable ``L2VIT_CACHE_BLOCKED=0`` at import, or by setting this attribute to False at run time
+#: (e.g. to profile or debug the plain path). Outputs are the same either way; only speed and peak memory change.
+CACHE_BLOCKED: bool = _env_switch('L2VIT_CACHE_BLOCKED', True)
+
+
 def cache_blocked(x: Tensor) -> bool:
-    """Whether a layer should process ``x`` in cache-sized pieces: eager CPU inference. Large intermediate tensors
-    cost more there than the arithmetic on them (each freshly allocated page is faulted in), while in training
-    autograd keeps them anyway and on GPUs small pieces would underuse the device. Under ``torch.compile`` the
-    compiler plans memory itself, and a loop over pieces would only unroll into a much larger graph."""
-    return x.device.type == 'cpu' and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+    """Whether a layer should process ``x`` in cache-sized pieces: eager CPU inference, while :data:`CACHE_BLOCKED`
+    is on. Large intermediate tensors cost more there than the arithmetic on them (each freshly allocated page is
+    faulted in), while in training autograd keeps them anyway and on GPUs small pieces would underuse the device.
+    Under ``torch.compile`` the compiler plans memory itself, and a loop over pieces would only unroll into a much
+    larger graph."""
+    return (CACHE_BLOCKED and x.device.type == 'cpu' and not torch.is_grad_enabled()
+            and not torch.compiler.is_compiling())
 
 
 class Mlp(nn.Module):

@@ -60,16 +60,13 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 
 import numpy as np  # noqa: E402
 
+from l2vit.errors import fail  # noqa: E402
+
 TILE = 200  # longer side of one tile, in pixels
 HEADER = 30  # height of a tile's caption
 MAX_COLS = 6
 WINDOW_BGR = (50, 110, 40)
 LINEAR_BGR = (130, 60, 30)
-
-
-def fail(message: str) -> None:
-    print(f'error: {message}', file=sys.stderr)
-    raise SystemExit(2)
 
 
 def parse_point(text: str) -> Tuple[float, float]:
@@ -116,7 +113,7 @@ def build_backbone(config: str, checkpoint: str, cfg_options: Optional[dict], de
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
 
-    from l2vit.checkpoint import CheckpointError, register_checkpoint_loading, load_pretrained
+    from l2vit.checkpoint import CheckpointError, load_pretrained, register_checkpoint_loading
     from l2vit.models import L2ViT
 
     cfg = Config.fromfile(config)  # imports custom_imports (mmdet_l2vit, ...), registering L2ViT

@@ -30,15 +30,12 @@ import time
 import warnings
 from typing import Any, List, Optional, Tuple
 
+from l2vit.errors import fail
+
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 DEFAULT_SHAPES = {'mmpretrain': (224, 224), 'mmdet': (800, 1333), 'mmseg': (512, 512)}
 NOTE = 'FLOPs: multiply-adds (mmengine convention), attention products included.'
-
-
-def fail(message: str) -> None:
-    print(f'error: {message}', file=sys.stderr)
-    raise SystemExit(2)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -4,6 +4,8 @@ import argparse
 import json
 from typing import Callable
 
+from l2vit.errors import fail
+
 
 def run_generator(doc: str, generate: Callable[..., dict], num_train: int, num_val: int, argv=None) -> None:
     """``OUT_DIR [--num-train N] [--num-val N] [--seed S] [--no-progress]``: call ``generate`` and print its summary."""
@@ -16,7 +18,7 @@ def run_generator(doc: str, generate: Callable[..., dict], num_train: int, num_v
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     args = parser.parse_args(argv)
     if args.num_train < 0 or args.num_val < 0:
-        raise SystemExit('error: --num-train and --num-val must be >= 0')
+        fail('--num-train and --num-val must be >= 0')
     summary = generate(args.out_dir, num_train=args.num_train, num_val=args.num_val, seed=args.seed,
                        progress=not args.no_progress)
     print(json.dumps(summary, indent=2))

@@ -9,6 +9,8 @@ import os
 import os.path as osp
 from typing import Callable, List
 
+from l2vit.errors import fail
+
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 
@@ -26,19 +28,19 @@ def list_images(args: argparse.Namespace) -> List[str]:
     """The images to draw (a file, or the first ``--max-images`` of a folder in name order); checks that the config
     and the checkpoint exist too, so that a typo stops the demo before any model is built."""
     if args.max_images < 1:
-        raise SystemExit(f'error: --max-images must be at least 1, got {args.max_images}')
+        fail(f'--max-images must be at least 1, got {args.max_images}')
     if osp.isdir(args.image):
         files = sorted(f for f in os.listdir(args.image) if f.lower().endswith(IMAGE_EXTENSIONS))
         if not files:
-            raise SystemExit(f'error: no images ({", ".join(IMAGE_EXTENSIONS)}) in folder {args.image}')
+            fail(f'no images ({", ".join(IMAGE_EXTENSIONS)}) in folder {args.image}')
         images = [osp.join(args.image, f) for f in files[:args.max_images]]
     elif osp.isfile(args.image):
         images = [args.image]
     else:
-        raise SystemExit(f'error: image not found: {args.image}')
+        fail(f'image not found: {args.image}')
     for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
         if not osp.isfile(path):
-            raise SystemExit(f'error: {what} not found: {path}')
+            fail(f'{what} not found: {path}')
     return images
 
 
@@ -50,7 +52,7 @@ def load_model(init: Callable, args: argparse.Namespace):
     try:
         return init(args.config, args.checkpoint, device=args.device)
     except CheckpointError as err:
-        raise SystemExit(f'error: {err}') from None
+        fail(str(err))
 
 
 def out_file(out_dir: str, image_path: str) -> str:

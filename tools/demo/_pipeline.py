@@ -10,6 +10,8 @@ import subprocess
 import time
 from typing import Dict, List, Mapping, Sequence
 
+from l2vit.errors import fail
+
 #: The repository root: every step runs there, and relative paths are relative to it.
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -18,7 +20,10 @@ def run(cmd: Sequence[str], timings: Dict[str, float], name: str) -> None:
     """Print and run one step in the repository root (stopping the demo if it fails), recording its wall time."""
     print(f'\n[demo] {name}: {" ".join(cmd)}', flush=True)
     start = time.perf_counter()
-    subprocess.run(list(cmd), cwd=ROOT, check=True)
+    result = subprocess.run(list(cmd), cwd=ROOT)
+    if result.returncode != 0:
+        fail(f'the {name} step failed (exit code {result.returncode}); its messages are above. The command was: '
+             f'{" ".join(cmd)}')
     timings[name] = time.perf_counter() - start
 
 

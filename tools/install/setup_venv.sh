@@ -88,8 +88,9 @@ if ! have "mmengine==$(pin mmengine)" "mmdet==$(pin mmdet)" "mmsegmentation==$(p
   "${PIP[@]}" install -q -c "$CONSTRAINTS" mmengine mmdet mmsegmentation mmpretrain ftfy regex pycocotools
 fi
 
-if ! "$PY" -c "import l2vit, mmdet_l2vit" 2>/dev/null || ! have "pytest==$(pin pytest)"; then
-  echo "[setup] installing this project (editable) with its test extras"
-  "${PIP[@]}" install -q -c "$CONSTRAINTS" --no-build-isolation -e "$ROOT[all,tests]"
+if ! "$PY" -c "import l2vit, mmdet_l2vit" 2>/dev/null ||
+    ! have "pytest==$(pin pytest)" "flake8==$(pin flake8)" "isort==$(pin isort)"; then
+  echo "[setup] installing this project (editable) with its test and lint extras"
+  "${PIP[@]}" install -q -c "$CONSTRAINTS" --no-build-isolation -e "$ROOT[all,tests,lint]"
 fi
 echo "[setup] $VENV is ready: $("$PY" -c 'import torch, mmcv, mmdet, mmseg, mmpretrain; print(f"torch {torch.__version__}, mmcv {mmcv.__version__}, mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, mmpretrain {mmpretrain.__version__}")')"
