@@ -55,7 +55,7 @@ if ! have "mmcv==$MMCV" || ! "$PY" -c "import mmcv.ops" 2>/dev/null; then
   WHEELDIR="$CACHE/mmcv-$MMCV/torch-$TORCH-$PYTAG$CUDA_SUFFIX"
   WHEEL="$(ls "$WHEELDIR"/mmcv-"$MMCV"-*.whl 2>/dev/null | head -n1 || true)"
   if [ -z "$WHEEL" ]; then
-    echo "[setup] building mmcv $MMCV from source against torch $TORCH (about 7 minutes on 2 cores)"
+    echo "[setup] building mmcv $MMCV from source against torch $TORCH (7-25 minutes on 2 cores)"
     BUILD="$(mktemp -d)"
     trap 'rm -rf "$BUILD"' EXIT
     # The sdist's setup.py needs an old setuptools (its pkg_resources use); the pinned one is put back below.
