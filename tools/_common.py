@@ -16,6 +16,8 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 from mmengine.config import Config, DictAction  # noqa: E402
 
 from _checks import as_list, input_problems, leaf_datasets  # noqa: E402,F401  (re-exported for the tools)
+# Importing l2vit (here, for its error exit) makes every checkpoint mmengine loads weights-only; see
+# l2vit.checkpoint.register_checkpoint_loading.
 from l2vit.errors import fail  # noqa: E402
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -45,14 +47,6 @@ def run_tool(main) -> None:
         main()
     except CheckpointError as err:
         fail(str(err))
-
-
-def allow_safe_checkpoint_globals() -> None:
-    """Let torch's weights-only unpickler (the default since torch 2.6) read the non-tensor types our checkpoints
-    are known to hold. mmengine calls ``torch.load`` without ``weights_only``, so this allow-list is what makes
-    loading and resuming work; nothing is ever loaded with ``weights_only=False``."""
-    from l2vit.checkpoint import register_checkpoint_loading
-    register_checkpoint_loading()
 
 
 def load_config(args: argparse.Namespace) -> Config:

@@ -16,8 +16,8 @@ import json
 import os
 import os.path as osp
 
-from _common import (KNOWN_SCOPES, add_common_args, allow_safe_checkpoint_globals, as_list, check_inputs, leaf_datasets,
-                     load_config, run_tool, setup_launcher)
+from _common import (KNOWN_SCOPES, add_common_args, as_list, check_inputs, leaf_datasets, load_config, run_tool,
+                     setup_launcher)
 from l2vit.errors import fail
 
 
@@ -103,7 +103,6 @@ def enable_visualization(cfg, show_dir: str) -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    allow_safe_checkpoint_globals()
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         fail(f'checkpoint not found: {args.checkpoint} (give the path of a training checkpoint, of the authors\' '
              f'released file or of its conversion by tools/convert_official.py, or an http(s) URL)')

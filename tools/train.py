@@ -10,7 +10,7 @@ import argparse
 
 import torch
 
-from _common import add_common_args, allow_safe_checkpoint_globals, check_inputs, load_config, run_tool, setup_launcher
+from _common import add_common_args, check_inputs, load_config, run_tool, setup_launcher
 from l2vit.errors import fail
 
 
@@ -60,7 +60,6 @@ def add_rng_state_hook(cfg) -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    allow_safe_checkpoint_globals()
     cfg = load_config(args)
     add_rng_state_hook(cfg)
     if args.amp:

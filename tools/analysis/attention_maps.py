@@ -113,7 +113,7 @@ def build_backbone(config: str, checkpoint: str, cfg_options: Optional[dict], de
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
 
-    from l2vit.checkpoint import CheckpointError, load_pretrained, register_checkpoint_loading
+    from l2vit.checkpoint import CheckpointError, load_pretrained
     from l2vit.models import L2ViT
 
     cfg = Config.fromfile(config)  # imports custom_imports (mmdet_l2vit, ...), registering L2ViT
@@ -131,7 +131,6 @@ def build_backbone(config: str, checkpoint: str, cfg_options: Optional[dict], de
     if not isinstance(backbone, L2ViT):
         fail(f'the model of {config} has no L2ViT backbone (model.backbone is '
              f'{type(backbone).__name__ if backbone is not None else "missing"}); this tool analyses L2ViT only.')
-    register_checkpoint_loading()
     try:
         # Weights-only, and strict for the backbone (a mismatching checkpoint must not leave random weights).
         load_pretrained(backbone, checkpoint)

@@ -46,9 +46,8 @@ def list_images(args: argparse.Namespace) -> List[str]:
 
 def load_model(init: Callable, args: argparse.Namespace):
     """``init(config, checkpoint, device=...)`` (mmdet's init_detector, mmseg's init_model) with the checkpoint read
-    weights-only; a refused or broken checkpoint ends the demo with its message."""
-    from l2vit.checkpoint import CheckpointError, register_checkpoint_loading
-    register_checkpoint_loading()
+    weights-only (importing l2vit registered that); a refused or broken checkpoint ends the demo with its message."""
+    from l2vit import CheckpointError
     try:
         return init(args.config, args.checkpoint, device=args.device)
     except CheckpointError as err:
