@@ -3,6 +3,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.l2vit-setup-done
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): one per core by default, each test file in one of them (its fixtures built once).
+# The tests themselves run torch on one thread, so on a 2-core machine two processes take half the time.
+PYTEST_WORKERS ?= auto
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: setup test test-fast lint demo demo-seg clean-venv
 
@@ -14,11 +18,11 @@ $(SETUP_STAMP): tools/install/setup_venv.sh requirements/constraints.txt setup.c
 
 # The whole suite, slow end-to-end tests included (that is what CI runs).
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # Everything but the tests marked slow.
 test-fast: setup
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 # flake8 + isort with the settings in setup.cfg (the pinned versions; .pre-commit-config.yaml runs this too).
 lint: setup

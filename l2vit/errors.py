@@ -1,15 +1,35 @@
 """The project's error types and the tools' error exit, importable from the model code and the tools alike (no
 dependencies)."""
+import contextlib
 import sys
-from typing import NoReturn
+from typing import Iterator, NoReturn
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used as asked; the message says what is wrong and how to fix it."""
 
 
+class ToolError(ValueError):
+    """A problem with what a tool was asked to do (a config, a file, an option) that the user must fix; the message
+    says what is wrong and how. ``l2vit.apis`` raises it; the command-line tools turn it into their error exit."""
+
+
+def error_message(message: str) -> int:
+    """Print ``error: <message>`` on stderr and return the tools' error exit code, 2."""
+    print(f'error: {message}', file=sys.stderr)
+    return 2
+
+
 def fail(message: str) -> NoReturn:
     """End a command-line tool with ``error: <message>`` on stderr and exit code 2 (instead of a traceback): the one
     error exit every script under ``tools/`` uses, as docs/reliability.md promises."""
-    print(f'error: {message}', file=sys.stderr)
-    raise SystemExit(2)
+    raise SystemExit(error_message(message))
+
+
+@contextlib.contextmanager
+def error_exit() -> Iterator[None]:
+    """Inside a tool's ``main``: a ``ToolError`` or ``CheckpointError`` ends the tool through ``fail``."""
+    try:
+        yield
+    except (ToolError, CheckpointError) as err:
+        fail(str(err))

@@ -1,11 +1,15 @@
 """Helpers shared by the tests."""
+import contextlib
 import copy
 import importlib.util
+import io
 import math
 import os
 import re
+import runpy
 import subprocess
 import sys
+import traceback
 from functools import lru_cache
 from pathlib import Path
 from typing import List, Optional
@@ -90,6 +94,69 @@ def tool(*args, cwd=ROOT, check=True, timeout=None):
                             timeout=timeout)
     if check:
         assert result.returncode == 0, f'{args[0]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}'
+    return result
+
+
+def _manager_instances() -> dict:
+    """{class: names} of every live mmengine ManagerMixin instance (DefaultScope, MessageHub, MMLogger, visualizers)."""
+    from mmengine.utils import ManagerMixin
+
+    def classes(cls):
+        yield cls
+        for sub in cls.__subclasses__():
+            yield from classes(sub)
+
+    return {cls: set(cls._instance_dict) for cls in classes(ManagerMixin) if '_instance_dict' in vars(cls)}
+
+
+def _drop_new_instances(before: dict) -> None:
+    """Forget the ManagerMixin instances a tool created, as its process ending would: a second run in this process
+    must not get the first one's visualizer (fixed name 'visualizer', old save_dir) or message hub back."""
+    import logging
+    for cls, names in _manager_instances().items():
+        for name in set(cls._instance_dict) - before.get(cls, set()):
+            instance = cls._instance_dict.pop(name)
+            if isinstance(instance, logging.Logger):
+                for handler in list(instance.handlers):
+                    handler.close()
+                    instance.removeHandler(handler)
+
+
+def run_main(script, *args, cwd=ROOT, check=True) -> subprocess.CompletedProcess:
+    """Call one of our tools' ``main(argv)`` in this process: what ``tool`` does, without a new interpreter.
+
+    The result looks like ``tool``'s: the exit code (0, the ``SystemExit`` code, or 1 with the traceback on stderr
+    for an uncaught exception) and everything printed to stdout and stderr, mmengine's log included."""
+    path = Path(script) if Path(script).is_absolute() else ROOT / script
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    before = _manager_instances()
+    old_cwd, old_path = os.getcwd(), list(sys.path)
+    code = 0
+    try:
+        os.chdir(cwd)
+        sys.path.insert(0, str(path.parent))  # what running the script does
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                namespace = runpy.run_path(str(path), run_name='l2vit_tool_under_test')
+                returned = namespace['main'](argv)
+                code = returned if isinstance(returned, int) else 0  # `sys.exit(main())` in the script
+            except SystemExit as exc:
+                if exc.code is None or isinstance(exc.code, int):
+                    code = exc.code or 0
+                else:
+                    print(exc.code, file=sys.stderr)
+                    code = 1
+            except Exception:  # what the interpreter would print before exiting with 1
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(old_cwd)
+        sys.path[:] = old_path
+        _drop_new_instances(before)
+    result = subprocess.CompletedProcess([str(path), *argv], code, out.getvalue(), err.getvalue())
+    if check:
+        assert code == 0, f'{script} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}'
     return result
 
 

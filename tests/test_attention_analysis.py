@@ -1,6 +1,6 @@
-"""l2vit.analysis and tools/analysis/attention_maps.py: the per-query attention weights reproduce the model's
-attention exactly, the hooks change nothing, and the tool writes its maps and statistics."""
-import importlib.util
+"""l2vit.analysis (attention, attention_maps, attention_render) and tools/analysis/attention_maps.py: the per-query
+attention weights reproduce the model's attention exactly, the hooks change nothing, and the tool (its main, called in
+this process) writes its maps and statistics."""
 import json
 import math
 import os.path as osp
@@ -11,9 +11,10 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from helpers import ROOT, SMALL_ARCH, randomize_, tool
-from l2vit.analysis import (AttentionRecorder, analyse_attention, attention_statistics, block_attention,
-                            linear_attention_weights, split_qkv, token_of_pixel, window_attention_weights)
+from helpers import ROOT, SMALL_ARCH, randomize_, run_main
+from l2vit.analysis import (AttentionRecorder, analyse_attention, attention_statistics, attention_stats,
+                            block_attention, draw_grid, linear_attention_weights, plot_by_depth, split_qkv,
+                            token_of_pixel, window_attention_weights)
 from l2vit.models import L2ViT, linear_attention, window_reverse
 from l2vit.models.attention import LINEAR_ATTENTION_DENOM_MIN
 
@@ -191,6 +192,27 @@ def test_analyse_attention_gives_every_block_for_every_point():
     assert results[0][0].size == (13, 16) and results[2][0].query_yx == (12, 15)
 
 
+# ---------------------------------------------------------------------------------------------------- stats, drawing
+def test_stats_record_is_json_and_grid_has_a_tile_per_block():
+    model = small_model(window_size=3).float()
+    image = torch.randn(1, 3, 40, 56, generator=torch.Generator().manual_seed(7))
+    points, points_in = [(20, 40), (78, 111)], [(10, 20), (39, 55.5)]  # the input: the image at half its size
+    results = analyse_attention(model, image, points_in, radius=1)
+    stats = attention_stats(results, points, points_in, 1, 3, config='c.py', image='i.png')
+    assert json.loads(json.dumps(stats)) == stats  # plain JSON values only (no tuples, no tensors)
+    assert list(stats)[:2] == ['config', 'image'] and stats['radius'] == 1 and stats['window_size'] == 3
+    assert [(b['stage'], b['block'], b['kind']) for b in stats['blocks']] == [
+        (b.stage, b.block, b.kind) for b in results[0]]
+    for point, (y, x), (yi, xi), blocks in zip(stats['points'], points, points_in, results):
+        assert point['point_yx'] == [y, x] and point['input_yx'] == [yi, xi]
+        assert [b['entropy'] for b in point['blocks']] == [b.statistics['entropy'] for b in blocks]
+    canvas = np.zeros((40, 56, 3), np.uint8)
+    grid = draw_grid(canvas, results[0], (10, 20), SMALL_ARCH['depths'], ['title'])
+    assert grid.dtype == np.uint8 and grid.ndim == 3
+    # Four stages of two blocks: one row of two tiles each, below a banner of one line.
+    assert grid.shape[0] > 4 * 30 and grid.std() > 0
+
+
 # ---------------------------------------------------------------------------------------------------- the tool
 def write_inputs(tmp_path):
     config = tmp_path / 'small_cls.py'
@@ -211,8 +233,8 @@ def write_inputs(tmp_path):
 def test_tool_writes_maps_and_statistics(tmp_path):
     config, checkpoint, image = write_inputs(tmp_path)
     out_dir = tmp_path / 'maps'
-    result = tool(TOOL, config, checkpoint, image, '--out-dir', str(out_dir), '--points', '24,32', '5,60',
-                  '--radius', '2')
+    result = run_main(TOOL, config, checkpoint, image, '--out-dir', str(out_dir), '--points', '24,32', '5,60',
+                      '--radius', '2')
     pngs = sorted(p.name for p in out_dir.glob('attention_*.png'))
     assert pngs == ['attention_p0_y24_x32.png', 'attention_p1_y5_x60.png'], pngs
     for name in pngs + ['stats_by_depth.png']:
@@ -243,11 +265,8 @@ def test_tool_writes_maps_and_statistics(tmp_path):
                 assert len(block['clamped']) == len(block['implied_weight_sum']) == head_count
 
     # The OpenCV chart used where matplotlib is missing draws the same data.
-    spec = importlib.util.spec_from_file_location('attention_maps', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     fallback = str(tmp_path / 'fallback.png')
-    module.plot_by_depth(stats, fallback, use_matplotlib=False)
+    plot_by_depth(stats, fallback, use_matplotlib=False)
     picture = cv2.imread(fallback)
     assert picture is not None and picture.std() > 0
 
@@ -258,7 +277,7 @@ def test_tool_refuses_a_model_without_l2vit(tmp_path):
     resnet.write_text(f'_base_ = {IMAGENET_CONFIG!r}\n'
                       "model = dict(backbone=dict(_delete_=True, type='ResNet', depth=18),\n"
                       "             head=dict(in_channels=512))\n")
-    result = tool(TOOL, str(resnet), checkpoint, image, '--out-dir', str(tmp_path / 'out'), check=False)
+    result = run_main(TOOL, str(resnet), checkpoint, image, '--out-dir', str(tmp_path / 'out'), check=False)
     assert result.returncode == 2
     assert 'no L2ViT backbone' in result.stderr and 'ResNet' in result.stderr
     assert 'Traceback' not in result.stderr

@@ -1,16 +1,19 @@
-"""tools/analysis/benchmark.py: the real backbones timed on tiny inputs (every model, mode and size recorded, ratios
-equal to the quotients of the medians and printed, plot and docs written, docs rendered again from the JSON alone),
-the budget that skips instead of running on, a clear error for a bad size, and the derived exponents and targets
-on known numbers."""
-import importlib.util
+"""tools/analysis/benchmark.py (its main, called in this process) and l2vit.analysis.benchmark /
+benchmark_report: the real backbones timed on tiny inputs (every model, mode and size recorded, ratios equal to the
+quotients of the medians and printed, plot and docs written, docs rendered again from the JSON alone), the budget
+that skips instead of running on, a clear error for a bad size, the derived exponents and targets on known numbers,
+the CPU peak memory of known allocations, and the renderer on a hand-built record."""
+import argparse
 import json
 import math
 import os.path as osp
 import re
 
 import pytest
+import torch
 
-from helpers import ROOT, tool
+from helpers import ROOT, run_main
+from l2vit.analysis import benchmark, benchmark_report
 
 TOOL = osp.join(ROOT, 'tools', 'analysis', 'benchmark.py')
 SIZES = ('64x64', '96x128')
@@ -19,20 +22,13 @@ MODELS = ('l2vit-t', 'swin-t', 'vit-s')
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location('benchmark', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
     """One real run on tiny inputs: (stdout, report, out dir, docs path)."""
     out = tmp_path_factory.mktemp('benchmark')
     docs = out / 'docs' / 'benchmarks.md'
-    result = tool(TOOL, '--sizes', '64', '96x128', '--repeats', '1', '--warmup', '1', '--modes', *MODES,
-                  '--out-dir', str(out), '--docs', str(docs))
+    result = run_main(TOOL, '--sizes', '64', '96x128', '--repeats', '1', '--warmup', '1', '--modes', *MODES,
+                      '--out-dir', str(out), '--docs', str(docs))
     return result.stdout, json.loads((out / 'benchmark.json').read_text()), out, docs
 
 
@@ -40,8 +36,8 @@ def run(tmp_path_factory):
 def over_budget(tmp_path_factory):
     """A run whose budget no step can meet: (completed process, report, out dir)."""
     out = tmp_path_factory.mktemp('budget')
-    result = tool(TOOL, '--sizes', '96', '64', '--modes', 'infer', 'train', '--models', 'l2vit-t', 'swin-t',
-                  '--budget', '0.000001', '--repeats', '1', '--warmup', '1', '--no-flops', '--out-dir', str(out))
+    result = run_main(TOOL, '--sizes', '96', '64', '--modes', 'infer', 'train', '--models', 'l2vit-t', 'swin-t',
+                      '--budget', '0.000001', '--repeats', '1', '--warmup', '1', '--no-flops', '--out-dir', str(out))
     return result, json.loads((out / 'benchmark.json').read_text()), out
 
 
@@ -137,9 +133,8 @@ def test_docs_hold_the_json_numbers_and_the_command(run):
                 assert ' | '.join(row(section(stdout, mode), size, model)) in text, (mode, size, model)
     assert f'{report["gemm"]["flops_per_s"] / 1e9:.1f} GFLOP/s' in text
     # The page is a pure function of the JSON (and of the paths it names).
-    benchmark = load_tool()
-    assert text == benchmark.render_markdown([report], [osp.normpath(out / 'benchmark.json')], str(docs),
-                                             ['benchmarks_cpu.png'])
+    assert text == benchmark_report.render_markdown([report], [osp.normpath(out / 'benchmark.json')], str(docs),
+                                                    ['benchmarks_cpu.png'])
 
 
 def test_from_json_renders_the_same_page_without_measuring(run, over_budget):
@@ -148,7 +143,7 @@ def test_from_json_renders_the_same_page_without_measuring(run, over_budget):
     saved_json, saved_docs = json_path.read_bytes(), docs.read_text(encoding='utf-8')
     docs.unlink()
     (docs.parent / 'benchmarks_cpu.png').unlink()
-    result = tool(TOOL, '--from-json', str(json_path), '--docs', str(docs))
+    result = run_main(TOOL, '--from-json', str(json_path), '--docs', str(docs))
     assert docs.read_text(encoding='utf-8') == saved_docs
     assert (docs.parent / 'benchmarks_cpu.png').read_bytes().startswith(PNG_MAGIC)
     assert json_path.read_bytes() == saved_json
@@ -157,7 +152,7 @@ def test_from_json_renders_the_same_page_without_measuring(run, over_budget):
     # Two runs: one section each, in the given order, each with its own plot.
     _, budget_report, budget_out = over_budget
     both = docs.parent / 'both.md'
-    tool(TOOL, '--from-json', str(budget_out / 'benchmark.json'), str(json_path), '--docs', str(both))
+    run_main(TOOL, '--from-json', str(budget_out / 'benchmark.json'), str(json_path), '--docs', str(both))
     text = both.read_text(encoding='utf-8')
     first = text.index(f'Measured by `{budget_report["command"]}`')
     second = text.index(f'Measured by `{report["command"]}`')
@@ -193,14 +188,13 @@ def test_budget_skips_with_a_reason(over_budget):
     (['--from-json', 'no/such.json'], 'error: --from-json: no such file: no/such.json'),
 ])
 def test_bad_arguments_are_clear_errors(argv, message):
-    result = tool(TOOL, *argv, check=False)
+    result = run_main(TOOL, *argv, check=False)
     assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
 # ---------------------------------------------------------------------------------------------------- derived values
 def test_exponents_ratios_and_targets_on_known_numbers():
     """Power laws in, their exponents out; targets compared with their limits."""
-    benchmark = load_tool()
     entries = []
     for size in ((512, 512), (800, 1333), (1024, 1024), (1536, 1536)):
         pixels = size[0] * size[1]
@@ -239,3 +233,114 @@ def test_exponents_ratios_and_targets_on_known_numbers():
     results = {t['key']: t for t in benchmark.evaluate_targets(entries, benchmark.derive(entries))}
     assert [results[k]['status'] for k in ('latency_vs_swin', 'memory_vs_swin', 'time_exponent')] == ['not met'] * 3
     assert results['gemm_percent']['status'] == 'not met'
+
+
+# ---------------------------------------------------------------------------------------------------- measuring, unit
+def test_cpu_peak_memory_is_the_most_held_at_once():
+    """The running sum of the profiler's allocation and release records: what is held at once, not the total."""
+    def step():
+        a = torch.empty(2**20, dtype=torch.uint8)
+        b = torch.empty(2**19, dtype=torch.uint8)
+        del a
+        c = torch.empty(2**18, dtype=torch.uint8)
+        del b, c
+
+    before = torch.empty(2**21, dtype=torch.uint8)  # held before the step: not counted
+    assert benchmark.peak_memory(step, torch.device('cpu')) == 2**20 + 2**19
+    del before
+
+
+class _Tiny(torch.nn.Module):
+    """A stand-in backbone: one 3x3 convolution, its output as a tuple (as the backbones return theirs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        return (self.conv(x), )
+
+
+def test_measure_report_returns_json_data(tmp_path, monkeypatch):
+    """The record is plain JSON data as measured (before any file), with the multiply-adds of the model counted."""
+    monkeypatch.setattr(benchmark, 'build_models', lambda names, with_cp, device: {n: _Tiny() for n in names})
+    monkeypatch.setattr(benchmark, 'GEMM_N', 64)  # the reference GEMM, small
+    options = argparse.Namespace(sizes=[(24, 24), (16, 16)], modes=['infer', 'train'], models=['l2vit-t', 'swin-t'],
+                                 compile=False, batch=1, warmup=1, repeats=2, budget=60.0, device=None, threads=None,
+                                 no_flops=False, out_dir=str(tmp_path), docs=None)
+    report = benchmark.measure_report(options, ['--sizes', '24', '16'], torch.device('cpu'))
+    assert json.loads(json.dumps(report)) == report
+    assert report['schema'] == benchmark.SCHEMA
+    assert report['command'] == 'python tools/analysis/benchmark.py --sizes 24 16'
+    assert report['settings']['sizes'] == ['16x16', '24x24'] and len(report['gemm']['times_s']) == 2 * 2 * 2
+    gemm = report['gemm']
+    assert gemm['m'] == 64 and math.isclose(gemm['flops_per_s'], 2 * 64**3 / gemm['median_s'])
+    assert {(e['model'], e['mode'], e['size']) for e in report['results']} == {
+        (m, mode, s) for m in options.models for mode in options.modes for s in ('16x16', '24x24')}
+    for e in report['results']:
+        assert e['status'] == 'measured' and len(e['times_s']) == 2 and e['memory_bytes'] > 0, e
+        assert e['macs'] == (4 * 3 * 9 * (e['height'] - 2) * (e['width'] - 2) if e['mode'] == 'infer' else None), e
+    assert {(r['model'], r['mode'], r['size']) for r in report['derived']['ratios']} == {
+        ('l2vit-t', mode, s) for mode in options.modes for s in ('16x16', '24x24')}
+    assert not list(tmp_path.iterdir())  # measuring writes nothing
+
+
+# ---------------------------------------------------------------------------------------------------- rendering, unit
+def hand_built_record(cpu: str = 'Test CPU', device: str = 'cpu') -> dict:
+    """A record as measure_report makes one, with round numbers: L²ViT-T at half of Swin-T's time and a quarter of
+    its memory."""
+    entries = []
+    for model, seconds, nbytes in (('l2vit-t', 0.002, 2**20), ('swin-t', 0.004, 2**22)):
+        entry = benchmark.new_entry(model, 'infer', (64, 64))
+        entry.update(warmup_s=[seconds], times_s=[seconds, 0.75 * seconds], median_s=seconds, min_s=0.75 * seconds,
+                     memory_bytes=nbytes, macs=10**6, flops_per_s=2e6 / seconds, gemm_median_s=0.5,
+                     gemm_percent=100 * (2e6 / seconds) / (2 * 2048**3 / 0.5))
+        entries.append(entry)
+    skipped = benchmark.new_entry('vit-s', 'infer', (64, 64))
+    skipped.update(status='skipped', reason='its first warm-up step took 9 s, over the budget of 1 s')
+    entries.append(skipped)
+    derived = benchmark.derive(entries)
+    return dict(
+        schema=benchmark.SCHEMA, command='python tools/analysis/benchmark.py --sizes 64 --modes infer',
+        date='2026-01-02T03:04:05+00:00',
+        machine=dict(cpu=cpu, cpu_count=2, cpus_available=2, platform='Linux-test', device=device, device_name=None,
+                     cuda=None, python='3.11.7', torch='2.x', mmengine='0.10', mmdet='3.3', mmseg='1.2', threads=1),
+        settings=dict(sizes=['64x64'], modes=['infer'], models=['l2vit-t', 'swin-t', 'vit-s'], batch=1, warmup=1,
+                      repeats=2, budget_s=1.0, device=device, threads=1, flops=True, out_dir='out', docs=None),
+        gemm=dict(op='torch.mm', dtype='float32', m=2048, n=2048, k=2048, times_s=[0.5, 0.5], median_s=0.5, min_s=0.5,
+                  flops_per_s=2 * 2048**3 / 0.5),
+        results=entries, skipped=[dict(model='vit-s', mode='infer', size='64x64', status='skipped',
+                                       reason=skipped['reason'])],
+        derived=derived, targets=benchmark.evaluate_targets(entries, derived), notes=['a note'])
+
+
+def test_renderer_tables_of_a_hand_built_record():
+    lines = benchmark_report.report_lines(hand_built_record())
+    assert lines[0] == '- machine: Test CPU, 2 cores (2 available), Linux-test'
+    assert '- settings: batch 1, 1 warm-up step, median (and min) of 2 interleaved rounds, budget 1 s per first ' \
+           'warm-up step' in lines
+    table = '\n'.join(lines)
+    assert '| 64x64 | l2vit-t | 2.00 | 1.50 | 1.0 | 0.50 | 0.25 | 1.0 | 2.9 |' in table
+    assert '| 64x64 | swin-t | 4.00 | 3.00 | 4.0 | — | — | 0.5 | 1.5 |' in table
+    assert '| 64x64 | vit-s | skipped | — | — | — | — | — | — |' in table
+    assert '- 64x64 vit-s: skipped: its first warm-up step took 9 s, over the budget of 1 s' in lines
+    assert '| infer at 800×1333: L²ViT-T / Swin-T latency ≤ 0.90 | — | not measured |' in lines
+    assert lines[-1] == '- note: a note' and '### infer' in lines and '### Targets' in lines
+
+
+def test_renderer_page_of_hand_built_records():
+    cpu, gpu = hand_built_record(), hand_built_record(device='cuda')
+    gpu['machine'].update(device_name='Test GPU', cuda='12.8')
+    page = benchmark_report.render_markdown([cpu, gpu], ['runs/cpu.json', 'runs/gpu.json'], 'docs/bench.md',
+                                            ['bench_cpu.png', None])
+    assert page.startswith('# Speed and memory: L²ViT-T, Swin-T and ViT-S/16 backbones\n\n')
+    assert ('`python tools/analysis/benchmark.py --from-json runs/cpu.json runs/gpu.json --docs docs/bench.md`'
+            in page)
+    assert 'Models: `l2vit-t` = L²ViT-T; `swin-t` = Swin-T; `vit-s` = ViT-S/16. All are' in page
+    assert page.index('## CPU: Test CPU, 1 thread') < page.index('## GPU: Test GPU')
+    assert '- device: cuda (Test GPU, CUDA 12.8); torch intra-op threads: 1' in page
+    assert page.count('![median time against pixels, log-log](bench_cpu.png)') == 1 and page.count('![') == 1
+    assert page == benchmark_report.render_markdown(json.loads(json.dumps([cpu, gpu])), ['runs/cpu.json',
+                                                    'runs/gpu.json'], 'docs/bench.md', ['bench_cpu.png', None])
+    assert benchmark_report.image_names([cpu, gpu], 'docs/bench.md') == ['bench_cpu.png', 'bench_cuda.png']
+    assert benchmark_report.image_names([cpu, cpu], 'docs/bench.md') == ['bench_cpu1.png', 'bench_cpu2.png']

@@ -6,7 +6,7 @@ import pytest
 import torch
 from mmengine.runner import load_checkpoint
 
-from helpers import randomize_, tool
+from helpers import randomize_, run_main
 from l2vit import CheckpointError, L2ViT, convert_official, load_checkpoint_file
 from reference_l2vit import ReferenceL2ViT
 
@@ -44,7 +44,7 @@ def build_classifier():
 
 
 def convert_with_tool(src, dst, *extra):
-    return tool('tools/convert_official.py', str(src), str(dst), *extra).stdout
+    return run_main('tools/convert_official.py', str(src), str(dst), *extra).stdout
 
 
 @pytest.mark.parametrize('use_ema', [False, True])
@@ -179,7 +179,7 @@ def test_hostile_pickle_never_runs(tmp_path):
     torch.save({'model': {'x': torch.zeros(1)}, 'args': _Payload(str(marker))}, path)
     with pytest.raises(CheckpointError, match='Refusing to load'):
         load_checkpoint_file(path)
-    result = tool('tools/convert_official.py', str(path), str(tmp_path / 'out.pth'), check=False)
+    result = run_main('tools/convert_official.py', str(path), str(tmp_path / 'out.pth'), check=False)
     assert result.returncode == 2 and 'Refusing to load' in result.stderr
     assert not marker.exists()
     assert not (tmp_path / 'out.pth').exists()

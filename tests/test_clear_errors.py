@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from helpers import tool
-from l2vit.datasets import generate_coco_instances
+from helpers import run_main
+from l2vit.testing import generate_coco_instances
 from test_detection_e2e import DEMO_CONFIG, data_options
 
 
@@ -18,8 +18,8 @@ def coco(tmp_path_factory):
 
 
 def train_error(coco: str, tmp_path, *options: str) -> str:
-    result = tool('tools/train.py', DEMO_CONFIG, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
-                  *data_options(coco), *options, check=False)
+    result = run_main('tools/train.py', DEMO_CONFIG, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+                      *data_options(coco), *options, check=False)
     assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-2000:]
     return result.stderr
 
@@ -56,5 +56,5 @@ def test_a_real_coco_file_passes_the_checks(coco, tmp_path):
     # Control: the same checks accept the generated COCO file (so the failures above are about the input).
     with open(f'{coco}/annotations/instances_train2017.json') as f:
         assert {'images', 'annotations', 'categories'} <= set(json.load(f))
-    tool('tools/train.py', DEMO_CONFIG, '--work-dir', str(tmp_path / 'work'), '--cfg-options', *data_options(coco),
-         'train_cfg.max_epochs=1', 'train_cfg.val_interval=2')  # one iteration, no validation
+    run_main('tools/train.py', DEMO_CONFIG, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+             *data_options(coco), 'train_cfg.max_epochs=1', 'train_cfg.val_interval=2')  # one iteration, no validation

@@ -7,7 +7,6 @@ requirements/constraints.txt) reads it with ``.get()``.
 import contextlib
 import copy
 import glob
-import importlib.util
 import io
 import json
 import os.path as osp
@@ -15,21 +14,12 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
-from helpers import ROOT, tool
-from l2vit.datasets import generate_coco_instances, metainfo
+from helpers import run_main, tool
+from l2vit.apis import checks
+from l2vit.testing import generate_coco_instances, metainfo
 from test_detection_e2e import DEMO_CONFIG, data_options
 
 SPLITS = ['train_dataloader', 'val_dataloader']
-
-
-def load_checks():
-    spec = importlib.util.spec_from_file_location('l2vit_tools_checks', ROOT / 'tools' / '_checks.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-checks = load_checks()
 
 
 def strip_info(path: str) -> dict:
@@ -247,8 +237,8 @@ def test_train_stops_before_the_first_epoch(tiny_coco, tmp_path):
     with open(bad, 'w') as f:
         json.dump(data, f)
     work = str(tmp_path / 'work')
-    result = tool('tools/train.py', DEMO_CONFIG, '--work-dir', work, '--cfg-options', *data_options(tiny_coco),
-                  f'val_dataloader.dataset.ann_file={bad}', f'val_evaluator.ann_file={bad}', check=False)
+    result = run_main('tools/train.py', DEMO_CONFIG, '--work-dir', work, '--cfg-options', *data_options(tiny_coco),
+                      f'val_dataloader.dataset.ann_file={bad}', f'val_evaluator.ann_file={bad}', check=False)
     assert result.returncode == 2, result.stderr[-3000:]
     assert f'error: {bad} (val_dataloader.dataset.ann_file, val_evaluator.ann_file) lacks keys' in result.stderr
     assert "have no 'iscrowd'" in result.stderr and "Fix: give every one of them 'iscrowd'" in result.stderr
@@ -285,13 +275,13 @@ def coco_without_info(tmp_path_factory):
 def test_our_tools_train_and_evaluate_it(coco_without_info, tmp_path):
     data = coco_without_info
     work = str(tmp_path / 'work')
-    tool('tools/train.py', DEMO_CONFIG, '--work-dir', work, '--cfg-options', *small_options(data))
+    run_main('tools/train.py', DEMO_CONFIG, '--work-dir', work, '--cfg-options', *small_options(data))
     metrics = logged_metrics(work)
     assert 'coco/bbox_mAP' in metrics and 'coco/segm_mAP' in metrics, metrics
 
     metrics_file = str(tmp_path / 'metrics.json')
-    tool('tools/test.py', DEMO_CONFIG, osp.join(work, 'epoch_1.pth'), '--work-dir', work, '--metrics-out',
-         metrics_file, '--cfg-options', *small_options(data))
+    run_main('tools/test.py', DEMO_CONFIG, osp.join(work, 'epoch_1.pth'), '--work-dir', work, '--metrics-out',
+             metrics_file, '--cfg-options', *small_options(data))
     with open(metrics_file) as f:
         metrics = json.load(f)
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):

@@ -5,14 +5,13 @@ channels follow), so the test checks the wiring of each config, not the size of 
 """
 import copy
 import importlib
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import CONFIG_DIR, ROOT, SMALL_ARCH, config_paths, packages_needed
+from helpers import CONFIG_DIR, ROOT, SMALL_ARCH, config_paths, packages_needed, run_main
+from l2vit.apis import drop_pretrained
 
 HEAD_KEYS = ('head', 'decode_head', 'auxiliary_head')
 CONFIGS = config_paths()
@@ -28,21 +27,6 @@ def load(path: Path):
     assert scope in ('mmdet', 'mmseg', 'mmpretrain'), f'{path.name}: default_scope is {scope!r}'
     pytest.importorskip(scope)
     return cfg
-
-
-def _drop_pretrained(cfg):
-    """Remove every ``init_cfg`` that would load a file (no weights are available to the tests)."""
-    if isinstance(cfg, dict):
-        init = cfg.get('init_cfg')
-        if isinstance(init, dict) and init.get('type') == 'Pretrained':
-            cfg['init_cfg'] = None
-        elif isinstance(init, list):
-            cfg['init_cfg'] = [c for c in init if not (isinstance(c, dict) and c.get('type') == 'Pretrained')]
-        for value in cfg.values():
-            _drop_pretrained(value)
-    elif isinstance(cfg, list):
-        for value in cfg:
-            _drop_pretrained(value)
 
 
 def shrink(model_cfg, name: str) -> None:
@@ -122,7 +106,7 @@ def test_config_builds_and_runs(path):
     if cfg.get('data_preprocessor') is not None:
         model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)  # what the Runner does
     shrink(model_cfg, name)
-    _drop_pretrained(model_cfg)
+    drop_pretrained(model_cfg)
 
     from mmengine.registry import DefaultScope
     registry = importlib.import_module(f'{scope}.registry')
@@ -144,9 +128,8 @@ def test_config_builds_and_runs(path):
 # ---------------------------------------------------------------- the entry points around the configs
 @pytest.mark.parametrize('tool', ['train', 'test'])
 def test_tool_help(tool, tmp_path):
-    """The tools run as scripts from any directory (their shared module is found beside them)."""
-    result = subprocess.run([sys.executable, str(ROOT / 'tools' / f'{tool}.py'), '--help'],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    """The tools run from any directory (a fresh interpreter per script: tests/test_tools_help.py)."""
+    result = run_main(ROOT / 'tools' / f'{tool}.py', '--help', cwd=tmp_path, check=False)
     assert result.returncode == 0, result.stderr
     assert 'usage:' in result.stdout and '--cfg-options' in result.stdout and '--launcher' in result.stdout
 
@@ -156,9 +139,7 @@ def test_train_amp_without_gpu_fails_clearly(tmp_path):
     config = CONFIG_DIR / 'imagenet' / 'l2vit-t_in1k.py'
     for package in sorted(packages_needed(config)):
         pytest.importorskip(package)
-    result = subprocess.run(
-        [sys.executable, str(ROOT / 'tools' / 'train.py'), str(config), '--amp', '--work-dir', str(tmp_path / 'w')],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = run_main(ROOT / 'tools' / 'train.py', config, '--amp', '--work-dir', tmp_path / 'w', check=False)
     assert result.returncode != 0
     assert '--amp needs a CUDA GPU' in result.stderr
     assert 'Traceback' not in result.stderr

@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from helpers import ROOT, randomize_, tool
+from helpers import ROOT, randomize_, run_main
 from l2vit import load_checkpoint_file
 from reference_l2vit import ReferenceL2ViT
 
@@ -69,7 +69,7 @@ def test_dst_that_is_src_is_refused(src, kind, force, capsys):
 def test_dst_that_is_src_is_refused_by_the_command(src):
     """The command line, as a user runs it: exit code 2, the problem and the fix, no traceback."""
     before = src.read_bytes()
-    result = tool(str(TOOL), str(src), str(src), check=False)
+    result = run_main(str(TOOL), str(src), str(src), check=False)
     assert result.returncode == 2, result.stderr
     assert 'is the source checkpoint' in result.stderr and 'Traceback' not in result.stderr
     assert src.read_bytes() == before
@@ -121,7 +121,7 @@ def test_failure_while_writing_leaves_no_file(src, tmp_path, monkeypatch, capsys
     if existing:
         dst.write_bytes(b'the previous conversion')
     save, seen = _failing_save(out, OSError(errno.ENOSPC, 'No space left on device'))
-    monkeypatch.setattr(module.torch, 'save', save)
+    monkeypatch.setattr(torch, 'save', save)  # what l2vit.apis.convert calls
     code = module.main([str(src), str(dst), *(['--force'] if existing else [])])
     assert code == 2
     err = capsys.readouterr().err
@@ -140,7 +140,7 @@ def test_interrupt_while_writing_leaves_no_file(src, tmp_path, monkeypatch):
     module = converter()
     dst = tmp_path / 'out' / 'l2vit-t_in1k.pth'
     save, seen = _failing_save(dst.parent, KeyboardInterrupt())
-    monkeypatch.setattr(module.torch, 'save', save)
+    monkeypatch.setattr(torch, 'save', save)  # what l2vit.apis.convert calls
     with pytest.raises(KeyboardInterrupt):
         module.main([str(src), str(dst)])
     assert len(seen) == 1 and seen[0].endswith('.tmp')

@@ -6,8 +6,8 @@ import os.path as osp
 
 import pytest
 
-from helpers import ROOT, tool
-from l2vit.datasets import generate_coco_instances
+from helpers import ROOT, run_main, tool
+from l2vit.testing import generate_coco_instances
 
 DEMO_CONFIG = osp.join(ROOT, 'configs', 'demo', 'mask-rcnn_l2vit-demo_synthetic.py')
 ENTRY_CONFIG = osp.join(ROOT, 'configs', 'maskrcnn_l2vit.py')
@@ -50,7 +50,7 @@ def test_train_then_test_then_draw(tmp_path):
 
 
 def test_missing_coco_data_is_reported_before_anything_is_built(tmp_path):
-    result = tool(osp.join(ROOT, 'tools', 'train.py'), ENTRY_CONFIG, cwd=tmp_path, check=False)
+    result = run_main(osp.join(ROOT, 'tools', 'train.py'), ENTRY_CONFIG, cwd=tmp_path, check=False)
     assert result.returncode == 2
     assert 'the dataset is missing' in result.stderr
     assert 'Expected layout for COCO 2017' in result.stderr  # the expected layout
@@ -63,8 +63,8 @@ def test_missing_pretrained_weights_are_reported(tmp_path):
     data = str(tmp_path / 'coco')
     generate_coco_instances(data, num_train=2, num_val=1, seed=2, progress=False)
     # The configs name the authors' release URL; the offline route is a local file, which must then exist.
-    result = tool(osp.join(ROOT, 'tools', 'train.py'), ENTRY_CONFIG, '--cfg-options', *data_options(data),
-                  'model.backbone.init_cfg.checkpoint=checkpoints/l2vit-t_in1k.pth', cwd=tmp_path, check=False)
+    result = run_main(osp.join(ROOT, 'tools', 'train.py'), ENTRY_CONFIG, '--cfg-options', *data_options(data),
+                      'model.backbone.init_cfg.checkpoint=checkpoints/l2vit-t_in1k.pth', cwd=tmp_path, check=False)
     assert result.returncode == 2
     assert 'the dataset is missing' not in result.stderr
     assert 'pretrained weights not found: checkpoints/l2vit-t_in1k.pth' in result.stderr
@@ -73,8 +73,8 @@ def test_missing_pretrained_weights_are_reported(tmp_path):
 
 
 def test_missing_checkpoint_for_test_is_reported(tmp_path):
-    result = tool(osp.join(ROOT, 'tools', 'test.py'), ENTRY_CONFIG, str(tmp_path / 'nope.pth'), cwd=tmp_path,
-                  check=False)
+    result = run_main(osp.join(ROOT, 'tools', 'test.py'), ENTRY_CONFIG, str(tmp_path / 'nope.pth'), cwd=tmp_path,
+                      check=False)
     assert result.returncode == 2
     assert 'checkpoint not found' in result.stderr and 'nope.pth' in result.stderr
 
@@ -119,7 +119,7 @@ def test_tools_refuse_a_hostile_checkpoint(tmp_path):
                           '--out-dir', str(tmp_path / 'pictures')],
     }
     for name, args in runs.items():
-        result = tool(*args, check=False)
+        result = run_main(*args, check=False)
         assert result.returncode != 0, name
         assert 'Refusing to load' in result.stderr, f'{name}: {result.stderr[-2000:]}'
         assert 'Traceback' not in result.stderr, name

@@ -12,11 +12,11 @@ from mmengine.registry import FUNCTIONS
 from mmengine.runner import FlexibleRunner
 
 import mmdet_l2vit  # noqa: F401  (registers L2ViT in mmdet)
-from helpers import CONFIG_DIR, ROOT, load_config, tool
+from helpers import CONFIG_DIR, ROOT, load_config, run_main
 from l2vit import L2ViT
 from l2vit.checkpoint import load_checkpoint_file
-from l2vit.datasets import generate_coco_instances
 from l2vit.distributed import fsdp_wrap_l2vit_blocks
+from l2vit.testing import generate_coco_instances
 from test_detection_e2e import DEMO_CONFIG, data_options
 
 RANK_HOOK = '''
@@ -99,8 +99,8 @@ def test_two_process_training_and_gathered_evaluation(tmp_path):
     two, one = str(tmp_path / 'two.json'), str(tmp_path / 'one.json')
     dist_run('dist_test.sh', DEMO_CONFIG, checkpoint, '2', '--work-dir', work, '--metrics-out', two, '--cfg-options',
              *data_options(data), 'test_dataloader.batch_size=1')
-    tool('tools/test.py', DEMO_CONFIG, checkpoint, '--work-dir', work, '--metrics-out', one, '--cfg-options',
-         *data_options(data), 'test_dataloader.batch_size=1')
+    run_main('tools/test.py', DEMO_CONFIG, checkpoint, '--work-dir', work, '--metrics-out', one, '--cfg-options',
+             *data_options(data), 'test_dataloader.batch_size=1')
     with open(two) as f2, open(one) as f1:
         assert json.load(f2) == json.load(f1)
 
@@ -152,6 +152,6 @@ def test_two_process_fsdp_training(tmp_path):
     state = load_checkpoint_file(checkpoint)['state_dict']
     assert set(full) <= set(state) and all(state[k].shape == p.shape for k, p in full.items())
     metrics = str(tmp_path / 'metrics.json')
-    tool('tools/test.py', DEMO_CONFIG, checkpoint, '--work-dir', work, '--metrics-out', metrics, '--cfg-options',
-         *data_options(data))
+    run_main('tools/test.py', DEMO_CONFIG, checkpoint, '--work-dir', work, '--metrics-out', metrics, '--cfg-options',
+             *data_options(data))
     assert 'coco/bbox_mAP' in json.loads(open(metrics).read())

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import CONFIG_DIR, ROOT, SMALL_ARCH, config_paths, load_config, tool
+from helpers import CONFIG_DIR, ROOT, SMALL_ARCH, config_paths, load_config, run_main, tool
 from l2vit.checkpoint import load_checkpoint_file
-from l2vit.datasets import generate_ade_semantic, generate_coco_instances
+from l2vit.testing import generate_ade_semantic, generate_coco_instances
 from test_detection_e2e import DEMO_CONFIG as DET_DEMO
 from test_detection_e2e import data_options as det_data_options
 from test_segmentation_e2e import DEMO_CONFIG as SEG_DEMO
@@ -102,19 +102,16 @@ def test_imagenet_configs_keep_their_ema_hook():
         assert [h.type for h in hooks] == ['EMAHook', 'RNGStateHook'], name
 
 
-def test_our_train_tool_adds_no_second_rng_state_hook(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / 'tools'))  # for its sibling module _common
-    spec = importlib.util.spec_from_file_location('l2vit_tools_train', ROOT / 'tools' / 'train.py')
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
+def test_our_train_tool_adds_no_second_rng_state_hook():
+    from l2vit.apis import add_rng_state_hook
     for path in (Path(DET_DEMO), Path(IMAGENET_T)):
         cfg = copy.deepcopy(load_config(path))
         before = list(cfg.custom_hooks)
-        train.add_rng_state_hook(cfg)
+        add_rng_state_hook(cfg)
         assert list(cfg.custom_hooks) == before, path.name
         # A config of the user's own without it still gets one, after its own hooks.
         cfg.custom_hooks = [h for h in before if not is_rng_state_hook(h)]
-        train.add_rng_state_hook(cfg)
+        add_rng_state_hook(cfg)
         assert list(cfg.custom_hooks) == before, path.name
 
 
@@ -254,8 +251,8 @@ def test_mmseg_inferencer(tmp_path):
     generate_ade_semantic(data, num_train=4, num_val=1, seed=12, progress=False)
     work = tmp_path / 'work'
     # mmseg ships no train tool in its package; ours runs the same mmengine Runner, which writes the checkpoint.
-    tool('tools/train.py', SEG_DEMO, '--work-dir', str(work), '--cfg-options', *seg_data_options(data),
-         'train_cfg.max_iters=2', 'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2')
+    run_main('tools/train.py', SEG_DEMO, '--work-dir', str(work), '--cfg-options', *seg_data_options(data),
+             'train_cfg.max_iters=2', 'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2')
     checkpoint = str(work / 'iter_2.pth')
     image = osp.join(data, 'images', 'validation', '00000001.jpg')
     height, width = cv2.imread(image).shape[:2]

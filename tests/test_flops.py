@@ -1,6 +1,6 @@
-"""l2vit/flops.py and tools/analysis/get_flops.py: the attention products are counted as multiply-adds by the hand
-formula (and as mmengine counts the same products written as matmuls), and the tool reproduces the published FLOPs
-and parameter counts of the ImageNet models."""
+"""l2vit/analysis/flops.py and tools/analysis/get_flops.py: the attention products are counted as multiply-adds by
+the hand formula (and as mmengine counts the same products written as matmuls), and the tool reproduces the published
+FLOPs and parameter counts of the ImageNet models (its main called in this process)."""
 import math
 import os.path as osp
 import re
@@ -10,8 +10,9 @@ import torch
 from mmengine.analysis import FlopAnalyzer
 from torch import nn
 
-from helpers import ROOT, SMALL_ARCH, tool
-from l2vit.flops import count_flops, flop_analyzer
+from helpers import ROOT, SMALL_ARCH, run_main
+from l2vit.analysis import flops as flops_module
+from l2vit.analysis.flops import count_flops, flop_analyzer
 from l2vit.models import L2ViT
 from l2vit.models.attention import LinearAttention, WindowAttention
 
@@ -147,11 +148,26 @@ def test_count_flops_returns_totals_and_table():
 
 
 # ---------------------------------------------------------------------------------------------------- the tool
+def test_table_and_classifier_test_size_from_plain_values():
+    from mmengine.config import ConfigDict
+    assert flops_module.format_table([('backbone', 27.834e6, 4.2049e9), ('whole model', 28.6e6, None)]).split('\n') == [
+        '| part         | params (M) | FLOPs (G) |',
+        '|--------------|-----------:|----------:|',
+        '| backbone     |      27.83 |      4.20 |',
+        '| whole model  |      28.60 |       n/a |']
+    resize_crop = [dict(type='ResizeEdge', scale=438, edge='short'), dict(type='CenterCrop', crop_size=384)]
+    assert flops_module.classifier_test_size(ConfigDict(test_dataloader=dict(dataset=dict(pipeline=resize_crop)))) \
+        == (384, 384)
+    resize = [dict(type='LoadImageFromFile'), dict(type='Resize', scale=(320, 256))]  # mmpretrain's (w, h)
+    assert flops_module.classifier_test_size(ConfigDict(test_pipeline=resize)) == (256, 320)
+    assert flops_module.classifier_test_size(ConfigDict(test_pipeline=[dict(type='PackInputs')])) is None
+
+
 ROW = r'\|\s*{}\s*\|\s*([\d.]+)\s*\|\s*([\d.]+|n/a)\s*\|'
 
 
-def run_tool(*args, script=TOOL):
-    out = tool(script, *args).stdout
+def run_tool(*args):
+    out = run_main(TOOL, *args).stdout
     assert 'multiply-adds (mmengine convention), attention products included' in out, out
     rows = {}
     for part in ('backbone', 'whole model'):
@@ -163,7 +179,7 @@ def run_tool(*args, script=TOOL):
 
 @pytest.mark.parametrize('arch,gflops,mparams', [
     ('t', 4.71, 28.60),
-    ('s', 9.02, 50.20),  # ~8 s each (mostly imports), like the tiny one: not marked slow
+    ('s', 9.02, 50.20),  # a few seconds each (the tool's main in this process): not marked slow
     ('b', 15.86, 88.58),
 ])
 def test_tool_reproduces_published_imagenet_numbers(arch, gflops, mparams):
@@ -184,24 +200,14 @@ def test_tool_detection_backbone_and_whole_model():
     assert math.isclose(b_params, 27.83, rel_tol=0.01), out  # the classifier's 28.60 M less norm and head
 
 
-UNTRACEABLE = '''
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location('get_flops', {tool!r})
-get_flops = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(get_flops)
+def test_tool_untraceable_whole_model_still_reports_backbone(monkeypatch):
+    def untraceable(model, scope, shape):
+        def forward(x):
+            raise RuntimeError('no trace for you')
+        model.forward = forward
+        return model
 
-def untraceable(model, scope, shape):
-    def forward(x):
-        raise RuntimeError('no trace for you')
-    model.forward = forward
-    return model
-
-get_flops.whole_model_forward = untraceable
-sys.exit(get_flops.main(['configs/retinanet/retinanet_l2vit-t_fpn_1x_coco.py', '--shape', '96', '128']))
-'''
-
-
-def test_tool_untraceable_whole_model_still_reports_backbone():
-    out, rows = run_tool(UNTRACEABLE.format(tool=TOOL), script='-c')
+    monkeypatch.setattr(flops_module, 'whole_model_forward', untraceable)
+    out, rows = run_tool('configs/retinanet/retinanet_l2vit-t_fpn_1x_coco.py', '--shape', '96', '128')
     assert rows['backbone'][1] > 0 and rows['whole model'][1] is None, out
     assert 'whole model could not be traced (RuntimeError: no trace for you)' in out, out

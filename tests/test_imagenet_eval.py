@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ROOT, tool
+from helpers import ROOT, run_main
 from l2vit import L2ViT
 from reference_l2vit import ReferenceL2ViT
 from test_checkpoint_loading import server  # noqa: F401 (the fixture)
@@ -22,7 +22,7 @@ def test_evaluate_released_weights_on_imagenet_layout(tmp_path, server):  # noqa
     torch.save(dict(model=authors.state_dict(), epoch=299), src)
     (server.root / src.name).write_bytes(src.read_bytes())
     dst = tmp_path / 'l2vit-t_in1k.pth'
-    tool('tools/convert_official.py', str(src), str(dst))
+    run_main('tools/convert_official.py', str(src), str(dst))
 
     # data/imagenet in mmpretrain's "meta/val.txt" layout, 4 images.
     root = tmp_path / 'imagenet'
@@ -39,10 +39,10 @@ def test_evaluate_released_weights_on_imagenet_layout(tmp_path, server):  # noqa
     results = {}
     for name, checkpoint in [('converted', dst), ('released file', src), ('released URL', f'{server.url}/{src.name}')]:
         metrics_file = tmp_path / f'metrics-{len(results)}.json'
-        run = tool('tools/test.py', osp.join(ROOT, 'configs', 'imagenet', 'l2vit-t_in1k.py'), str(checkpoint),
-                   '--work-dir', str(tmp_path / 'work'), '--metrics-out', str(metrics_file), '--cfg-options',
-                   f'test_dataloader.dataset.data_root={root}', 'test_dataloader.batch_size=2',
-                   'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False')
+        run = run_main('tools/test.py', osp.join(ROOT, 'configs', 'imagenet', 'l2vit-t_in1k.py'), str(checkpoint),
+                       '--work-dir', str(tmp_path / 'work'), '--metrics-out', str(metrics_file), '--cfg-options',
+                       f'test_dataloader.dataset.data_root={root}', 'test_dataloader.batch_size=2',
+                       'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False')
         if name != 'converted':
             assert "the authors' ImageNet checkpoint; its 'model' weights are used" in run.stdout + run.stderr
         results[name] = json.loads(metrics_file.read_text())

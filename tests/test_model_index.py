@@ -81,12 +81,10 @@ def _techniques(entry) -> list:
     return list(_metadata(entry).get('Training Techniques') or [])
 
 
-@lru_cache(maxsize=None)
 def _get_flops_tool():
-    spec = importlib.util.spec_from_file_location('l2vit_get_flops_tool', ROOT / 'tools' / 'analysis' / 'get_flops.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The module tools/analysis/get_flops.py counts with (classifier_test_size, DEFAULT_SHAPES, count, ...)."""
+    from l2vit.analysis import flops
+    return flops
 
 
 def _model_cfg(cfg):

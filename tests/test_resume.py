@@ -12,7 +12,7 @@ import torch
 
 from helpers import ROOT, tool
 from l2vit.checkpoint import load_checkpoint_file
-from l2vit.datasets import generate_coco_instances
+from l2vit.testing import generate_coco_instances
 from test_detection_e2e import DEMO_CONFIG, data_options
 
 EPOCHS = 4
@@ -21,7 +21,9 @@ EPOCHS = 4
 def options(data: str):
     return ['--cfg-options', *data_options(data), f'train_cfg.max_epochs={EPOCHS}', 'train_cfg.val_interval=1',
             'default_hooks.checkpoint.interval=1', 'randomness.seed=0', 'randomness.deterministic=True',
-            'model.backbone.drop_path_rate=0.2']  # stochastic depth and random flips both draw random numbers
+            'model.backbone.drop_path_rate=0.2',  # stochastic depth and random flips both draw random numbers
+            # Small images: the test is about what resuming restores, not about the size of the run.
+            'train_dataloader.dataset.pipeline.3.scale=(128,128)', 'val_dataloader.dataset.pipeline.1.scale=(128,128)']
 
 
 def final_weights(work_dir: str):

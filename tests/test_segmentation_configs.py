@@ -7,7 +7,6 @@ segmentor is built with the backbone shrunk (and the heads' ``in_channels`` foll
 table (docs: /work/shared/reference/L2VIT_SPEC.md, "Training recipes").
 """
 import copy
-import importlib.util
 import inspect
 import math
 import re
@@ -22,8 +21,10 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
 
 from helpers import (CONFIG_DIR, FOREIGN_BACKBONE_KEYS, RELEASED_WEIGHTS, ROOT, SMALL_ARCH,  # noqa: E402
-                     config_differences, configs_of_scope, load_config, tool)
+                     config_differences, configs_of_scope, load_config, run_main)
 from l2vit import L2ViT  # noqa: E402
+from l2vit.apis import enable_tta, sync_bn_to_bn  # noqa: E402
+from l2vit.errors import ToolError  # noqa: E402
 
 IMAGE_SHAPE = (3, 64, 80)  # not a multiple of 32: the training batch is padded, predictions must be cropped back
 BATCH = 2
@@ -66,18 +67,6 @@ def _as_in_channels(head, widths: list):
     return widths if isinstance(head['in_channels'], (list, tuple)) else widths[0]
 
 
-def _sync_bn_to_bn(node) -> None:
-    """SyncBN needs a process group in training mode; the tests run in one process."""
-    if isinstance(node, dict):
-        if node.get('type') == 'SyncBN':
-            node['type'] = 'BN'
-        for value in node.values():
-            _sync_bn_to_bn(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            _sync_bn_to_bn(value)
-
-
 # ---------------------------------------------------------------- building a small segmentor
 def _small_model_cfg(cfg: Config) -> dict:
     """The config's segmentor with a small L2ViT, no pretrained weights, BN, and a preprocessor for small inputs."""
@@ -89,7 +78,7 @@ def _small_model_cfg(cfg: Config) -> dict:
     backbone.update(arch=copy.deepcopy(SMALL_ARCH), init_cfg=None, norm_cfg=dict(type='BN', requires_grad=True))
     for head in _heads(model_cfg):
         head['in_channels'] = _as_in_channels(head, _head_widths(head, small_widths))
-    _sync_bn_to_bn(model_cfg)
+    sync_bn_to_bn(model_cfg)  # SyncBN needs a process group in training mode; the tests run in one process
     # Pad the training batch to a multiple of 32 instead of the 512x512 crop size.
     model_cfg['data_preprocessor'].update(size=None, size_divisor=32)
     return model_cfg
@@ -291,23 +280,13 @@ def test_every_ade20k_config_follows_the_naming():
 
 
 # ---------------------------------------------------------------- tools/test.py --tta
-@pytest.fixture
-def test_tool(monkeypatch):
-    """tools/test.py as a module (loaded from its file: `test` would be the standard library's package)."""
-    monkeypatch.syspath_prepend(str(ROOT / 'tools'))  # for its sibling module _common
-    spec = importlib.util.spec_from_file_location('l2vit_tools_test', ROOT / 'tools' / 'test.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_tta_wraps_the_segmentor(test_tool):
+def test_tta_wraps_the_segmentor():
     """--tta: the test pipeline becomes the multi-scale + flip one and the model mmseg's SegTTAModel around the
     segmentor, which builds and merges the views of an image into one prediction at its size."""
     from mmseg.models import EncoderDecoder, SegTTAModel
     cfg = copy.deepcopy(load_config(UPERNET_T))
     segmentor = copy.deepcopy(cfg.model)
-    test_tool.enable_tta(cfg)
+    enable_tta(cfg)
     assert cfg.model.type == 'SegTTAModel'
     assert cfg.model.module == segmentor
     assert cfg.model.data_preprocessor == segmentor.data_preprocessor
@@ -332,13 +311,11 @@ def test_tta_wraps_the_segmentor(test_tool):
     assert len(results) == 1 and tuple(results[0].pred_sem_seg.data.shape) == (1, *IMAGE_SHAPE[1:])
 
 
-def test_tta_without_tta_settings_fails_clearly(test_tool, tmp_path, capsys):
+def test_tta_without_tta_settings_fails_clearly(tmp_path):
     cfg = copy.deepcopy(load_config(UPERNET_T))
     cfg.tta_model = None
-    with pytest.raises(SystemExit) as error:
-        test_tool.enable_tta(cfg)
-    assert error.value.code == 2
-    assert 'has no tta_model' in capsys.readouterr().err
+    with pytest.raises(ToolError, match='has no tta_model'):
+        enable_tta(cfg)
 
     # Through the tool, with a config that has neither (like most detection and classification configs).
     config = tmp_path / 'no_tta.py'
@@ -346,7 +323,7 @@ def test_tta_without_tta_settings_fails_clearly(test_tool, tmp_path, capsys):
                       "test_dataloader = dict(dataset=dict(type='ADE20KDataset', pipeline=[]))\n")
     checkpoint = tmp_path / 'weights.pth'
     checkpoint.write_bytes(b'')  # only its existence is checked before --tta is applied
-    result = tool(ROOT / 'tools' / 'test.py', config, checkpoint, '--tta', cwd=tmp_path, check=False, timeout=300)
+    result = run_main(ROOT / 'tools' / 'test.py', config, checkpoint, '--tta', cwd=tmp_path, check=False)
     assert result.returncode == 2, result.stderr[-2000:]
     assert '--tta needs tta_model and tta_pipeline' in result.stderr
     assert 'has no tta_model and no tta_pipeline' in result.stderr and 'no_tta.py' in result.stderr
@@ -373,7 +350,7 @@ def _write_tiny_ade20k(root: Path) -> None:
 
 
 def test_missing_ade20k_data_is_reported_before_anything_is_built(tmp_path):
-    result = tool(ROOT / 'tools' / 'train.py', UPERNET_T, cwd=tmp_path, check=False, timeout=300)
+    result = run_main(ROOT / 'tools' / 'train.py', UPERNET_T, cwd=tmp_path, check=False)
     assert result.returncode == 2, result.stderr[-2000:]
     assert 'the dataset is missing' in result.stderr and 'data/ade/ADEChallengeData2016' in result.stderr
     assert 'Expected layout for ADE20K (ADEChallengeData2016)' in result.stderr
@@ -385,9 +362,8 @@ def test_missing_ade20k_data_is_reported_before_anything_is_built(tmp_path):
 def test_missing_pretrained_weights_are_reported(tmp_path):
     _write_tiny_ade20k(tmp_path / 'data' / 'ade' / 'ADEChallengeData2016')
     # The configs name the authors' release URL; the offline route is a local file, which must then exist.
-    result = tool(ROOT / 'tools' / 'train.py', UPERNET_T, '--cfg-options',
-                  'model.backbone.init_cfg.checkpoint=checkpoints/l2vit-t_in1k.pth', cwd=tmp_path, check=False,
-                  timeout=300)
+    result = run_main(ROOT / 'tools' / 'train.py', UPERNET_T, '--cfg-options',
+                      'model.backbone.init_cfg.checkpoint=checkpoints/l2vit-t_in1k.pth', cwd=tmp_path, check=False)
     assert result.returncode == 2, result.stderr[-2000:]
     assert 'the dataset is missing' not in result.stderr
     assert 'pretrained weights not found: checkpoints/l2vit-t_in1k.pth' in result.stderr

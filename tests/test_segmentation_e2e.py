@@ -6,8 +6,8 @@ import os.path as osp
 
 import pytest
 
-from helpers import ROOT, tool
-from l2vit.datasets import generate_ade_semantic
+from helpers import ROOT, run_main, tool
+from l2vit.testing import generate_ade_semantic
 
 DEMO_CONFIG = osp.join(ROOT, 'configs', 'demo', 'l2vit-demo_upernet_synthetic.py')
 
@@ -51,16 +51,16 @@ def test_train_then_test_then_draw(tmp_path):
 
     # A single image file works as well.
     single = tmp_path / 'single'
-    tool('tools/demo/seg_demo.py', osp.join(data, 'images', 'validation', '00000003.jpg'), DEMO_CONFIG, checkpoint,
-         '--out-dir', str(single))
+    run_main('tools/demo/seg_demo.py', osp.join(data, 'images', 'validation', '00000003.jpg'), DEMO_CONFIG,
+             checkpoint, '--out-dir', str(single))
     assert os.listdir(single) == ['00000003.png']
 
 
 def test_seg_demo_reports_missing_inputs(tmp_path):
-    result = tool('tools/demo/seg_demo.py', str(tmp_path / 'nope.jpg'), DEMO_CONFIG, str(tmp_path / 'x.pth'),
-                  '--out-dir', str(tmp_path), check=False)
+    result = run_main('tools/demo/seg_demo.py', str(tmp_path / 'nope.jpg'), DEMO_CONFIG, str(tmp_path / 'x.pth'),
+                      '--out-dir', str(tmp_path), check=False)
     assert result.returncode != 0 and 'image not found' in result.stderr
     (tmp_path / 'a.jpg').write_bytes(b'')
-    result = tool('tools/demo/seg_demo.py', str(tmp_path / 'a.jpg'), DEMO_CONFIG, str(tmp_path / 'x.pth'),
-                  '--out-dir', str(tmp_path), check=False)
+    result = run_main('tools/demo/seg_demo.py', str(tmp_path / 'a.jpg'), DEMO_CONFIG, str(tmp_path / 'x.pth'),
+                      '--out-dir', str(tmp_path), check=False)
     assert result.returncode != 0 and 'checkpoint not found' in result.stderr

@@ -1,14 +1,18 @@
 """The synthetic ADE20K-layout dataset: exact layout, label maps, sizes, determinism, mmseg loading."""
+import importlib
+import inspect
 import json
 import os
 import os.path as osp
+import sys
 
 import cv2
 import numpy as np
 import pytest
 
-from helpers import ROOT, tool
-from l2vit.datasets import SEG_CLASSES, SEG_PALETTE, generate_ade_semantic, seg_metainfo
+from helpers import ROOT, run_main
+from l2vit.testing import (SEG_CLASSES, SEG_PALETTE, MissingDependencyError, generate_ade_semantic,
+                           generate_coco_instances, seg_metainfo)
 
 NUM_TRAIN, NUM_VAL = 8, 4
 K = len(SEG_CLASSES)
@@ -175,9 +179,37 @@ def test_the_demo_config_reads_it(dataset):
 
 
 def test_cli(tmp_path):
-    out = tool(osp.join('tools', 'datasets', 'make_synthetic_ade.py'), str(tmp_path), '--num-train', '2',
-               '--num-val', '1', '--seed', '5', '--no-progress').stdout
+    out = run_main(osp.join('tools', 'datasets', 'make_synthetic_ade.py'), str(tmp_path), '--num-train', '2',
+                   '--num-val', '1', '--seed', '5', '--no-progress').stdout
     summary = json.loads(out)
     assert summary['train']['num_images'] == 2 and summary['val']['num_images'] == 1
     assert osp.isfile(osp.join(str(tmp_path), 'annotations', 'validation', '00000001.png'))
     assert osp.isfile(osp.join(str(tmp_path), 'images', 'training', '00000002.jpg'))
+    usage = run_main(osp.join('tools', 'datasets', 'make_synthetic_ade.py'), '--help').stdout
+    assert 'training images (default: 600)' in usage and 'validation images (default: 100)' in usage
+
+
+def test_both_generators_take_the_same_arguments():
+    """One signature: the same leading parameters (name, order, kind, annotation), the generator's own ones after
+    them, keyword-only."""
+    coco = inspect.signature(generate_coco_instances).parameters
+    ade = inspect.signature(generate_ade_semantic).parameters
+    shared = ['out_dir', 'num_train', 'num_val', 'seed', 'progress', 'min_size', 'max_size', 'jpeg_quality']
+    assert list(coco)[:len(shared)] == list(ade)[:len(shared)] == shared
+    for name in shared:
+        assert coco[name].kind == ade[name].kind and coco[name].annotation == ade[name].annotation, name
+    for params in (coco, ade):
+        kinds = [p.kind for p in params.values()]
+        assert kinds[:5] == [inspect.Parameter.POSITIONAL_OR_KEYWORD] * 5
+        assert set(kinds[5:]) == {inspect.Parameter.KEYWORD_ONLY}
+    assert coco['seed'].default == ade['seed'].default == 0
+    assert coco['progress'].default is ade['progress'].default is True
+    assert coco['out_dir'].default is ade['out_dir'].default is inspect.Parameter.empty
+
+
+def test_missing_opencv_is_a_clear_import_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'cv2', None)  # `import cv2` fails as if OpenCV were not installed
+    monkeypatch.delitem(sys.modules, 'l2vit.testing.ade')  # imported afresh below, put back afterwards
+    with pytest.raises(MissingDependencyError, match=r'need opencv-python\b.*pip install "l2vit-openmmlab\[testing\]"'):
+        importlib.import_module('l2vit.testing.ade')
+    assert issubclass(MissingDependencyError, ImportError)

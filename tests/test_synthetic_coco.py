@@ -2,6 +2,7 @@
 import json
 import os
 import os.path as osp
+import sys
 
 import cv2
 import numpy as np
@@ -9,11 +10,13 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from helpers import tool
-from l2vit.datasets import CLASSES, generate_coco_instances, metainfo
-from l2vit.datasets.synthetic_coco import _mask_polygons, _rasterise, _shape_vertices
+from helpers import run_main
+from l2vit.testing import CLASSES, MissingDependencyError, generate_coco_instances, metainfo
+from l2vit.testing.coco import _mask_polygons, _shape_vertices
+from l2vit.testing.common import fill_polygon as _rasterise
 
 NUM_TRAIN, NUM_VAL = 6, 3
+SCRIPT = osp.join('tools', 'datasets', 'make_synthetic_coco.py')
 SPLITS = (('train2017', 'instances_train2017.json', NUM_TRAIN), ('val2017', 'instances_val2017.json', NUM_VAL))
 
 
@@ -162,8 +165,28 @@ def test_mmdet_coco_dataset_loads_it(dataset):
 
 
 def test_cli(tmp_path):
-    out = tool(osp.join('tools', 'datasets', 'make_synthetic_coco.py'), str(tmp_path), '--num-train', '2',
-               '--num-val', '1', '--seed', '5', '--no-progress').stdout
+    out = run_main(SCRIPT, str(tmp_path), '--num-train', '2', '--num-val', '1', '--seed', '5', '--no-progress').stdout
     summary = json.loads(out)
     assert summary['train']['num_images'] == 2 and summary['val']['num_images'] == 1
     assert osp.isfile(osp.join(str(tmp_path), 'annotations', 'instances_val2017.json'))
+
+
+def test_cli_defaults_and_bad_counts(tmp_path):
+    usage = run_main(SCRIPT, '--help').stdout
+    assert 'training images (default: 1000)' in usage and 'validation images (default: 200)' in usage
+    refused = run_main(SCRIPT, str(tmp_path), '--num-val', '-1', check=False)
+    assert refused.returncode == 2 and 'error: --num-train and --num-val must be >= 0' in refused.stderr
+    assert not os.listdir(tmp_path)
+
+
+def test_missing_pycocotools_is_named_before_anything_is_written(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, 'pycocotools.mask', None)  # `import pycocotools.mask` fails as if not installed
+    with pytest.raises(ImportError, match=r'need pycocotools\b.*pip install "l2vit-openmmlab\[testing\]"') as info:
+        generate(tmp_path, num_train=1, num_val=0)
+    assert isinstance(info.value, MissingDependencyError)
+    assert not os.listdir(tmp_path)
+    # the tool says the same through its error exit, without a traceback
+    result = run_main(SCRIPT, str(tmp_path), '--no-progress', check=False)
+    assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr
+    assert result.stderr.startswith('error: ') and 'pip install "l2vit-openmmlab[testing]"' in result.stderr
+    assert not os.listdir(tmp_path)

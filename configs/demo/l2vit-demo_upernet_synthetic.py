@@ -4,7 +4,7 @@
 _base_ = '../upernet/l2vit-t_upernet_8xb2-160k_ade20k-512x512.py'
 
 data_root = 'data/synthetic_ade/'
-# l2vit.datasets.seg_metainfo(), written out so that the config reads on its own.
+# l2vit.testing.seg_metainfo(), written out so that the config reads on its own.
 metainfo = dict(classes=('sky', 'building', 'tree', 'grass', 'road', 'water'),
                 palette=[[255, 190, 40], [0, 200, 255], [255, 60, 180], [150, 60, 255], [255, 60, 40],
                          [60, 255, 120]])

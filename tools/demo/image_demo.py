@@ -7,10 +7,10 @@ IMAGE is an image file or a folder of images (``--max-images`` of them, in name 
 written to DIR (predictions only). The checkpoint is read weights-only.
 """
 import argparse
-import os
-import sys
 
-from _images import add_image_args, list_images, load_model, out_file
+from l2vit.apis import add_image_args
+from l2vit.apis.demo import draw_detections, list_images
+from l2vit.errors import error_exit
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -20,28 +20,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
+def main(argv=None) -> None:
     args = parse_args(argv)
-    images = list_images(args)
-
-    import mmcv
-    from mmdet.apis import inference_detector, init_detector
-    from mmdet.registry import VISUALIZERS
-
-    model = load_model(init_detector, args)
-    visualizer = VISUALIZERS.build(model.cfg.visualizer)
-    visualizer.dataset_meta = model.dataset_meta
-    os.makedirs(args.out_dir, exist_ok=True)
-    for path in images:
-        result = inference_detector(model, path)
-        image = mmcv.imread(path, channel_order='rgb')
-        target = out_file(args.out_dir, path)
-        visualizer.add_datasample('prediction', image, data_sample=result, draw_gt=False, show=False,
-                                  pred_score_thr=args.score_thr, out_file=target)
-        kept = int((result.pred_instances.scores >= args.score_thr).sum())
-        print(f'{path}: {kept} detections >= {args.score_thr} -> {target}')
-    return 0
+    with error_exit():
+        images = list_images(args.image, args.config, args.checkpoint, args.max_images)
+        draw_detections(images, args.config, args.checkpoint, args.out_dir, args.score_thr, args.device)
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main()

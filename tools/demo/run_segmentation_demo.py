@@ -12,48 +12,24 @@ and prints the metrics, the timings and where everything is. Every step is an or
 before it runs, so any of them can be rerun by hand.
 """
 import argparse
-import json
 import os.path as osp
-import sys
 
-from _pipeline import ROOT, data_root_options, last_checkpoint, report, run
+from l2vit.apis.demo import segmentation_demo
+from l2vit.errors import error_exit
 
-CONFIG = 'configs/demo/l2vit-demo_upernet_synthetic.py'
-SPLIT_FOLDERS = ('images/training', 'images/validation', 'annotations/training', 'annotations/validation')
+#: The repository root: every step runs there, and relative paths are relative to it.
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
-def main() -> int:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--work-dir', default='work_dirs/demo_upernet')
     parser.add_argument('--data-root', default='data/synthetic_ade')
     parser.add_argument('--num-images', type=int, default=6, help='val images to draw predictions on')
-    args = parser.parse_args()
-    py, timings = sys.executable, {}
-    data_root, work_dir = args.data_root.rstrip('/'), args.work_dir
-
-    if all(osp.isdir(osp.join(ROOT, data_root, folder)) for folder in SPLIT_FOLDERS):
-        print(f'[demo] using the synthetic dataset already in {data_root}/ (delete it to regenerate)')
-    else:
-        run([py, 'tools/datasets/make_synthetic_ade.py', data_root], timings, 'generate data')
-    data_override = data_root_options(data_root, 'data/synthetic_ade')
-
-    run([py, 'tools/train.py', CONFIG, '--work-dir', work_dir, *data_override], timings, 'train')
-    checkpoint = last_checkpoint(work_dir)
-    metrics_file = osp.join(work_dir, 'test_metrics.json')
-    run([py, 'tools/test.py', CONFIG, checkpoint, '--work-dir', work_dir, '--metrics-out', metrics_file,
-         *data_override], timings, 'evaluate')
-    pictures = osp.join(work_dir, 'predictions')
-    run([py, 'tools/demo/seg_demo.py', osp.join(data_root, 'images', 'validation'), CONFIG, checkpoint, '--out-dir',
-         pictures, '--max-images', str(args.num_images)], timings, 'draw')
-
-    with open(osp.join(ROOT, metrics_file)) as f:
-        metrics = json.load(f)
-    # mmseg's IoUMetric reports percentages.
-    report('UperNet + L2ViT (small, from scratch) on the synthetic scenes val split',
-           {key: f'{metrics[key]:.2f} %' for key in ('mIoU', 'mAcc', 'aAcc')}, timings, checkpoint, metrics_file,
-           pictures, show_total=True)
-    return 0
+    args = parser.parse_args(argv)
+    with error_exit():
+        segmentation_demo(ROOT, args.work_dir, args.data_root, args.num_images)
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main()

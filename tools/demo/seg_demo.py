@@ -9,10 +9,10 @@ written to DIR: the image with each predicted class painted over it in the class
 The checkpoint is read weights-only.
 """
 import argparse
-import os
-import sys
 
-from _images import add_image_args, list_images, load_model, out_file
+from l2vit.apis import add_image_args
+from l2vit.apis.demo import draw_segmentation, list_images
+from l2vit.errors import error_exit
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -25,33 +25,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def main(argv=None) -> int:
+def main(argv=None) -> None:
     args = parse_args(argv)
-    images = list_images(args)
-
-    import mmcv
-    import numpy as np
-    from mmseg.apis import inference_model, init_model
-    from mmseg.registry import VISUALIZERS
-
-    model = load_model(init_model, args)
-    visualizer = VISUALIZERS.build(model.cfg.visualizer)
-    visualizer.dataset_meta = dict(classes=model.dataset_meta['classes'], palette=model.dataset_meta['palette'])
-    visualizer.alpha = args.opacity
-    classes = model.dataset_meta['classes']
-    os.makedirs(args.out_dir, exist_ok=True)
-    for path in images:
-        result = inference_model(model, path)
-        image = mmcv.imread(path, channel_order='rgb')
-        target = out_file(args.out_dir, path)
-        visualizer.add_datasample('prediction', image, data_sample=result, draw_gt=False, show=False,
-                                  out_file=target, with_labels=True)
-        pred = result.pred_sem_seg.data.cpu().numpy().ravel()
-        counts = np.bincount(pred, minlength=len(classes))
-        shares = ', '.join(f'{classes[i]} {counts[i] / pred.size:.0%}' for i in np.argsort(-counts) if counts[i])
-        print(f'{path}: {shares} -> {target}')
-    return 0
+    with error_exit():
+        images = list_images(args.image, args.config, args.checkpoint, args.max_images)
+        draw_segmentation(images, args.config, args.checkpoint, args.out_dir, args.opacity, args.device)
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main()

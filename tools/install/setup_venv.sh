@@ -89,7 +89,7 @@ if ! have "mmengine==$(pin mmengine)" "mmdet==$(pin mmdet)" "mmsegmentation==$(p
 fi
 
 if ! "$PY" -c "import l2vit, mmdet_l2vit" 2>/dev/null ||
-    ! have "pytest==$(pin pytest)" "flake8==$(pin flake8)" "isort==$(pin isort)"; then
+    ! have "pytest==$(pin pytest)" "pytest-xdist==$(pin pytest-xdist)" "flake8==$(pin flake8)" "isort==$(pin isort)"; then
   echo "[setup] installing this project (editable) with its test and lint extras"
   "${PIP[@]}" install -q -c "$CONSTRAINTS" --no-build-isolation -e "$ROOT[all,tests,lint]"
 fi

@@ -1,21 +1,16 @@
-"""Checks our tools run before anything is built: the data, the weights and the model wiring a config needs.
+"""Checks run before anything is built: the data, the weights and the model wiring a config needs.
 
-Each failure names what is wrong, where it was expected and the ``--cfg-options`` that fix it, instead of a stack
-trace from deep inside a library.
+``preflight(cfg, splits)`` returns one message per problem, each naming what is wrong, where it was expected and
+the ``--cfg-options`` that fix it, instead of a stack trace from deep inside a library once training has started.
+It reads the config and the files it names; it changes nothing.
 """
 import json
 import os.path as osp
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from mmengine.config import Config
 
-
-def as_list(value) -> List:
-    """A config entry that may be one dict or a list of dicts, as a list."""
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
+from .config_tree import as_list, config_dicts, leaf_datasets, pretrained_checkpoints
 
 #: The expected on-disk layout per dataset type, shown when a dataset is missing.
 DATASET_LAYOUTS = {
@@ -31,17 +26,6 @@ DATASET_LAYOUTS = {
                  '      train/<class>/*.JPEG  (or train/ + meta/train.txt)\n'
                  '      val/<class>/*.JPEG    (or val/ + meta/val.txt)'),
 }
-
-
-def leaf_datasets(dataset) -> List:
-    """The datasets inside dataset wrappers (RepeatDataset, ConcatDataset, ClassBalancedDataset, ...)."""
-    if not isinstance(dataset, dict):
-        return []
-    if 'datasets' in dataset:
-        return [leaf for d in dataset['datasets'] for leaf in leaf_datasets(d)]
-    if 'dataset' in dataset:
-        return leaf_datasets(dataset['dataset'])
-    return [dataset]
 
 
 def _join(root: str, path: str) -> str:
@@ -92,25 +76,10 @@ def missing_data(cfg: Config, splits) -> List[str]:
     return lines
 
 
-def _pretrained_checkpoints(node, path: str = 'model'):
-    """(config key, checkpoint) of every init_cfg=dict(type='Pretrained', checkpoint=...) under ``node``."""
-    if isinstance(node, dict):
-        init = node.get('init_cfg')
-        for item in as_list(init):
-            if isinstance(item, dict) and item.get('type') == 'Pretrained' and isinstance(item.get('checkpoint'), str):
-                yield f'{path}.init_cfg.checkpoint', item['checkpoint']
-        for key, value in node.items():
-            if key != 'init_cfg':
-                yield from _pretrained_checkpoints(value, f'{path}.{key}')
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            yield from _pretrained_checkpoints(value, f'{path}.{i}')
-
-
 def missing_pretrained(cfg: Config) -> List[str]:
     """Describe every local pretrained-weights file named by an ``init_cfg`` that does not exist."""
     lines = []
-    for key, checkpoint in _pretrained_checkpoints(cfg.get('model')):
+    for key, checkpoint in pretrained_checkpoints(cfg.get('model')):
         if '://' in checkpoint or osp.isfile(checkpoint):
             continue
         init_key = key[:-len('.checkpoint')]
@@ -358,7 +327,7 @@ def neck_problems(cfg: Config) -> List[str]:
     backbone, neck = model.get('backbone'), model.get('neck')
     if not _is_l2vit(backbone) or not isinstance(neck, dict) or not isinstance(neck.get('in_channels'), (list, tuple)):
         return []
-    from l2vit.models.backbone import L2ViT
+    from ..models.backbone import L2ViT
     try:
         dims = L2ViT.parse_arch(backbone.get('arch', 'tiny'))['embed_dims']
         out_indices = L2ViT.parse_out_indices(backbone.get('out_indices', (0, 1, 2, 3)))
@@ -372,16 +341,11 @@ def neck_problems(cfg: Config) -> List[str]:
             f'model.neck.in_channels="{expected}" (or change the backbone arch/out_indices).']
 
 
-def _num_classes_entries(node, path: str = 'model'):
-    if isinstance(node, dict):
-        if isinstance(node.get('num_classes'), int):
-            yield f'{path}.num_classes', node['num_classes']
-        for key, value in node.items():
-            if key not in ('train_cfg', 'test_cfg', 'data_preprocessor'):
-                yield from _num_classes_entries(value, f'{path}.{key}')
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            yield from _num_classes_entries(value, f'{path}.{i}')
+def _num_classes_entries(model) -> List[tuple]:
+    """(config key, value) of every int ``num_classes`` of the model's heads."""
+    return [(f'{key}.num_classes', cfg['num_classes'])
+            for key, cfg in config_dicts(model, 'model', skip=('train_cfg', 'test_cfg', 'data_preprocessor'))
+            if isinstance(cfg.get('num_classes'), int)]
 
 
 def _dataset_classes(cfg: Config, dataset: dict) -> Optional[tuple]:
@@ -416,8 +380,9 @@ def num_classes_problems(cfg: Config, split: str) -> List[str]:
             f'(or give the dataset the classes of your model through its metainfo).']
 
 
-def input_problems(cfg: Config, splits, check_pretrained: bool = True) -> List[str]:
-    """Everything wrong with the data, the weights and the model wiring that the given dataloaders need."""
+def preflight(cfg: Config, splits: Sequence[str], check_pretrained: bool = True) -> List[str]:
+    """Everything wrong with the data, the weights and the model wiring that the given dataloaders
+    (e.g. ``['train_dataloader', 'val_dataloader']``) need; an empty list when nothing is."""
     missing = missing_data(cfg, splits)
     problems = missing + (missing_pretrained(cfg) if check_pretrained else []) + neck_problems(cfg)
     if not missing:  # these read the dataset's files and metainfo, so only once they are there

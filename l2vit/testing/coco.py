@@ -1,6 +1,6 @@
 """A synthetic instance-segmentation dataset in the exact COCO layout, for demos and tests that need no download.
 
-    from l2vit.datasets import generate_coco_instances, metainfo
+    from l2vit.testing import generate_coco_instances, metainfo
     summary = generate_coco_instances('data/synthetic_coco', num_train=1000, num_val=200, seed=0)
 
 writes::
@@ -35,29 +35,31 @@ What is in an image
 Everything is drawn from ``numpy.random.default_rng([seed, split, index])``: the same seed gives byte-identical
 JSON files and identical pixels, whatever else was generated before.
 """
+import functools
 import json
-import os
 import os.path as osp
-import time
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Sequence, Tuple
 
-import cv2
 import numpy as np
+
+from .common import (check_arguments, fill_polygon, hsv_colour, image_size, make_dirs, require, write_dataset,
+                     write_image)
+
+cv2 = require('cv2', 'opencv-python')
 
 #: The shape classes, in category-id order (id = index + 1).
 CLASSES: Tuple[str, ...] = ('ellipse', 'rectangle', 'triangle', 'star')
 #: A colour per class for mmdet's visualiser (RGB).
 PALETTE: List[Tuple[int, int, int]] = [(220, 20, 60), (0, 114, 255), (0, 170, 60), (255, 170, 0)]
 
-#: (split, image folder, annotation file) as in COCO 2017.
-SPLITS = (('train', 'train2017', 'instances_train2017.json'), ('val', 'val2017', 'instances_val2017.json'))
-_SPLIT_CODE = {'train': 0, 'val': 1}
+#: split: (image folder, annotation file) as in COCO 2017.
+_FILES = {'train': ('train2017', 'instances_train2017.json'), 'val': ('val2017', 'instances_val2017.json')}
 
 _INFO = dict(description='L2ViT synthetic shapes (instance segmentation, COCO format)',
              url='',
              version='1.0',
              year=2025,
-             contributor='l2vit.datasets.generate_coco_instances',
+             contributor='l2vit.testing.generate_coco_instances',
              date_created='2025/01/01')
 _LICENSES = [dict(id=1, name='CC0 1.0 (synthetic data)', url='https://creativecommons.org/publicdomain/zero/1.0/')]
 
@@ -99,13 +101,6 @@ def _shape_vertices(rng: np.random.Generator, label: int, diameter: float) -> np
     return pts @ np.array([[c, s], [-s, c]])
 
 
-def _rasterise(pts: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Binary mask of a polygon given in OpenCV pixel coordinates (pixel centres at integers), 1/16 px precise."""
-    mask = np.zeros((height, width), np.uint8)
-    cv2.fillPoly(mask, [np.round(pts * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
-    return mask
-
-
 def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """Low-saturation gradient + smooth texture (float32, BGR, 0-255, no pixel noise yet)."""
     base = rng.uniform(60, 190)
@@ -124,16 +119,11 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return img
 
 
-def _hsv_to_bgr(h: float, s: float, v: float) -> np.ndarray:
-    px = np.array([[[h, s, v]]], np.uint8)
-    return cv2.cvtColor(px, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
-
-
 def _pick_colour(rng: np.random.Generator, bg_mean: np.ndarray, others: Sequence[np.ndarray]) -> np.ndarray:
     """A saturated colour far from the background under the shape and from the image's other shapes."""
     best, best_score = None, -1.0
     for _ in range(64):
-        colour = _hsv_to_bgr(rng.integers(0, 180), rng.integers(140, 256), rng.integers(120, 256))
+        colour = hsv_colour(rng.integers(0, 180), rng.integers(140, 256), rng.integers(120, 256), 'BGR')
         score = min([float(np.linalg.norm(colour - bg_mean)) - _MIN_BG_DISTANCE] +
                     [float(np.linalg.norm(colour - o)) - _MIN_SHAPE_DISTANCE for o in others])
         if score >= 0:
@@ -188,8 +178,7 @@ def _mask_polygons(visible: np.ndarray) -> List[List[float]]:
 def _draw_image(rng: np.random.Generator, min_size: int, max_size: int, obj_size: Tuple[float, float],
                 max_instances: int, place_min_visible: float, min_pixels: int, max_tries: int):
     """One image: (BGR uint8 image, [(label, visible mask, full pixel count)] in painting order)."""
-    width = int(rng.integers(min_size, max_size + 1))
-    height = int(rng.integers(min_size, max_size + 1))
+    height, width = image_size(rng, min_size, max_size)
     img = _background(rng, height, width)
     wanted = int(rng.integers(1, max_instances + 1))
     labels, visibles, fulls, colours = [], [], [], []
@@ -202,7 +191,7 @@ def _draw_image(rng: np.random.Generator, min_size: int, max_size: int, obj_size
             if np.any(hi < lo):
                 continue
             pts = pts + rng.uniform(lo, hi)
-            mask = _rasterise(pts, height, width)
+            mask = fill_polygon(pts, height, width)
             full = int(np.count_nonzero(mask))
             if full < 2 * min_pixels:
                 continue
@@ -240,27 +229,20 @@ def _draw_image(rng: np.random.Generator, min_size: int, max_size: int, obj_size
 # the dataset
 
 
-def _generate_split(split: str, out_dir: str, num_images: int, seed: int, draw_kwargs: dict, jpeg_quality: int,
-                    min_visible: float, min_pixels: int, progress_bar) -> Tuple[dict, dict]:
-    from pycocotools import mask as mask_utils
-
-    _, img_folder, ann_name = next(s for s in SPLITS if s[0] == split)
-    img_dir = osp.join(out_dir, img_folder)
-    os.makedirs(img_dir, exist_ok=True)
-    images, annotations = [], []
+def _write_split(split: str, images: Iterator[Tuple[int, np.random.Generator]], out_dir: str, draw_kwargs: dict,
+                 jpeg_quality: int, min_visible: float, min_pixels: int, mask_utils) -> dict:
+    img_folder, ann_name = _FILES[split]
+    img_dir, ann_dir = make_dirs(out_dir, img_folder, 'annotations')
+    coco_images, annotations = [], []
     stats = dict(num_occluded=0, num_dropped=0, num_split=0, min_visible_fraction=1.0)
     per_class = {name: 0 for name in CLASSES}
-    for index in range(num_images):
-        rng = np.random.default_rng([seed, _SPLIT_CODE[split], index])
+    for index, rng in images:
         img, instances = _draw_image(rng, **draw_kwargs)
         height, width = img.shape[:2]
         image_id = index + 1
         file_name = f'{image_id:012d}.jpg'
-        ok, buf = cv2.imencode('.jpg', img, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
-        assert ok, 'JPEG encoding failed'
-        with open(osp.join(img_dir, file_name), 'wb') as f:
-            f.write(buf.tobytes())
-        images.append(dict(id=image_id, file_name=file_name, width=width, height=height, license=1))
+        write_image(osp.join(img_dir, file_name), img, jpeg_quality)
+        coco_images.append(dict(id=image_id, file_name=file_name, width=width, height=height, license=1))
         for label, visible, full in instances:
             pixels = int(np.count_nonzero(visible))
             polygons = _mask_polygons(visible) if pixels else []
@@ -286,38 +268,34 @@ def _generate_split(split: str, out_dir: str, num_images: int, seed: int, draw_k
                      area=area,
                      bbox=[x, y, w, h],
                      iscrowd=0))
-        if progress_bar is not None:
-            progress_bar.update()
     categories = [dict(id=i + 1, name=name, supercategory='shape') for i, name in enumerate(CLASSES)]
-    coco = dict(info=_INFO, licenses=_LICENSES, images=images, annotations=annotations, categories=categories)
-    ann_file = osp.join(out_dir, 'annotations', ann_name)
-    os.makedirs(osp.dirname(ann_file), exist_ok=True)
+    coco = dict(info=_INFO, licenses=_LICENSES, images=coco_images, annotations=annotations, categories=categories)
+    ann_file = osp.join(ann_dir, ann_name)
     with open(ann_file, 'w') as f:
         json.dump(coco, f, separators=(',', ':'))
-    summary = dict(num_images=len(images),
-                   num_instances=len(annotations),
-                   instances_per_class=per_class,
-                   ann_file=ann_file,
-                   img_dir=img_dir,
-                   **stats)
-    return coco, summary
+    return dict(num_images=len(coco_images),
+                num_instances=len(annotations),
+                instances_per_class=per_class,
+                ann_file=ann_file,
+                img_dir=img_dir,
+                **stats)
 
 
 def generate_coco_instances(out_dir: str,
                             num_train: int = 1000,
                             num_val: int = 200,
                             seed: int = 0,
-                            min_size: int = 200,
-                            max_size: int = 360,
                             progress: bool = True,
                             *,
+                            min_size: int = 200,
+                            max_size: int = 360,
+                            jpeg_quality: int = 95,
                             obj_size: Tuple[float, float] = (40, 120),
                             max_instances: int = 5,
                             min_visible: float = 0.3,
                             place_min_visible: float = 0.5,
                             min_pixels: int = 100,
-                            max_tries: int = 30,
-                            jpeg_quality: int = 95) -> Dict:
+                            max_tries: int = 30) -> Dict:
     """Write the synthetic shapes dataset to ``out_dir`` in COCO 2017 layout and return a summary.
 
     Args:
@@ -325,29 +303,33 @@ def generate_coco_instances(out_dir: str,
             overwritten; nothing else there is touched.
         num_train, num_val: images per split.
         seed: everything is a function of it (same seed: same bytes).
-        min_size, max_size: range of image widths and heights in pixels (each drawn independently, inclusive).
         progress: show an mmengine progress bar.
+        min_size, max_size: range of image widths and heights in pixels (each drawn independently, inclusive).
+        jpeg_quality: JPEG quality of the images.
         obj_size: range of shape sizes (diameter of the circumscribed circle) in pixels.
         max_instances: shapes per image are drawn from 1..max_instances (fewer when no clean placement is found).
         min_visible: an occluded instance with less than this fraction of its area visible is left out.
         place_min_visible: a placement is redrawn if it leaves an earlier shape less visible than this.
         min_pixels: smallest visible area (pixels) of an annotated instance.
         max_tries: placement attempts per shape.
-        jpeg_quality: JPEG quality of the images.
 
     Returns:
-        ``dict(out_dir, classes, seed, seconds, train=..., val=...)``; each split holds ``num_images``,
+        ``dict(out_dir, classes, seed, train=..., val=..., seconds)``; each split holds ``num_images``,
         ``num_instances``, ``instances_per_class``, ``num_occluded`` (annotated instances partly covered by a later
         shape), ``min_visible_fraction`` (of those), ``num_split`` (visible part in several polygons),
         ``num_dropped`` (shapes painted but left out by the ``min_visible``/``min_pixels`` rule), ``ann_file``
         and ``img_dir``.
+
+    Raises:
+        ValueError: for arguments out of range.
+        l2vit.testing.common.MissingDependencyError: (an ``ImportError``) when pycocotools is not installed.
     """
-    if not 0 < min_size <= max_size:
-        raise ValueError(f'need 0 < min_size <= max_size, got {min_size}, {max_size}')
+    check_arguments(num_train, num_val, min_size, max_size, smallest_size=1)
     if not 0 < obj_size[0] <= obj_size[1] <= min_size - 4:
         raise ValueError(f'obj_size {obj_size} must be a range of positive sizes that fit in a {min_size} px image')
-    if max_instances < 1 or num_train < 0 or num_val < 0:
-        raise ValueError('need max_instances >= 1 and non-negative image counts')
+    if max_instances < 1:
+        raise ValueError(f'need max_instances >= 1, got {max_instances}')
+    mask_utils = require('pycocotools.mask', 'pycocotools')
     draw_kwargs = dict(min_size=int(min_size),
                        max_size=int(max_size),
                        obj_size=(float(obj_size[0]), float(obj_size[1])),
@@ -355,16 +337,11 @@ def generate_coco_instances(out_dir: str,
                        place_min_visible=place_min_visible,
                        min_pixels=int(min_pixels),
                        max_tries=int(max_tries))
-    start = time.perf_counter()
-    progress_bar = None
-    if progress and num_train + num_val > 0:
-        from mmengine.utils import ProgressBar
-        progress_bar = ProgressBar(num_train + num_val)
-    summary = dict(out_dir=osp.abspath(out_dir), classes=CLASSES, seed=seed)
-    for split, num in (('train', num_train), ('val', num_val)):
-        _, summary[split] = _generate_split(split, out_dir, num, seed, draw_kwargs, jpeg_quality, min_visible,
-                                            min_pixels, progress_bar)
-    if progress_bar is not None:
-        print()
-    summary['seconds'] = round(time.perf_counter() - start, 2)
-    return summary
+    write_split = functools.partial(_write_split,
+                                    out_dir=out_dir,
+                                    draw_kwargs=draw_kwargs,
+                                    jpeg_quality=jpeg_quality,
+                                    min_visible=min_visible,
+                                    min_pixels=int(min_pixels),
+                                    mask_utils=mask_utils)
+    return write_dataset(out_dir, CLASSES, num_train, num_val, seed, progress, write_split)

@@ -1,6 +1,6 @@
 """A synthetic semantic-segmentation dataset in the exact ADE20K layout, for demos and tests that need no download.
 
-    from l2vit.datasets import generate_ade_semantic, seg_metainfo
+    from l2vit.testing import generate_ade_semantic, seg_metainfo
     summary = generate_ade_semantic('data/synthetic_ade', num_train=600, num_val=100, seed=0)
 
 writes::
@@ -39,13 +39,16 @@ so labels and pixels always agree.
 Everything is drawn from ``numpy.random.default_rng([seed, split, index])``: the same seed gives byte-identical
 files, whatever else was generated before.
 """
-import os
+import functools
 import os.path as osp
-import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Tuple
 
-import cv2
 import numpy as np
+
+from .common import (check_arguments, fill_polygon, hsv_colour, image_size, make_dirs, require, write_dataset,
+                     write_image)
+
+cv2 = require('cv2', 'opencv-python')
 
 #: The classes, in label order: PNG value ``i + 1`` is ``SEG_CLASSES[i]`` (0 is unlabelled).
 SEG_CLASSES: Tuple[str, ...] = ('sky', 'building', 'tree', 'grass', 'road', 'water')
@@ -57,16 +60,20 @@ SEG_PALETTE: List[Tuple[int, int, int]] = [(255, 190, 40), (0, 200, 255), (255, 
 SKY, BUILDING, TREE, GRASS, ROAD, WATER = range(1, len(SEG_CLASSES) + 1)
 OTHER = 0
 
-#: (split, image folder, annotation folder) as in ADEChallengeData2016.
-SPLITS = (('train', 'images/training', 'annotations/training'),
-          ('val', 'images/validation', 'annotations/validation'))
-_SPLIT_CODE = {'train': 0, 'val': 1}
+#: split: (image folder, annotation folder) as in ADEChallengeData2016.
+_FOLDERS = {
+    'train': ('images/training', 'annotations/training'),
+    'val': ('images/validation', 'annotations/validation'),
+}
 
 
 def seg_metainfo() -> dict:
     """``metainfo`` for mmseg's ``BaseSegDataset`` on this data: ``dict(classes=SEG_CLASSES, palette=[...])``."""
     return dict(classes=SEG_CLASSES, palette=[list(c) for c in SEG_PALETTE])
 
+
+#: An RGB colour (float32) from OpenCV's HSV ranges (h 0-180, s and v 0-255).
+_hsv = functools.partial(hsv_colour, order='RGB')
 
 # ----------------------------------------------------------------------------------------------------------------
 # textures (float32 RGB, 0-255, the size of the whole image: a region takes the pixels under its mask)
@@ -79,12 +86,6 @@ def _noise(rng: np.random.Generator, height: int, width: int, cells_y: float, ce
     grid = rng.standard_normal((gy, gx, channels)).astype(np.float32)
     out = cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC if min(gy, gx) >= 4 else cv2.INTER_LINEAR)
     return out.reshape(height, width, channels)
-
-
-def _hsv(h: float, s: float, v: float) -> np.ndarray:
-    """An RGB colour (float32) from OpenCV's HSV ranges (h 0-180, s and v 0-255)."""
-    px = np.array([[[h, s, v]]], np.uint8)
-    return cv2.cvtColor(px, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
 
 
 def _sky(rng, height, width, yy, horizon_y):
@@ -188,9 +189,7 @@ def _foliage(rng, height, width):
 
 
 def _poly_mask(pts, height, width) -> np.ndarray:
-    mask = np.zeros((height, width), np.uint8)
-    cv2.fillPoly(mask, [np.round(np.asarray(pts) * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
-    return mask.astype(bool)
+    return fill_polygon(pts, height, width).astype(bool)
 
 
 def _disk(mask: np.ndarray, cx: float, cy: float, r: float) -> None:
@@ -264,8 +263,7 @@ def _clutter(rng, canvas: _Canvas, height, width, x, y_base, scale) -> None:
 
 def _draw_scene(rng: np.random.Generator, min_size: int, max_size: int, max_clutter: int):
     """One image: (RGB uint8 image, uint8 label map: 0 unlabelled, 1..K the classes)."""
-    width = int(rng.integers(min_size, max_size + 1))
-    height = int(rng.integers(min_size, max_size + 1))
+    height, width = image_size(rng, min_size, max_size)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     canvas = _Canvas(height, width)
     hy = height * rng.uniform(0.3, 0.6)
@@ -410,36 +408,23 @@ def _draw_scene(rng: np.random.Generator, min_size: int, max_size: int, max_clut
 # the dataset
 
 
-def _write(path: str, ext: str, array: np.ndarray, params: Optional[list] = None) -> None:
-    ok, buf = cv2.imencode(ext, array, params or [])
-    assert ok, f'{ext} encoding failed'
-    with open(path, 'wb') as f:
-        f.write(buf.tobytes())
-
-
-def _generate_split(split: str, out_dir: str, num_images: int, seed: int, draw_kwargs: dict, jpeg_quality: int,
-                    progress_bar) -> dict:
-    _, img_folder, ann_folder = next(s for s in SPLITS if s[0] == split)
-    img_dir, ann_dir = osp.join(out_dir, img_folder), osp.join(out_dir, ann_folder)
-    os.makedirs(img_dir, exist_ok=True)
-    os.makedirs(ann_dir, exist_ok=True)
+def _write_split(split: str, images: Iterator[Tuple[int, np.random.Generator]], out_dir: str, draw_kwargs: dict,
+                 jpeg_quality: int) -> dict:
+    img_dir, ann_dir = make_dirs(out_dir, *_FOLDERS[split])
     counts = np.zeros(len(SEG_CLASSES) + 1, np.int64)
     images_with = np.zeros(len(SEG_CLASSES) + 1, np.int64)
     sizes = []
-    for index in range(num_images):
-        rng = np.random.default_rng([seed, _SPLIT_CODE[split], index])
+    for index, rng in images:
         img, label = _draw_scene(rng, **draw_kwargs)
         stem = f'{index + 1:08d}'
-        _write(osp.join(img_dir, stem + '.jpg'), '.jpg', img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
-        _write(osp.join(ann_dir, stem + '.png'), '.png', label)
+        write_image(osp.join(img_dir, stem + '.jpg'), img[..., ::-1], jpeg_quality)
+        write_image(osp.join(ann_dir, stem + '.png'), label)
         present = np.bincount(label.ravel(), minlength=len(SEG_CLASSES) + 1)
         counts += present
         images_with += present > 0
         sizes.append((img.shape[1], img.shape[0]))
-        if progress_bar is not None:
-            progress_bar.update()
     total = max(int(counts.sum()), 1)
-    return dict(num_images=num_images,
+    return dict(num_images=len(sizes),
                 img_dir=img_dir,
                 ann_dir=ann_dir,
                 pixel_fraction={name: round(float(counts[i + 1]) / total, 4) for i, name in enumerate(SEG_CLASSES)},
@@ -457,8 +442,8 @@ def generate_ade_semantic(out_dir: str,
                           *,
                           min_size: int = 160,
                           max_size: int = 320,
-                          max_clutter: int = 4,
-                          jpeg_quality: int = 92) -> Dict:
+                          jpeg_quality: int = 92,
+                          max_clutter: int = 4) -> Dict:
     """Write the synthetic outdoor-scenes dataset to ``out_dir`` in the ADE20K layout and return a summary.
 
     Args:
@@ -468,28 +453,20 @@ def generate_ade_semantic(out_dir: str,
         seed: everything is a function of it (same seed: same bytes).
         progress: show an mmengine progress bar.
         min_size, max_size: range of image widths and heights in pixels (each drawn independently, inclusive).
-        max_clutter: unlabelled objects per image are drawn from 0..max_clutter.
         jpeg_quality: JPEG quality of the images.
+        max_clutter: unlabelled objects per image are drawn from 0..max_clutter.
 
     Returns:
-        ``dict(out_dir, classes, seed, seconds, train=..., val=...)``; each split holds ``num_images``, ``img_dir``,
+        ``dict(out_dir, classes, seed, train=..., val=..., seconds)``; each split holds ``num_images``, ``img_dir``,
         ``ann_dir``, ``pixel_fraction`` (per class, of all pixels), ``unlabelled_fraction``, ``images_per_class``
         (images showing the class) and the ``min_size``/``max_size`` (width, height) seen.
+
+    Raises:
+        ValueError: for arguments out of range.
     """
-    if not 32 <= min_size <= max_size:
-        raise ValueError(f'need 32 <= min_size <= max_size, got {min_size}, {max_size}')
-    if max_clutter < 0 or num_train < 0 or num_val < 0:
-        raise ValueError('need max_clutter >= 0 and non-negative image counts')
+    check_arguments(num_train, num_val, min_size, max_size, smallest_size=32)
+    if max_clutter < 0:
+        raise ValueError(f'need max_clutter >= 0, got {max_clutter}')
     draw_kwargs = dict(min_size=int(min_size), max_size=int(max_size), max_clutter=int(max_clutter))
-    start = time.perf_counter()
-    progress_bar = None
-    if progress and num_train + num_val > 0:
-        from mmengine.utils import ProgressBar
-        progress_bar = ProgressBar(num_train + num_val)
-    summary = dict(out_dir=osp.abspath(out_dir), classes=SEG_CLASSES, seed=seed)
-    for split, num in (('train', num_train), ('val', num_val)):
-        summary[split] = _generate_split(split, out_dir, num, seed, draw_kwargs, jpeg_quality, progress_bar)
-    if progress_bar is not None:
-        print()
-    summary['seconds'] = round(time.perf_counter() - start, 2)
-    return summary
+    write_split = functools.partial(_write_split, out_dir=out_dir, draw_kwargs=draw_kwargs, jpeg_quality=jpeg_quality)
+    return write_dataset(out_dir, SEG_CLASSES, num_train, num_val, seed, progress, write_split)

@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .models.attention import LINEAR_ATTENTION_DENOM_MIN
-from .models.backbone import L2ViT
-from .models.blocks import LinearGlobalBlock, LocalWindowBlock
+from ..models.attention import LINEAR_ATTENTION_DENOM_MIN
+from ..models.backbone import L2ViT
+from ..models.blocks import LinearGlobalBlock, LocalWindowBlock
 
 __all__ = [
     'LinearAttentionWeights', 'linear_attention_weights', 'window_attention_weights', 'attention_statistics',

@@ -1,0 +1,634 @@
+"""Measuring the speed and memory of the L²ViT-T backbone against Swin-T (mmdet) and ViT-S/16 (mmseg), in one
+process: the record that ``tools/analysis/benchmark.py`` saves as ``benchmark.json`` (:func:`measure_report`; a
+JSON-able dict, ``schema`` :data:`SCHEMA`) and that :mod:`l2vit.analysis.benchmark_report` renders.
+
+The backbones are the ones the configs build, without pretrained weights:
+
+* ``l2vit-t``: the backbone of ``configs/maskrcnn_l2vit.py`` with plain BN instead of SyncBN (no process group).
+* ``swin-t``: the backbone of mmdet's ``swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py``.
+* ``vit-s``: mmseg's ``VisionTransformer`` as ViT-S/16 (384 wide, 12 layers, 6 heads), global softmax attention
+  over all tokens (position embedding resized to each input), so its cost grows with the square of the pixels.
+* ``l2vit-t+compile`` (``--compile``): ``torch.compile`` of the same L²ViT-T module, in the ``infer`` and ``train``
+  modes. Its compilation happens in the warm-up, so the budget (below) is checked on its last warm-up step.
+
+What one step is, per mode: ``infer``: eval mode, a forward under ``torch.no_grad()``; ``train``: train mode, a
+forward, loss = the sum of every output's mean, a backward, gradients dropped (set to None); ``train-cp``: the same
+with backbones built with ``with_cp=True`` (gradient checkpointing).
+
+How it is measured, per mode and size (sizes in increasing pixel count, a random batch of ``--batch`` images):
+
+* ``--warmup`` steps of each model, then ``--repeats`` rounds that time every model once in turn. Models are
+  interleaved so that the machine's drift and noise hit all of them alike; the median (and the minimum) is reported.
+  Time: ``time.perf_counter`` on CPU, CUDA events (after a synchronize) on a GPU.
+* Peak memory of one extra step per model, not a timed one: the most memory held by tensors at once during the step,
+  beyond what was held before it. On a GPU ``torch.cuda.max_memory_allocated()``; on CPU the same quantity from the
+  allocation and release records of torch's profiler (``profile_memory=True``). Both count what the step allocates
+  through PyTorch: activations, tensors saved for backward, gradients, temporaries. (The process's resident size
+  would also count what glibc's allocator keeps cached or fragmented, which varies from run to run.)
+* ``--budget`` seconds: a model whose first warm-up step at a size takes longer is skipped there and at every larger
+  size of that mode (the JSON says why).
+* FLOP/s (``infer``): 2 × the multiply-adds :func:`l2vit.analysis.flops.count_flops` counts for the model at that
+  size (mmengine's convention, attention products included) divided by the median time, also as a percentage of the
+  FLOP/s of an fp32 2048×2048×2048 ``torch.mm`` timed once in each of the same rounds (its median there), so that
+  both see the machine in the same state. ``--no-flops`` skips the counting.
+
+Derived (:func:`derive`, :func:`evaluate_targets`): time and memory of each model relative to Swin-T (same mode and
+size); scaling exponents, the slope of log(time) (and of log(memory)) against log(pixels) from 512² to 1536² and the
+least-squares slope over all sizes from 512² up; the train-cp / train memory ratio; and the project's targets
+(:data:`TARGETS`), each met, not met or not measured.
+
+The functions that measure take the tool's options as one object with its attributes (``sizes`` as (H, W) pairs,
+``modes``, ``models``, ``compile``, ``batch``, ``warmup``, ``repeats``, ``budget``, ``device``, ``threads``,
+``no_flops``, ``out_dir``, ``docs``), e.g. the tool's ``argparse.Namespace``.
+"""
+import argparse
+import datetime
+import decimal
+import gc
+import importlib
+import json
+import math
+import os
+import os.path as osp
+import platform
+import re
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from ..errors import ToolError
+
+__all__ = [
+    'SCHEMA', 'MODEL_NAMES', 'COMPILED', 'BASELINE', 'MODES', 'DEFAULT_SIZES', 'LABELS', 'TARGETS', 'parse_size',
+    'size_key', 'ordered_sizes', 'command_line', 'build_models', 'peak_memory', 'new_entry', 'measure', 'derive',
+    'evaluate_targets', 'machine_info', 'select_device', 'measure_report', 'save_report', 'load_report'
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCHEMA = 'l2vit-benchmark/1'
+MODEL_NAMES = ('l2vit-t', 'swin-t', 'vit-s')
+COMPILED = 'l2vit-t+compile'
+BASELINE = 'swin-t'
+MODES = ('infer', 'train', 'train-cp')
+COMPILED_MODES = ('infer', 'train')
+DEFAULT_SIZES = ('224', '512', '800x1333', '1024', '1536', '2048')
+LABELS = {'l2vit-t': 'L²ViT-T', 'swin-t': 'Swin-T', 'vit-s': 'ViT-S/16', COMPILED: 'L²ViT-T, torch.compile'}
+L2VIT_CONFIG = ROOT / 'configs' / 'maskrcnn_l2vit.py'
+SWIN_CONFIG = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
+VIT_S = dict(type='VisionTransformer', patch_size=16, embed_dims=384, num_layers=12, num_heads=6, mlp_ratio=4,
+             img_size=(512, 512), out_indices=(2, 5, 8, 11), init_cfg=None)
+GEMM_N = 2048
+#: Sizes of the two-point scaling exponent, and the smallest size of the fitted one.
+EXPONENT_FROM, EXPONENT_TO = 512 * 512, 1536 * 1536
+TARGET_SIZE = '800x1333'
+#: The project's targets (from its issue). ``op`` compares the measured value with ``limit``.
+TARGETS = (
+    dict(key='latency_vs_swin', op='<=', limit=0.90,
+         text='infer at 800×1333: L²ViT-T / Swin-T latency ≤ 0.90'),
+    dict(key='memory_vs_swin', op='<=', limit=0.90,
+         text='infer at 800×1333: L²ViT-T / Swin-T peak memory ≤ 0.90'),
+    dict(key='time_exponent', op='<=', limit=1.10,
+         text='infer: L²ViT-T time exponent (log time / log pixels) from 512² to 1536² ≤ 1.10'),
+    dict(key='gemm_percent', op='>=', limit=70.0,
+         text='infer at 800×1333: L²ViT-T FLOP/s ≥ 70 % of the same-process fp32 GEMM'),
+    dict(key='checkpoint_memory', op='<=', limit=0.60,
+         text='800×1333: L²ViT-T train-cp peak memory ≤ 0.6 × train'),
+)
+MIB = 2**20
+
+Entry = Dict[str, Any]
+Report = Dict[str, Any]
+#: The tool's parsed options (or any object with the same attributes).
+Options = argparse.Namespace
+
+
+def note(message: str) -> None:
+    print(f'note: {message}', flush=True)
+
+
+# ------------------------------------------------------------------------------------------------------ sizes
+def parse_size(text: str) -> Tuple[int, int]:
+    """'512' -> (512, 512); '800x1333' -> (800, 1333) (height × width)."""
+    match = re.fullmatch(r'\s*(\d+)\s*(?:[x×]\s*(\d+)\s*)?', text)
+    if not match or int(match.group(1)) < 1 or (match.group(2) is not None and int(match.group(2)) < 1):
+        raise argparse.ArgumentTypeError(
+            f'invalid size {text!r}: expected a positive integer N (an N×N image) or HxW such as 800x1333')
+    height = int(match.group(1))
+    return height, int(match.group(2)) if match.group(2) is not None else height
+
+
+def size_key(size: Tuple[int, int]) -> str:
+    return f'{size[0]}x{size[1]}'
+
+
+def ordered_sizes(sizes: Sequence[Tuple[int, int]]) -> List[Tuple[int, int]]:
+    """Distinct sizes in increasing pixel count (then height)."""
+    return sorted(dict.fromkeys(sizes), key=lambda s: (s[0] * s[1], s))
+
+
+def command_line(argv: Sequence[str]) -> str:
+    return ' '.join(shlex.quote(a) for a in ['python', 'tools/analysis/benchmark.py', *argv])
+
+
+# ------------------------------------------------------------------------------------------------------ models
+def build_models(names: Sequence[str], with_cp: bool, device: Any) -> Dict[str, Any]:
+    """The named backbones (same seed, so the with_cp copies have the same weights), on ``device``."""
+    import torch
+    from mmdet.registry import MODELS as MMDET_MODELS
+    from mmengine.config import Config
+    from mmengine.logging import MMLogger
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import MODELS as MMSEG_MODELS
+
+    importlib.import_module('mmdet_l2vit')  # registers L2ViT in mmdet's MODELS
+    if not MMLogger.check_instance_created('l2vit_benchmark'):
+        # The latest logger is mmengine's current one: building and init_weights stay quiet.
+        MMLogger.get_instance('l2vit_benchmark', log_level='ERROR')
+    models = {}
+    for name in names:
+        if name == 'l2vit-t':
+            cfg = Config.fromfile(str(L2VIT_CONFIG)).model.backbone
+            cfg.update(init_cfg=None, norm_cfg=dict(type='BN', requires_grad=True), with_cp=with_cp)
+            scope, registry = 'mmdet', MMDET_MODELS
+        elif name == 'swin-t':
+            # Config.fromfile does not resolve 'mmdet::' itself; a _base_ does, as in our own configs.
+            cfg = Config.fromstring(f'_base_ = {SWIN_CONFIG!r}', '.py').model.backbone
+            cfg.update(init_cfg=None, with_cp=with_cp)
+            scope, registry = 'mmdet', MMDET_MODELS
+        else:
+            cfg, scope, registry = dict(VIT_S, with_cp=with_cp), 'mmseg', MMSEG_MODELS
+        torch.manual_seed(0)
+        # A registry builds in the current default scope's registry when there is one; name the model's own.
+        with DefaultScope.overwrite_default_scope(scope):
+            model = registry.build(cfg)
+        model.init_weights()
+        models[name] = model.to(device)
+    return models
+
+
+def compile_model(model: Any) -> Any:
+    import torch
+    return torch.compile(model)
+
+
+# ------------------------------------------------------------------------------------------------------ timing
+def synchronize(device: Any) -> None:
+    import torch
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def time_step(step: Callable[[], None], device: Any) -> float:
+    """Seconds one call of ``step`` takes (CUDA events on a GPU)."""
+    import torch
+    if device.type == 'cuda':
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        synchronize(device)
+        start.record()
+        step()
+        end.record()
+        synchronize(device)
+        return start.elapsed_time(end) / 1e3
+    begin = time.perf_counter()
+    step()
+    return time.perf_counter() - begin
+
+
+def make_step(model: Any, mode: str, images: Any) -> Callable[[], None]:
+    """One step of ``mode`` (the caller has put the model in eval or train mode)."""
+    import torch
+
+    if mode == 'infer':
+        def step() -> None:
+            with torch.no_grad():
+                model(images)
+    else:
+        def step() -> None:
+            try:
+                loss = sum(out.float().mean() for out in model(images))
+                loss.backward()
+            finally:
+                for param in model.parameters():
+                    param.grad = None
+    return step
+
+
+def release_free_memory(device: Any) -> None:
+    """Collect garbage (and, on a GPU, give the caching allocator's free blocks back)."""
+    import torch
+    gc.collect()
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
+
+
+def _cpu_tensor_peak(step: Callable[[], None]) -> int:
+    """Peak of the bytes held by tensors (PyTorch's CPU allocator) during ``step``, beyond those held before it:
+    the running sum, in time order, of the allocation (+) and release (-) records of torch's profiler
+    (``profile_memory=True``).
+
+    The records are read from the profiler's public Chrome-trace export: one ``[memory]`` event per record, its
+    signed size in ``args.Bytes``, ``args['Device Type']`` 0 for CPU, ``ts`` in µs with ns decimals (read exactly,
+    as decimals). The public ``prof.events()`` / ``key_averages()`` give each op only its records summed over the
+    op's duration, whose running sum would miss the peaks inside an op (a temporary freed before the op returns)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    with tempfile.TemporaryDirectory() as folder:
+        path = osp.join(folder, 'trace.json')
+        prof.export_chrome_trace(path)
+        with open(path, encoding='utf-8') as f:
+            events = json.load(f, parse_float=decimal.Decimal)['traceEvents']
+    records = sorted((decimal.Decimal(e['ts']), int(e['args']['Bytes'])) for e in events
+                     if e.get('name') == '[memory]' and e.get('args', {}).get('Device Type') == 0)
+    live = peak = 0
+    for _, nbytes in records:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
+def peak_memory(step: Callable[[], None], device: Any) -> int:
+    """The most tensor memory (bytes) one step holds at once beyond what was allocated before it."""
+    import torch
+    release_free_memory(device)
+    if device.type == 'cuda':
+        synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    return _cpu_tensor_peak(step)
+
+
+def gemm_step(device: Any) -> Callable[[], None]:
+    """One fp32 GEMM of 2048×2048 by 2048×2048, the machine's reference speed."""
+    import torch
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(GEMM_N, GEMM_N, generator=generator).to(device)
+    b = torch.randn(GEMM_N, GEMM_N, generator=generator).to(device)
+
+    def step() -> None:
+        torch.mm(a, b)
+
+    return step
+
+
+def gemm_flops_per_s(seconds: float) -> float:
+    return 2 * GEMM_N**3 / seconds
+
+
+def gemm_summary(times: List[float]) -> Dict[str, Any]:
+    median = statistics.median(times)
+    return dict(op='torch.mm', dtype='float32', m=GEMM_N, n=GEMM_N, k=GEMM_N, times_s=times, median_s=median,
+                min_s=min(times), flops_per_s=gemm_flops_per_s(median))
+
+
+# ------------------------------------------------------------------------------------------------------ measuring
+def new_entry(model: str, mode: str, size: Tuple[int, int]) -> Entry:
+    return dict(model=model, mode=mode, size=size_key(size), height=size[0], width=size[1], pixels=size[0] * size[1],
+                status='measured', reason=None, warmup_s=[], times_s=[], median_s=None, min_s=None,
+                memory_bytes=None, macs=None, flops_per_s=None, gemm_median_s=None,
+                gemm_percent=None)
+
+
+def _stop(entry: Entry, status: str, reason: str, stopped: Dict[str, str], later: str) -> None:
+    """Mark ``entry`` skipped or failed, and skip its model at the larger sizes of this mode."""
+    entry.update(status=status, reason=reason)
+    stopped[entry['model']] = later
+    note(f'{entry["mode"]} {entry["size"]} {entry["model"]}: {status}: {reason}')
+
+
+def _error_text(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f'{type(err).__name__}: {text[0][:300] if text else ""}'
+
+
+def measure_size(models: Dict[str, Any], mode: str, size: Tuple[int, int], options: Options, device: Any,
+                 stopped: Dict[str, str], gemm: Callable[[], None]) -> Tuple[List[Entry], List[float]]:
+    """Warm-up, interleaved timed rounds and a memory step of every model at one size of one mode; each round also
+    times the reference GEMM, so the models' FLOP/s are compared with the machine's speed at the same moments.
+    Returns the entries and the GEMM times."""
+    import torch
+    generator = torch.Generator().manual_seed(size[0] * 100003 + size[1])
+    images = torch.randn(options.batch, 3, *size, generator=generator).to(device)
+    entries, steps = [], {}
+
+    def guarded(entry: Entry, action: Callable[[], Any]) -> Any:
+        """Run ``action``; a failed compilation or a GPU out of memory becomes the entry's error."""
+        tolerated = Exception if entry['model'] == COMPILED else torch.OutOfMemoryError
+        try:
+            return action()
+        except tolerated as err:
+            steps.pop(entry['model'], None)
+            release_free_memory(device)
+            _stop(entry, 'error', _error_text(err), stopped,
+                  f'failed at {entry["size"]}, a smaller size ({_error_text(err)})')
+            return None
+
+    for name, model in models.items():
+        entry = new_entry(name, mode, size)
+        entries.append(entry)
+        if name in stopped:
+            entry.update(status='skipped', reason=stopped[name])
+            continue
+        step = steps[name] = make_step(model, mode, images)
+        for i in range(options.warmup):
+            seconds = guarded(entry, lambda: time_step(step, device))
+            if seconds is None:
+                break
+            entry['warmup_s'].append(seconds)
+            # A compiled model compiles in its first step: judge it on its last warm-up step.
+            which = 'last' if name == COMPILED else 'first'
+            if i == (options.warmup - 1 if name == COMPILED else 0) and seconds > options.budget:
+                steps.pop(name)
+                took = f'its {which} warm-up step took {seconds:.3g} s, over the budget of {options.budget:g} s'
+                _stop(entry, 'skipped', took, stopped, f'at {entry["size"]}, a smaller size, {took}')
+                break
+    by_name = {e['model']: e for e in entries}
+    gemm_times = []
+    for _ in range(options.repeats):
+        gemm_times.append(time_step(gemm, device))
+        for name in list(steps):
+            seconds = guarded(by_name[name], lambda: time_step(steps[name], device))
+            if seconds is not None:
+                by_name[name]['times_s'].append(seconds)
+    for name in list(steps):
+        by_name[name]['memory_bytes'] = guarded(by_name[name], lambda: peak_memory(steps[name], device))
+    for entry in entries:
+        if entry['status'] == 'measured':
+            entry.update(median_s=statistics.median(entry['times_s']), min_s=min(entry['times_s']),
+                         gemm_median_s=statistics.median(gemm_times))
+    steps.clear()
+    release_free_memory(device)
+    return entries, gemm_times
+
+
+def models_for_mode(mode: str, options: Options, device: Any, cache: Dict[str, Dict[str, Any]]):
+    """The models timed in ``mode``, in train or eval mode (models are built once, with_cp ones for train-cp)."""
+    with_cp = mode == 'train-cp'
+    key = 'cp' if with_cp else 'plain'
+    if key not in cache:
+        names = list(options.models)
+        if options.compile and 'l2vit-t' not in names and not with_cp:
+            names.append('l2vit-t')
+        cache[key] = build_models(names, with_cp, device)
+        if options.compile and not with_cp:
+            cache['compiled'] = {COMPILED: compile_model(cache[key]['l2vit-t'])}
+    models = {name: cache[key][name] for name in options.models}
+    if options.compile and mode in COMPILED_MODES:
+        models.update(cache['compiled'])
+    for model in models.values():
+        if mode == 'infer':
+            model.eval()  # (mmseg's ViT returns None from train()/eval(): never chain them)
+        else:
+            model.train()
+    return models
+
+
+def count_macs(cache: Dict[str, Dict[str, Any]], entries: List[Entry], batch: int, device: Any) -> List[str]:
+    """Fill ``macs`` of the measured infer entries (one count per model and size); return notes for failures."""
+    import torch
+
+    from .flops import count_flops
+    counted: Dict[Tuple[str, str], Optional[int]] = {}
+    notes = []
+    for entry in entries:
+        if entry['mode'] != 'infer' or entry['status'] != 'measured':
+            continue
+        base = 'l2vit-t' if entry['model'] == COMPILED else entry['model']
+        key = (base, entry['size'])
+        if key not in counted:
+            model = cache['plain'][base]
+            model.eval()
+            images = torch.randn(batch, 3, entry['height'], entry['width']).to(device)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter('ignore')
+                    counted[key] = count_flops(model, images)[0]
+            except Exception as err:  # noqa: BLE001  (a model that cannot be traced: report, keep the timings)
+                counted[key] = None
+                notes.append(f'FLOPs of {base} at {entry["size"]} could not be counted ({_error_text(err)})')
+                note(notes[-1])
+            del images
+        entry['macs'] = counted[key]
+    return notes
+
+
+def measure(options: Options, device: Any) -> Tuple[List[Entry], Dict[str, Any], List[str]]:
+    """Every entry (model × mode × size), the GEMM reference and notes."""
+    sizes = ordered_sizes(options.sizes)
+    gemm = gemm_step(device)
+    for _ in range(options.warmup):
+        time_step(gemm, device)
+    cache: Dict[str, Dict[str, Any]] = {}
+    entries, notes, gemm_times = [], [], []
+    for mode in options.modes:
+        models = models_for_mode(mode, options, device, cache)
+        stopped: Dict[str, str] = {}
+        for size in sizes:
+            print(f'{mode} {size_key(size)} ...', file=sys.stderr, flush=True)
+            measured, times = measure_size(models, mode, size, options, device, stopped, gemm)
+            entries.extend(measured)
+            gemm_times.extend(times)
+    if not options.no_flops and 'infer' in options.modes:
+        print('counting FLOPs ...', file=sys.stderr, flush=True)
+        notes.extend(count_macs(cache, entries, options.batch, device))
+    for entry in entries:
+        if entry['macs'] is not None and entry['median_s']:
+            entry['flops_per_s'] = 2 * entry['macs'] / entry['median_s']
+            entry['gemm_percent'] = 100 * entry['flops_per_s'] / gemm_flops_per_s(entry['gemm_median_s'])
+    return entries, gemm_summary(gemm_times), notes
+
+
+# ------------------------------------------------------------------------------------------------------ derived
+def find(entries: List[Entry], model: str, mode: str, size: str) -> Optional[Entry]:
+    for entry in entries:
+        if (entry['model'], entry['mode'], entry['size']) == (model, mode, size) and entry['status'] == 'measured':
+            return entry
+    return None
+
+
+def _quotient(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return a / b if a is not None and b else None
+
+
+def slope(points: List[Tuple[float, float]]) -> Optional[float]:
+    """Least-squares slope of log(y) against log(x); None with fewer than two distinct x or a non-positive y."""
+    if len({x for x, _ in points}) < 2 or any(y is None or y <= 0 for _, y in points):
+        return None
+    xs, ys = [math.log(x) for x, _ in points], [math.log(y) for _, y in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx)**2 for x in xs)
+
+
+def exponents(entries: List[Entry], model: str, mode: str, field: str) -> Dict[str, Any]:
+    """Scaling exponents of ``field`` (median_s or memory_bytes) against pixels: 512² to 1536², and fitted ≥ 512²."""
+    measured = [e for e in entries if (e['model'], e['mode'], e['status']) == (model, mode, 'measured')
+                and e[field] is not None]
+    by_pixels = {e['pixels']: e[field] for e in measured}
+    pair = None
+    if EXPONENT_FROM in by_pixels and EXPONENT_TO in by_pixels:
+        pair = slope([(p, by_pixels[p]) for p in (EXPONENT_FROM, EXPONENT_TO)])
+    fitted = [e for e in measured if e['pixels'] >= EXPONENT_FROM]
+    return dict(model=model, mode=mode, quantity='time' if field == 'median_s' else 'memory', from_512_to_1536=pair,
+                fit_from_512=slope([(e['pixels'], e[field]) for e in fitted]),
+                fit_sizes=[e['size'] for e in fitted])
+
+
+def derive(entries: List[Entry]) -> Dict[str, Any]:
+    """Ratios against Swin-T, scaling exponents and the with_cp memory ratios."""
+    models = list(dict.fromkeys(e['model'] for e in entries))
+    modes = list(dict.fromkeys(e['mode'] for e in entries))
+    sizes = list(dict.fromkeys(e['size'] for e in entries))
+    ratios = []
+    for mode in modes:
+        for size in sizes:
+            base = find(entries, BASELINE, mode, size)
+            for model in models:
+                entry = find(entries, model, mode, size)
+                if model == BASELINE or entry is None or base is None:
+                    continue
+                ratios.append(dict(model=model, mode=mode, size=size,
+                                   time_vs_swin=_quotient(entry['median_s'], base['median_s']),
+                                   memory_vs_swin=_quotient(entry['memory_bytes'], base['memory_bytes'])))
+    scaling = [exponents(entries, model, mode, field) for mode in modes for model in models
+               for field in ('median_s', 'memory_bytes') if any(e['model'] == model and e['mode'] == mode
+                                                                for e in entries)]
+    checkpoint = []
+    for model in models:
+        for size in sizes:
+            plain, cp = find(entries, model, 'train', size), find(entries, model, 'train-cp', size)
+            if plain is not None and cp is not None:
+                checkpoint.append(dict(model=model, size=size, train_bytes=plain['memory_bytes'],
+                                       train_cp_bytes=cp['memory_bytes'],
+                                       ratio=_quotient(cp['memory_bytes'], plain['memory_bytes'])))
+    return dict(ratios=ratios, exponents=scaling, checkpoint_memory=checkpoint)
+
+
+def target_values(entries: List[Entry], derived: Dict[str, Any]) -> Dict[str, Optional[float]]:
+    """The measured value of every target (None where it was not measured)."""
+    def ratio(field: str) -> Optional[float]:
+        return next((r[field] for r in derived['ratios']
+                     if (r['model'], r['mode'], r['size']) == ('l2vit-t', 'infer', TARGET_SIZE)), None)
+
+    entry = find(entries, 'l2vit-t', 'infer', TARGET_SIZE)
+    return dict(
+        latency_vs_swin=ratio('time_vs_swin'),
+        memory_vs_swin=ratio('memory_vs_swin'),
+        time_exponent=next((x['from_512_to_1536'] for x in derived['exponents']
+                            if (x['model'], x['mode'], x['quantity']) == ('l2vit-t', 'infer', 'time')), None),
+        gemm_percent=entry['gemm_percent'] if entry else None,
+        checkpoint_memory=next((c['ratio'] for c in derived['checkpoint_memory']
+                                if (c['model'], c['size']) == ('l2vit-t', TARGET_SIZE)), None),
+    )
+
+
+def evaluate_targets(entries: List[Entry], derived: Dict[str, Any]) -> List[Dict[str, Any]]:
+    values = target_values(entries, derived)
+    results = []
+    for target in TARGETS:
+        value = values[target['key']]
+        if value is None:
+            status = 'not measured'
+        else:
+            met = value <= target['limit'] if target['op'] == '<=' else value >= target['limit']
+            status = 'met' if met else 'not met'
+        results.append(dict(target, measured=value, status=status))
+    return results
+
+
+# ------------------------------------------------------------------------------------------------------ machine
+def cpu_model() -> str:
+    try:
+        with open('/proc/cpuinfo') as f:
+            match = re.search(r'^model name\s*:\s*(.+)$', f.read(), re.M)
+        if match:
+            return match.group(1).strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(device: Any) -> Dict[str, Any]:
+    import mmdet
+    import mmengine
+    import mmseg
+    import torch
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:
+        available = os.cpu_count()
+    info = dict(cpu=cpu_model(), cpu_count=os.cpu_count(), cpus_available=available, platform=platform.platform(),
+                device=device.type, device_name=None, cuda=None, python=platform.python_version(),
+                torch=torch.__version__, mmengine=mmengine.__version__, mmdet=mmdet.__version__,
+                mmseg=mmseg.__version__, threads=torch.get_num_threads())
+    if device.type == 'cuda':
+        info.update(device_name=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
+                    matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
+                    cudnn_allow_tf32=torch.backends.cudnn.allow_tf32, cudnn_benchmark=torch.backends.cudnn.benchmark)
+    return info
+
+
+# ------------------------------------------------------------------------------------------------------ the record
+def select_device(name: Optional[str], threads: Optional[int] = None) -> Any:
+    """The torch device to measure on (``None``: cuda if available, else cpu), with ``threads`` intra-op threads
+    when given."""
+    import torch
+    device_name = name or ('cuda' if torch.cuda.is_available() else 'cpu')
+    if device_name == 'cuda' and not torch.cuda.is_available():
+        raise ToolError('--device cuda, but torch sees no GPU (torch.cuda.is_available() is False)')
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.device(device_name)
+
+
+def measure_report(options: Options, argv: Sequence[str], device: Any) -> Report:
+    """Measure everything ``options`` asks for on ``device`` (:func:`select_device`) and return the record, a
+    JSON-able dict: schema, the command (``argv`` as given to the tool), date, machine, settings, the GEMM reference,
+    every entry (``results``; ``skipped`` repeats the ones not measured, with why), the derived values, the
+    targets and notes."""
+    import torch
+    date = datetime.datetime.now().astimezone().isoformat(timespec='seconds')
+    entries, gemm, notes = measure(options, device)
+    derived = derive(entries)
+    return dict(
+        schema=SCHEMA, command=command_line(argv), date=date, machine=machine_info(device),
+        settings=dict(sizes=[size_key(s) for s in ordered_sizes(options.sizes)],
+                      modes=list(options.modes),
+                      models=list(options.models) + ([COMPILED] if options.compile else []),
+                      batch=options.batch, warmup=options.warmup, repeats=options.repeats, budget_s=options.budget,
+                      device=device.type, threads=torch.get_num_threads(), flops=not options.no_flops,
+                      out_dir=options.out_dir, docs=options.docs),
+        gemm=gemm, results=entries,
+        skipped=[dict(model=e['model'], mode=e['mode'], size=e['size'], status=e['status'], reason=e['reason'])
+                 for e in entries if e['status'] != 'measured'],
+        derived=derived, targets=evaluate_targets(entries, derived), notes=notes)
+
+
+def load_report(path: str) -> Report:
+    """A saved ``benchmark.json``, checked to be one (:class:`~l2vit.errors.ToolError` otherwise)."""
+    if not osp.isfile(path):
+        raise ToolError(f'--from-json: no such file: {path}')
+    try:
+        with open(path, encoding='utf-8') as f:
+            report = json.load(f)
+    except (OSError, ValueError) as err:
+        raise ToolError(f'--from-json: cannot read {path} as JSON ({err})') from err
+    if not isinstance(report, dict) or report.get('schema') != SCHEMA:
+        raise ToolError(f'--from-json: {path} is not a benchmark.json of this tool (no "schema": "{SCHEMA}")')
+    return report
+
+
+def save_report(report: Report, out_dir: str) -> str:
+    """Write ``report`` as ``benchmark.json`` in ``out_dir``; return its path."""
+    json_path = osp.normpath(osp.join(out_dir, 'benchmark.json'))
+    with open(json_path, 'w', encoding='utf-8') as f:
+        json.dump(report, f, indent=1, ensure_ascii=False)
+    return json_path

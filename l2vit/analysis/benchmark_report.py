@@ -1,0 +1,205 @@
+"""Rendering the benchmark record of :func:`l2vit.analysis.benchmark.measure_report` (the dict saved as
+``benchmark.json``): the Markdown tables (also what ``tools/analysis/benchmark.py`` prints), the Markdown page of
+one or more runs (one section each, e.g. a CPU and a GPU run), and the plot of median time against pixels.
+
+Everything here reads only the JSON-able record (as saved, or loaded again with
+:func:`~l2vit.analysis.benchmark.load_report`): a page is a pure function of the records and the paths it names, so
+``--from-json`` renders it again without measuring anything. matplotlib is imported only to plot.
+"""
+import os
+import os.path as osp
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from .benchmark import LABELS, MIB, Report, command_line
+
+__all__ = ['report_lines', 'render_markdown', 'print_report', 'plot', 'image_names', 'write_docs']
+
+
+def fmt(value: Optional[float], digits: int = 2) -> str:
+    return '—' if value is None else f'{value:.{digits}f}'
+
+
+def fmt_ms(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return '—'
+    ms = seconds * 1e3
+    return f'{ms:.2f}' if ms < 10 else f'{ms:.1f}' if ms < 1000 else f'{ms:.0f}'
+
+
+def fmt_mib(nbytes: Optional[int]) -> str:
+    return '—' if nbytes is None else f'{nbytes / MIB:.1f}'
+
+
+def plural(count: int, word: str) -> str:
+    return f'{count} {word}' if count == 1 else f'{count} {word}s'
+
+
+def _row(cells: Sequence[str]) -> str:
+    return '| ' + ' | '.join(cells) + ' |'
+
+
+def _table(header: Sequence[str], rows: List[Sequence[str]], left: Sequence[int] = (0, 1)) -> List[str]:
+    """A Markdown table; the columns in ``left`` are left-aligned, the others (numbers) right-aligned."""
+    rule = ['---' if i in left else '---:' for i in range(len(header))]
+    return [_row(header), '|' + '|'.join(rule) + '|'] + [_row(r) for r in rows]
+
+
+def mode_table(report: Report, mode: str) -> List[str]:
+    entries = [e for e in report['results'] if e['mode'] == mode]
+    ratios = {(r['model'], r['size']): r for r in report['derived']['ratios'] if r['mode'] == mode}
+    header = ['size', 'model', 'median ms', 'min ms', 'peak MiB', 'time / Swin-T', 'memory / Swin-T']
+    if mode == 'infer':
+        header += ['GFLOP/s', '% of GEMM']
+    rows, reasons = [], []
+    for e in entries:
+        ratio = ratios.get((e['model'], e['size']), {})
+        if e['status'] != 'measured':
+            reasons.append(f'{e["size"]} {e["model"]}: {e["status"]}: {e["reason"]}')
+            rows.append([e['size'], e['model'], e['status']] + ['—'] * (len(header) - 3))
+            continue
+        row = [e['size'], e['model'], fmt_ms(e['median_s']), fmt_ms(e['min_s']), fmt_mib(e['memory_bytes']),
+               fmt(ratio.get('time_vs_swin')), fmt(ratio.get('memory_vs_swin'))]
+        if mode == 'infer':
+            flops = e['flops_per_s']
+            row += [fmt(flops / 1e9 if flops is not None else None, 1), fmt(e['gemm_percent'], 1)]
+        rows.append(row)
+    return _table(header, rows) + ([''] + [f'- {r}' for r in reasons] if reasons else [])
+
+
+def exponent_table(report: Report) -> List[str]:
+    rows = {}
+    for x in report['derived']['exponents']:
+        row = rows.setdefault((x['mode'], x['model']), [x['mode'], x['model'], '—', '—', '—', '—'])
+        column = 2 if x['quantity'] == 'time' else 4
+        row[column:column + 2] = [fmt(x['from_512_to_1536']), fmt(x['fit_from_512'])]
+    return _table(['mode', 'model', 'time 512²→1536²', 'time fit ≥512²', 'memory 512²→1536²', 'memory fit ≥512²'],
+                  list(rows.values()))
+
+
+def checkpoint_table(report: Report) -> List[str]:
+    rows = [[c['size'], c['model'], fmt_mib(c['train_bytes']), fmt_mib(c['train_cp_bytes']), fmt(c['ratio'])]
+            for c in report['derived']['checkpoint_memory']]
+    return _table(['size', 'model', 'train MiB', 'train-cp MiB', 'train-cp / train'], rows)
+
+
+def targets_table(report: Report) -> List[str]:
+    rows = []
+    for t in report['targets']:
+        digits = 1 if t['key'] == 'gemm_percent' else 2
+        rows.append([t['text'], fmt(t['measured'], digits), t['status']])
+    return _table(['target', 'measured', 'status'], rows, left=(0, 2))
+
+
+def machine_lines(report: Report) -> List[str]:
+    m, s, g = report['machine'], report['settings'], report['gemm']
+    device = f'{m["device"]} ({m["device_name"]}, CUDA {m["cuda"]})' if m['device'] == 'cuda' else m['device']
+    lines = [f'- machine: {m["cpu"]}, {m["cpu_count"]} cores ({m["cpus_available"]} available), {m["platform"]}',
+             f'- device: {device}; torch intra-op threads: {m["threads"]}',
+             f'- versions: python {m["python"]}, torch {m["torch"]}, mmengine {m["mmengine"]}, mmdet {m["mmdet"]}, '
+             f'mmseg {m["mmseg"]}',
+             f'- settings: batch {s["batch"]}, {plural(s["warmup"], "warm-up step")}, median (and min) of '
+             f'{plural(s["repeats"], "interleaved round")}, budget {s["budget_s"]:g} s per first warm-up step',
+             f'- GEMM reference: fp32 {g["op"]} {g["m"]}×{g["k"]} by {g["k"]}×{g["n"]}, timed once in every round: '
+             f'median {fmt_ms(g["median_s"])} ms, {g["flops_per_s"] / 1e9:.1f} GFLOP/s (each size\'s % of GEMM uses '
+             f'the GEMM times of its own rounds)']
+    if m['device'] == 'cuda':
+        lines.append(f'- TF32: matmul {m.get("matmul_allow_tf32")}, cuDNN {m.get("cudnn_allow_tf32")}')
+    return lines
+
+
+def report_lines(report: Report, heading: str = '###') -> List[str]:
+    """The tables of one run, in Markdown (also what the tool prints)."""
+    lines = machine_lines(report)
+    lines += ['', 'Times per step in ms, peak memory of one step in MiB (beyond what was allocated before it); ratios '
+              'against Swin-T at the same mode and size; FLOP/s = 2 × multiply-adds / median time.']
+    for mode in report['settings']['modes']:
+        lines += ['', f'{heading} {mode}', ''] + mode_table(report, mode)
+    lines += ['', f'{heading} Scaling exponents (slope of log value against log pixels)', ''] + exponent_table(report)
+    if report['derived']['checkpoint_memory']:
+        lines += ['', f'{heading} Gradient checkpointing: peak memory of train-cp against train', '']
+        lines += checkpoint_table(report)
+    lines += ['', f'{heading} Targets', ''] + targets_table(report)
+    if report['notes']:
+        lines += [''] + [f'- note: {n}' for n in report['notes']]
+    return lines
+
+
+def section_title(report: Report) -> str:
+    m = report['machine']
+    if m['device'] == 'cuda':
+        return f'GPU: {m["device_name"]}'
+    return f'CPU: {m["cpu"]}, {plural(m["threads"], "thread")}'
+
+
+def render_markdown(reports: Sequence[Report], json_paths: Sequence[str], docs_path: str,
+                    images: Sequence[Optional[str]]) -> str:
+    """The Markdown page for saved runs: a pure function of its arguments (no clock, no files)."""
+    made = ' and '.join(f'`{r["command"]}` on {r["date"]}' for r in reports)
+    rerender = command_line(['--from-json', *json_paths, '--docs', docs_path])
+    measured = {model for r in reports for model in r['settings']['models']}
+    lines = ['# Speed and memory: L²ViT-T, Swin-T and ViT-S/16 backbones', '',
+             f'Generated by {made}; do not edit by hand; rerun the command to regenerate (or, to render this page '
+             f'again from the saved results without measuring: `{rerender}`).', '',
+             'Models: ' + '; '.join(f'`{k}` = {v}' for k, v in LABELS.items() if k in measured) + '. All are the '
+             'backbones alone, built from the configs (L²ViT-T: `configs/maskrcnn_l2vit.py`, BN for SyncBN; '
+             'Swin-T: mmdet\'s `swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py`; ViT-S/16: mmseg\'s `VisionTransformer`, '
+             'global softmax attention), without pretrained weights. Modes: `infer` (eval, no_grad forward), `train` '
+             '(forward, mean of the outputs, backward), `train-cp` (the same with `with_cp=True`).']
+    for report, image in zip(reports, images):
+        lines += ['', f'## {section_title(report)}', '', f'Measured by `{report["command"]}` on {report["date"]}.', '']
+        lines += report_lines(report)
+        if image:
+            lines += ['', f'![median time against pixels, log-log]({image})']
+    return '\n'.join(lines) + '\n'
+
+
+def print_report(report: Report) -> None:
+    print(f'{section_title(report)}: {report["command"]} ({report["date"]})')
+    print('\n'.join(report_lines(report, heading='##')))
+
+
+def plot(report: Report, path: str) -> None:
+    """Median time against pixels, log-log: one line per model, one panel per mode."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    modes = report['settings']['modes']
+    fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 4), squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        for model in dict.fromkeys(e['model'] for e in report['results']):
+            points = [(e['pixels'], e['median_s'] * 1e3) for e in report['results']
+                      if (e['model'], e['mode'], e['status']) == (model, mode, 'measured')]
+            if points:
+                ax.plot(*zip(*points), marker='o', label=LABELS.get(model, model))
+        ax.set_xscale('log')
+        ax.set_yscale('log')
+        ax.set_title(f'{mode} ({report["machine"]["device"]}, batch {report["settings"]["batch"]})')
+        ax.set_xlabel('pixels (H × W)')
+        ax.set_ylabel('median time per step (ms)')
+        ax.grid(True, which='both', alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def image_names(reports: Sequence[Report], docs_path: str) -> List[str]:
+    """File names of the plots next to the docs page: <page>_<device>.png (numbered when devices repeat)."""
+    stem = Path(docs_path).stem
+    devices = [r['machine']['device'] for r in reports]
+    return [f'{stem}_{d}.png' if devices.count(d) == 1 else f'{stem}_{d}{devices[:i + 1].count(d)}.png'
+            for i, d in enumerate(devices)]
+
+
+def write_docs(reports: Sequence[Report], json_paths: Sequence[str], docs_path: str) -> None:
+    folder = osp.dirname(docs_path) or '.'
+    os.makedirs(folder, exist_ok=True)
+    images = image_names(reports, docs_path)
+    for report, image in zip(reports, images):
+        plot(report, osp.join(folder, image))
+    with open(docs_path, 'w', encoding='utf-8') as f:
+        f.write(render_markdown(reports, json_paths, docs_path, images))
+    print(f'wrote {docs_path} and {", ".join(osp.join(folder, i) for i in images)}')

@@ -1,0 +1,292 @@
+"""FLOP counting for L²ViT models with mmengine's :class:`~mmengine.analysis.FlopAnalyzer`, attention included.
+
+Convention: mmengine's. One multiply-add is one flop (a Linear layer on N tokens costs N·C_in·C_out, a convolution
+kernel_elements·output_elements); element-wise operations (additions of residuals, activations, the division and the
+clamp of the linear attention, softmax) are not counted, normalisation layers are counted as mmengine does.
+
+mmengine's jit-trace handles do not know ``aten::scaled_dot_product_attention`` (the window attention uses it), so
+without help the window attention's two matrix products would silently count as zero. :func:`sdpa_flop_jit` counts
+them as multiply-adds: ``q·kᵀ`` and ``attn·v`` each cost ``batch·heads·N_q·N_k·head_dim``.
+
+The linear attention is written with ``torch.einsum``, which the trace records as ``aten::einsum``. mmengine's own
+einsum handle already counts multiply-adds, but reads them from the text numpy's ``einsum_path`` prints, rounded to
+four significant digits; :func:`einsum_flop_jit` counts a two-operand einsum exactly (one multiply-add per element
+of the joint index space: ``N·heads·d·d`` for ``kᵀv`` and for ``q·(kᵀv)``, ``N·heads·d`` for ``q·Σk``) and leaves
+other einsums to mmengine's handle.
+
+    >>> flops, params, table = count_flops(model.eval(), (torch.randn(1, 3, 224, 224), ))
+
+For a whole config (what ``tools/analysis/get_flops.py`` prints): :func:`build_model` builds its model without
+pretrained weights, :func:`count_model` counts it (mmpretrain: the whole classifier; mmdet and mmseg: the backbone,
+and the whole model in tensor mode through :func:`whole_model_forward`), :func:`print_model_flops` does both and
+prints the table.
+"""
+import math
+import sys
+import time
+from collections import OrderedDict
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from mmengine.analysis import FlopAnalyzer, parameter_count
+from mmengine.analysis.jit_handles import einsum_flop_jit as _mmengine_einsum_flop_jit
+from mmengine.analysis.jit_handles import get_shape
+from mmengine.analysis.print_helper import complexity_stats_table
+from torch import Tensor, nn
+
+from ..errors import ToolError
+
+__all__ = [
+    'sdpa_flop_jit', 'einsum_flop_jit', 'ATTENTION_FLOP_HANDLES', 'flop_analyzer', 'count', 'count_flops',
+    'sdpa_macs', 'DEFAULT_SHAPES', 'build_model', 'classifier_test_size', 'whole_model_forward', 'count_model',
+    'format_table', 'print_model_flops'
+]
+
+#: The input (H, W) counted per library when none is asked for (an mmpretrain config's test size comes first).
+DEFAULT_SHAPES = {'mmpretrain': (224, 224), 'mmdet': (800, 1333), 'mmseg': (512, 512)}
+NOTE = 'FLOPs: multiply-adds (mmengine convention), attention products included.'
+
+# The fused attention kernels take (query, key, value, ...) first, all shaped (..., L, E) like the public op.
+# (aten::_flash_attention_forward / _efficient_attention_forward use (B, L, H, E) and are not listed: a trace of a
+# model records the public op or these, never those.)
+_SDPA_OPS = (
+    'aten::scaled_dot_product_attention',
+    'aten::_scaled_dot_product_attention_math',
+    'aten::_scaled_dot_product_flash_attention',
+    'aten::_scaled_dot_product_flash_attention_for_cpu',
+    'aten::_scaled_dot_product_efficient_attention',
+    'aten::_scaled_dot_product_cudnn_attention',
+)
+
+
+def sdpa_macs(q_shape: Sequence[int], k_shape: Sequence[int], v_shape: Sequence[int]) -> int:
+    """Multiply-adds of softmax attention on (..., L, E) queries, (..., S, E) keys, (..., S, Ev) values:
+    ``batch·L·S·E`` for ``q·kᵀ`` plus ``batch·L·S·Ev`` for ``attn·v`` (batch: all leading dims, heads included).
+
+    A causal mask is not subtracted: the products are computed over the full L×S matrix, as for any mask."""
+    try:
+        batch = torch.broadcast_shapes(tuple(q_shape[:-2]), tuple(k_shape[:-2]), tuple(v_shape[:-2]))
+    except RuntimeError:  # grouped-query attention: fewer key/value heads than query heads
+        batch = tuple(q_shape[:-2])
+    L, E = q_shape[-2], q_shape[-1]
+    S, Ev = k_shape[-2], v_shape[-1]
+    return math.prod(batch) * L * S * (E + Ev)
+
+
+def sdpa_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
+    """mmengine/fvcore jit handle for ``aten::scaled_dot_product_attention`` and its fused variants."""
+    shapes = [get_shape(v) for v in inputs[:3]]
+    if any(s is None for s in shapes):
+        raise ValueError('scaled_dot_product_attention traced without complete shapes of query, key and value')
+    return sdpa_macs(*shapes)
+
+
+def _einsum_terms(equation: str, shapes: List[List[int]]) -> List[Tuple[str, List[int]]]:
+    """Split the input side of an einsum equation into (letters, shape) pairs, ``...`` replaced by fresh
+    placeholder characters aligned from the right (as broadcasting aligns them)."""
+    lhs = equation.split('->')[0]
+    terms = lhs.split(',')
+    if len(terms) != len(shapes):
+        raise ValueError(f'einsum {equation!r} has {len(terms)} operands but {len(shapes)} shapes were traced')
+    ellipsis_len = max((len(s) - len(t.replace('...', '')) for t, s in zip(terms, shapes) if '...' in t), default=0)
+    placeholders = [chr(0x3b1 + i) for i in range(ellipsis_len)]  # greek letters: never in a torch equation
+    out = []
+    for term, shape in zip(terms, shapes):
+        if '...' in term:
+            n = len(shape) - len(term.replace('...', ''))
+            term = term.replace('...', ''.join(placeholders[ellipsis_len - n:]))
+        if len(term) != len(shape):
+            raise ValueError(f'einsum term {term!r} does not match the traced shape {shape}')
+        out.append((term, list(shape)))
+    return out
+
+
+def einsum_flop_jit(inputs: List[Any], outputs: List[Any]) -> Union[int, Any]:
+    """Exact multiply-adds of a two-operand ``aten::einsum``: the product of the sizes of all its indices (each
+    combination of output element and summed index is one multiply-add). Other einsums go to mmengine's handle."""
+    equation = inputs[0].toIValue().replace(' ', '')
+    shapes = [get_shape(v) for v in inputs[1].node().inputs()]
+    if len(shapes) != 2 or any(s is None for s in shapes):
+        return _mmengine_einsum_flop_jit(inputs, outputs)
+    sizes: Dict[str, int] = OrderedDict()
+    for term, shape in _einsum_terms(equation, shapes):
+        for letter, size in zip(term, shape):
+            sizes[letter] = max(sizes.get(letter, 1), size)  # size-1 dims broadcast
+    return math.prod(sizes.values())
+
+
+#: Handles added to (or replacing) mmengine's defaults.
+ATTENTION_FLOP_HANDLES = {op: sdpa_flop_jit for op in _SDPA_OPS}
+ATTENTION_FLOP_HANDLES['aten::einsum'] = einsum_flop_jit
+
+
+def flop_analyzer(model: nn.Module, inputs: Union[Tensor, Tuple[Any, ...]]) -> FlopAnalyzer:
+    """mmengine's FlopAnalyzer with the attention handles, quiet about the element-wise ops it skips by design
+    (``analyzer.unsupported_ops()`` still lists them). Put the model in eval mode first (BatchNorm, DropPath)."""
+    if isinstance(inputs, Tensor):
+        inputs = (inputs, )
+    analyzer = FlopAnalyzer(model, inputs)
+    analyzer.set_op_handle(**ATTENTION_FLOP_HANDLES)
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    analyzer.tracer_warnings('none')
+    return analyzer
+
+
+def count(model: nn.Module, inputs: Union[Tensor, Tuple[Any, ...]]) -> Tuple[int, int, FlopAnalyzer]:
+    """(FLOPs, parameters, analyzer) of ``model`` on ``inputs`` (a tensor or a tuple of ``model.forward``'s
+    positional arguments); the analyzer answers per module and per operator."""
+    analyzer = flop_analyzer(model, inputs)
+    with torch.no_grad():
+        flops = int(analyzer.total())
+    return flops, int(parameter_count(model)['']), analyzer
+
+
+def count_flops(model: nn.Module, inputs: Union[Tensor, Tuple[Any, ...]],
+                max_depth: int = 3) -> Tuple[int, int, str]:
+    """FLOPs (multiply-adds, attention products included), parameter count and mmengine's per-module table of
+    ``model`` on ``inputs`` (a tensor or a tuple of ``model.forward``'s positional arguments)."""
+    flops, params, analyzer = count(model, inputs)
+    return flops, params, complexity_stats_table(analyzer, max_depth=max_depth, show_param_shapes=False)
+
+
+# ---------------------------------------------------------------------------------------------------- configs
+def build_model(config: str, cfg_options: Optional[dict] = None):
+    """The config's model, built in its default scope without pretrained weights, in eval mode; its scope and the
+    loaded config. Raises :class:`~l2vit.errors.ToolError` for a config this cannot count."""
+    from mmengine.logging import MMLogger
+
+    from ..apis.config import build_model as build_config_model
+    from ..apis.config import read_config
+
+    cfg = read_config(config, cfg_options)
+    scope = cfg.default_scope
+    if scope not in DEFAULT_SHAPES:
+        raise ToolError(f'{config} has default_scope {scope!r}; this tool knows {sorted(DEFAULT_SHAPES)} (inherit an '
+                        f'mmdet::, mmseg:: or mmpretrain:: runtime base or set default_scope).')
+    # The latest logger is mmengine's 'current' one: keep building and init_weights quiet (no list of parameters).
+    MMLogger.get_instance('l2vit_get_flops', log_level='WARNING')
+    model = build_config_model(cfg, pretrained=False)  # FLOPs need no weights
+    model.init_weights()
+    return model.eval(), scope, cfg
+
+
+def classifier_test_size(cfg) -> Optional[Tuple[int, int]]:
+    """(H, W) the test pipeline of an mmpretrain config gives its images (last fixed-size Resize or CenterCrop),
+    e.g. 384×384 for the 384² fine-tuned base; None if it has none."""
+    try:
+        pipeline = cfg.test_dataloader.dataset.pipeline
+    except AttributeError:
+        pipeline = cfg.get('test_pipeline') or []
+    size = None
+    for step in pipeline:
+        value = step.get('crop_size') if step.get('type') == 'CenterCrop' else (
+            step.get('scale') if step.get('type') == 'Resize' else None)
+        if isinstance(value, int):
+            size = (value, value)
+        elif isinstance(value, (list, tuple)) and len(value) == 2:
+            size = (int(value[1]), int(value[0]))  # mmpretrain sizes are (w, h)
+    return size
+
+
+def whole_model_forward(model, scope: str, shape: Tuple[int, int]):
+    """Make ``model(x)`` run the library's tensor-mode forward on a batch of one image (instance attribute, so the
+    module tree and its names stay as they are)."""
+    if scope == 'mmdet':
+        from mmdet.structures import DetDataSample
+        sample = DetDataSample(metainfo=dict(img_shape=shape, ori_shape=shape, pad_shape=shape,
+                                             batch_input_shape=shape, scale_factor=(1., 1.)))
+        model.forward = lambda x: model._forward(x, [sample])
+    elif scope == 'mmseg':
+        model.forward = lambda x: model._forward(x, None)
+    # mmpretrain: forward(inputs) is already the tensor mode (class scores).
+    return model
+
+
+def _not_counted(analyzer: FlopAnalyzer) -> str:
+    ops = [name.replace('aten::', '') for name, _ in analyzer.unsupported_ops().most_common()]
+    return ', '.join(ops) if ops else 'none'
+
+
+Row = Tuple[str, Optional[float], Optional[float]]
+
+
+def count_model(model, scope: str, shape: Tuple[int, int],
+                config: str) -> Tuple[List[Row], List[str], List[Tuple[str, FlopAnalyzer]]]:
+    """Count a model built by :func:`build_model` on one random ``shape`` image: the (part, parameters, FLOPs) rows
+    (FLOPs None where the whole model cannot be traced), the notes, and the (part, analyzer) per-module tables."""
+    image = torch.randn(1, 3, *shape)
+    backbone = getattr(model, 'backbone', None)
+    rows: List[Row] = []
+    notes, tables = [], []
+    if scope == 'mmpretrain':
+        flops, params, analyzer = count(model, (image, ))
+        if backbone is not None:
+            rows.append(('backbone', parameter_count(model)['backbone'], analyzer.total('backbone')))
+        rows.append(('whole model', params, flops))
+        notes.append(f'not counted (element-wise, mmengine convention): {_not_counted(analyzer)}')
+        tables.append(('whole model', analyzer))
+        return rows, notes, tables
+    if backbone is None:
+        raise ToolError(f'the model of {config} has no backbone')
+    b_flops, b_params, b_analyzer = count(backbone, (image, ))
+    rows.append(('backbone', b_params, b_flops))
+    tables.append(('backbone', b_analyzer))
+    try:
+        flops, params, analyzer = count(whole_model_forward(model, scope, shape), (image, ))
+    except Exception as err:  # noqa: BLE001  (any tracing failure: report it, keep the backbone numbers)
+        rows.append(('whole model', parameter_count(model)[''], None))
+        message = str(err).strip().splitlines()[0] if str(err).strip() else ''
+        notes.append(f'the whole model could not be traced ({type(err).__name__}: {message[:300]}); its FLOPs '
+                     f'are not reported, the backbone\'s are.')
+        return rows, notes, tables
+    rows.append(('whole model', params, flops))
+    notes.append(f'not counted in the whole model (element-wise or custom ops): {_not_counted(analyzer)}')
+    if scope == 'mmdet' and getattr(model, 'with_rpn', False):
+        notes.append('the RoI head is counted on the proposals the RPN keeps for a random image (at most '
+                     'the config\'s test max_per_img); real images may give a different count.')
+    if scope == 'mmseg' and getattr(model, 'with_auxiliary_head', False):
+        notes.append('the parameters include the auxiliary head (training only); the FLOPs do not.')
+    tables.append(('whole model', analyzer))
+    return rows, notes, tables
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """The rows as a Markdown table: parameters in M, FLOPs in G, two decimals (``n/a`` for None)."""
+    lines = [f'| {"part":<12} | {"params (M)":>10} | {"FLOPs (G)":>9} |', f'|{"-" * 14}|{"-" * 11}:|{"-" * 10}:|']
+    for name, params, flops in rows:
+        p = f'{params / 1e6:.2f}' if params is not None else 'n/a'
+        f = f'{flops / 1e9:.2f}' if flops is not None else 'n/a'
+        lines.append(f'| {name:<12} | {p:>10} | {f:>9} |')
+    return '\n'.join(lines)
+
+
+def print_model_flops(config: str, shape: Optional[Sequence[int]] = None, cfg_options: Optional[dict] = None,
+                      show_table: bool = False, max_depth: int = 3) -> None:
+    """What ``tools/analysis/get_flops.py`` prints for a config: its model's parameters and FLOPs (the backbone's
+    too) on one random image of ``shape`` ((H, W) or (N, ): a square; default: :data:`DEFAULT_SHAPES`, or an
+    mmpretrain config's test size), the notes, and with ``show_table`` mmengine's per-module tables."""
+    from ..models import L2ViT
+
+    torch.manual_seed(0)
+    model, scope, cfg = build_model(config, cfg_options)
+    backbone = getattr(model, 'backbone', None)
+    if not isinstance(backbone, L2ViT):
+        print(f'note: model.backbone is {type(backbone).__name__}, not L2ViT; counting it all the same.')
+    if shape is None:
+        size = (scope == 'mmpretrain' and classifier_test_size(cfg)) or DEFAULT_SHAPES[scope]
+    else:
+        size = (shape[0], shape[-1])
+    start = time.perf_counter()
+    rows, notes, tables = count_model(model, scope, size, config)
+    print(f'config: {config} ({scope}, {type(model).__name__})')
+    print(f'input shape: 1x3x{size[0]}x{size[1]}')
+    print(format_table(rows))
+    print(NOTE)
+    for note in notes:
+        print(f'note: {note}')
+    if show_table:
+        for name, analyzer in tables:
+            print(f'\n{name}, per module:')
+            print(complexity_stats_table(analyzer, max_depth=max_depth, show_param_shapes=False))
+    print(f'(counted in {time.perf_counter() - start:.1f} s)', file=sys.stderr)

@@ -1,0 +1,228 @@
+"""Preparing a config for a run, as ``tools/train.py`` and ``tools/test.py`` do: loading it with overrides, the
+launcher and work dir, AMP, resuming, test-time augmentation, dumping and drawing predictions, and the CPU launcher.
+
+Each function changes the config it is given (or returns a new one) and raises ``l2vit.errors.ToolError`` with the
+fix when it cannot; none of them builds a model or starts a run.
+"""
+import copy
+import os
+import os.path as osp
+import warnings
+from typing import Optional, Sequence
+
+import torch
+from mmengine.config import Config
+
+from ..errors import ToolError
+from .checks import preflight
+from .config_tree import as_list, drop_pretrained, leaf_datasets, sync_bn_to_bn
+
+# mmengine imports pkg_resources to resolve `mmdet::`-style bases; its deprecation warning is noise for our users.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+
+#: The libraries whose configs the tools know how to adjust (``--show-dir``, ``--out``).
+KNOWN_SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
+
+
+def read_config(path: str, cfg_options: Optional[dict] = None) -> Config:
+    """Read the config (its ``custom_imports`` register L2ViT in its library) and apply ``cfg_options``; it must name
+    the library whose registries build it (``default_scope``)."""
+    if not osp.isfile(path):
+        raise ToolError(f'config file not found: {path}')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if cfg.get('default_scope') is None:
+        raise ToolError(f'{path} sets no default_scope; inherit an mmdet::, mmseg:: or mmpretrain:: runtime base (or '
+                        f"set default_scope='mmdet'|'mmseg'|'mmpretrain') so the tool knows which library's "
+                        f'registries to use.')
+    return cfg
+
+
+def build_model(cfg: Config, pretrained: bool = True):
+    """The config's model, built by its library (``default_scope``) as mmengine's Runner builds it (a top-level
+    ``data_preprocessor`` goes to the model); ``pretrained=False`` drops every ``init_cfg`` that would load weights.
+    Weights are not initialised here (``init_weights`` is the caller's)."""
+    from mmengine.registry import MODELS, init_default_scope
+    if 'model' not in cfg:
+        raise ToolError(f'{cfg.filename} defines no model')
+    init_default_scope(cfg.default_scope)
+    model_cfg = copy.deepcopy(cfg.model)
+    if cfg.get('data_preprocessor') is not None:  # mmpretrain keeps it at top level
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    if not pretrained:
+        drop_pretrained(model_cfg)
+    return MODELS.build(model_cfg)
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None, work_dir: Optional[str] = None,
+                launcher: str = 'none', local_rank: int = 0) -> Config:
+    """Read the config (``read_config``) for a run: with ``cfg_options``, the launcher and the work dir (argument >
+    config > ``work_dirs/<config name>``)."""
+    cfg = read_config(path, cfg_options)
+    if launcher not in LAUNCHERS:
+        raise ToolError(f'unknown launcher {launcher!r}; choose one of {", ".join(LAUNCHERS)}')
+    cfg.launcher = launcher
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(local_rank)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
+    return cfg
+
+
+def check_inputs(cfg: Config, splits: Sequence[str], check_pretrained: bool = True) -> None:
+    """Stop before anything is built when the data, weights or model wiring the run needs are wrong (see
+    ``l2vit.apis.checks``), saying what, where it was expected, and how to point elsewhere."""
+    problems = preflight(cfg, splits, check_pretrained)
+    if problems:
+        raise ToolError('\n'.join(problems))
+
+
+# ------------------------------------------------------------------------------------------------------ training
+def add_rng_state_hook(cfg: Config) -> None:
+    """Checkpoints carry the RNG states, so that a resumed run continues exactly (see l2vit.hooks.RNGStateHook)."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(str(h.get('type', '')).split('.')[-1] == 'RNGStateHook' for h in hooks):
+        hooks.append(dict(type='RNGStateHook'))
+    cfg.custom_hooks = hooks
+
+
+def enable_amp(cfg: Config) -> None:
+    """Switch the config's ``OptimWrapper`` to mmengine's ``AmpOptimWrapper`` (dynamic loss scale)."""
+    if not torch.cuda.is_available():
+        raise ToolError("--amp needs a CUDA GPU (mmengine's AmpOptimWrapper does not run on the CPU) and none is "
+                        'available here; train without --amp.')
+    optim_wrapper = cfg.get('optim_wrapper')
+    if optim_wrapper is None:
+        raise ToolError('--amp: the config has no optim_wrapper to switch to AmpOptimWrapper.')
+    kind = optim_wrapper.get('type', 'OptimWrapper')
+    if kind == 'AmpOptimWrapper':
+        print('--amp: the config already uses AmpOptimWrapper.')
+        return
+    if kind != 'OptimWrapper':
+        raise ToolError(f'--amp switches OptimWrapper to AmpOptimWrapper, but this config uses {kind}; set the AMP '
+                        f'wrapper in the config instead.')
+    optim_wrapper.type = 'AmpOptimWrapper'
+    optim_wrapper.loss_scale = 'dynamic'
+
+
+def enable_auto_scale_lr(cfg: Config) -> None:
+    """Scale the learning rate by the actual total batch size over ``auto_scale_lr.base_batch_size``."""
+    if cfg.get('auto_scale_lr', {}).get('base_batch_size') is None:
+        raise ToolError('--auto-scale-lr: the config has no auto_scale_lr=dict(base_batch_size=...).')
+    cfg.auto_scale_lr.enable = True
+
+
+def set_resume(cfg: Config, resume: Optional[str]) -> None:
+    """``resume``: None (start afresh), ``'auto'`` (the latest checkpoint in the work dir) or a checkpoint."""
+    if resume == 'auto':
+        cfg.resume, cfg.load_from = True, None  # the Runner looks for the latest checkpoint in work_dir
+    elif resume is not None:
+        cfg.resume, cfg.load_from = True, resume
+
+
+# ------------------------------------------------------------------------------------------------------- testing
+def enable_tta(cfg: Config) -> None:
+    """Test with the config's test-time augmentation: ``tta_pipeline`` makes the augmented views of each image and
+    ``tta_model`` wraps the model to merge their predictions."""
+    missing = [key for key in ('tta_model', 'tta_pipeline') if not cfg.get(key)]
+    if missing:
+        raise ToolError(f'--tta needs tta_model and tta_pipeline in the config; {cfg.filename} has no '
+                        f'{" and no ".join(missing)}. Define them (e.g. tta_model=dict(type=\'SegTTAModel\') and a '
+                        f"tta_pipeline with a TestTimeAug step, as in mmseg's ADE20K base), or test without --tta.")
+    datasets = leaf_datasets((cfg.get('test_dataloader') or {}).get('dataset'))
+    if not datasets:
+        raise ToolError('--tta: the config has no test_dataloader.dataset whose pipeline the tta_pipeline could '
+                        'replace.')
+    for dataset in datasets:
+        dataset.pipeline = cfg.tta_pipeline
+    model = cfg.model
+    tta_model = dict(cfg.tta_model, module=model)
+    # The Runner gives a tta_model without data_preprocessor the top-level one, which the TTA wrapper then forces on
+    # the model it wraps; passing the model's own keeps the precedence of a run without --tta.
+    if model.get('data_preprocessor') is not None:
+        tta_model.setdefault('data_preprocessor', model.data_preprocessor)
+    cfg.model = tta_model
+
+
+def add_dump(cfg: Config, out_file: str) -> None:
+    """Append a metric that pickles every prediction to ``out_file`` when the test loop ends (mmdet: as dicts, like
+    mmdet's own test tool; otherwise the data samples)."""
+    dump = dict(type='mmdet.DumpDetResults') if cfg.default_scope == 'mmdet' else dict(type='mmengine.DumpResults')
+    dump['out_file_path'] = out_file
+    cfg.test_evaluator = as_list(cfg.get('test_evaluator')) + [dump]
+
+
+def enable_visualization(cfg: Config, show_dir: str) -> None:
+    """Turn on the library's visualization hook so that predictions are drawn into ``show_dir``."""
+    scope = cfg.default_scope
+    if scope not in KNOWN_SCOPES:
+        raise ToolError(f"--show-dir knows the visualization hooks of {', '.join(KNOWN_SCOPES)}; this config's "
+                        f'default_scope is {scope!r}. Enable its visualization hook with --cfg-options instead.')
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    if hook is None:
+        raise ToolError(f'--show-dir: the config has no default_hooks.visualization; inherit the {scope} default '
+                        f'runtime.')
+    if scope == 'mmdet':
+        hook.draw = True
+        hook.test_out_dir = show_dir
+    elif scope == 'mmseg':
+        hook.draw = True
+        cfg.visualizer.save_dir = show_dir  # SegVisualizationHook writes through the visualizer's backend
+    else:  # mmpretrain
+        hook.enable = True
+        hook.out_dir = show_dir
+        hook.interval = 1  # every test image, as the mmdet and mmseg hooks do
+
+
+# -------------------------------------------------------------------------------------------- several processes
+def setup_cpu_launcher(cfg: Config) -> None:
+    """Make ``launcher='pytorch'`` work on machines without CUDA (nothing to do with GPUs or one process).
+
+    mmengine's pytorch launcher calls ``torch.cuda.set_device`` unconditionally, and the Runner wraps the model in
+    DDP with ``device_ids=[LOCAL_RANK]``, which DDP rejects for a CPU module. So on a CPU-only machine the process
+    group is created here with gloo (the Runner then skips its own initialisation) and DDP gets ``device_ids=None``.
+    """
+    launcher = cfg.launcher
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    if launcher != 'pytorch':
+        raise ToolError(f'--launcher {launcher} needs CUDA GPUs (mmengine selects a GPU per process), and this '
+                        f'machine has none. For multi-process training on CPUs use torchrun with --launcher pytorch.')
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT') if k not in os.environ]
+        if missing:
+            raise ToolError(f'--launcher pytorch expects to be started by torchrun (environment variables {missing} '
+                            f'are not set), e.g. torchrun --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch')
+        dist.init_process_group(backend='gloo')
+    if cfg.get('env_cfg') is None:
+        cfg.env_cfg = dict()
+    if cfg.env_cfg.get('dist_cfg') is None:
+        cfg.env_cfg.dist_cfg = dict()
+    cfg.env_cfg.dist_cfg.backend = 'gloo'
+    strategy = cfg.get('strategy')
+    if strategy is not None and 'FSDP' in str(strategy.get('type', '')):
+        # FSDP places each rank's shards on GPU LOCAL_RANK unless told the module lives on the CPU.
+        if strategy.get('model_wrapper') is None:
+            strategy.model_wrapper = dict()
+        strategy.model_wrapper.device_id = 'cpu'
+    wrapper = cfg.get('model_wrapper_cfg')
+    if wrapper is None:
+        # The Runner's own default, plus device_ids=None for a module that lives on the CPU.
+        cfg.model_wrapper_cfg = dict(
+            type='MMDistributedDataParallel',
+            device_ids=None,
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+    elif 'DistributedDataParallel' in str(wrapper.get('type', 'MMDistributedDataParallel')):
+        wrapper['device_ids'] = None
+    replaced = sync_bn_to_bn(cfg.model)
+    if replaced and dist.get_rank() == 0:
+        shown = ', '.join(replaced[:4]) + (', ...' if len(replaced) > 4 else '')
+        print(f"note: torch's SyncBatchNorm needs GPUs; on this CPU-only machine {len(replaced)} norm configs use "
+              f'plain BN instead (statistics per process): {shown}')

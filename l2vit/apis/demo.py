@@ -1,0 +1,211 @@
+"""The demos: drawing a detector's or a segmentor's predictions on images, and the ``make demo`` / ``make demo-seg``
+pipelines (generate data, train, evaluate, draw), each step an ordinary command of this repository's tools."""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List, Mapping, Sequence
+
+from ..errors import ToolError
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+
+
+# ---------------------------------------------------------------------------------------------- drawing on images
+def list_images(image: str, config: str, checkpoint: str, max_images: int = 8) -> List[str]:
+    """The images to draw (a file, or the first ``max_images`` of a folder in name order); checks that the config
+    and the checkpoint exist too, so that a typo stops the demo before any model is built."""
+    if max_images < 1:
+        raise ToolError(f'--max-images must be at least 1, got {max_images}')
+    if osp.isdir(image):
+        files = sorted(f for f in os.listdir(image) if f.lower().endswith(IMAGE_EXTENSIONS))
+        if not files:
+            raise ToolError(f'no images ({", ".join(IMAGE_EXTENSIONS)}) in folder {image}')
+        images = [osp.join(image, f) for f in files[:max_images]]
+    elif osp.isfile(image):
+        images = [image]
+    else:
+        raise ToolError(f'image not found: {image}')
+    for path, what in ((config, 'config'), (checkpoint, 'checkpoint')):
+        if not osp.isfile(path):
+            raise ToolError(f'{what} not found: {path}')
+    return images
+
+
+def out_file(out_dir: str, image_path: str) -> str:
+    """``DIR/<image name>.png``."""
+    return osp.join(out_dir, osp.splitext(osp.basename(image_path))[0] + '.png')
+
+
+def _draw(init: Callable, inference: Callable, visualizers, images: Sequence[str], config: str, checkpoint: str,
+          out_dir: str, device: str, dataset_meta: Callable, describe: Callable, **draw_options) -> None:
+    """Build the model with ``init`` (mmdet's init_detector, mmseg's init_model; the checkpoint is read weights-only,
+    which importing l2vit registered) and its visualizer from the library's ``visualizers`` registry, then predict,
+    draw and describe each image."""
+    import mmcv
+    model = init(config, checkpoint, device=device)
+    visualizer = visualizers.build(model.cfg.visualizer)
+    visualizer.dataset_meta = dataset_meta(model)
+    for key, value in draw_options.pop('visualizer', {}).items():
+        setattr(visualizer, key, value)
+    os.makedirs(out_dir, exist_ok=True)
+    for path in images:
+        result = inference(model, path)
+        image = mmcv.imread(path, channel_order='rgb')
+        target = out_file(out_dir, path)
+        visualizer.add_datasample('prediction', image, data_sample=result, draw_gt=False, show=False, out_file=target,
+                                  **draw_options)
+        print(f'{path}: {describe(model, result)} -> {target}')
+
+
+def draw_detections(images: Sequence[str], config: str, checkpoint: str, out_dir: str, score_thr: float = 0.3,
+                    device: str = 'cpu') -> None:
+    """One PNG per image in ``out_dir``: the detector's boxes and masks scoring at least ``score_thr``."""
+    from mmdet.apis import inference_detector, init_detector
+    from mmdet.registry import VISUALIZERS
+
+    def describe(model, result) -> str:
+        return f'{int((result.pred_instances.scores >= score_thr).sum())} detections >= {score_thr}'
+
+    _draw(init_detector, inference_detector, VISUALIZERS, images, config, checkpoint, out_dir, device,
+          lambda model: model.dataset_meta, describe, pred_score_thr=score_thr)
+
+
+def draw_segmentation(images: Sequence[str], config: str, checkpoint: str, out_dir: str, opacity: float = 0.5,
+                      device: str = 'cpu') -> None:
+    """One PNG per image in ``out_dir``: each predicted class painted over it in its palette colour, and its name."""
+    if not 0 <= opacity <= 1:
+        raise ToolError(f'--opacity must be between 0 and 1, got {opacity}')
+    import numpy as np
+    from mmseg.apis import inference_model, init_model
+    from mmseg.registry import VISUALIZERS
+
+    def describe(model, result) -> str:
+        classes = model.dataset_meta['classes']
+        pred = result.pred_sem_seg.data.cpu().numpy().ravel()
+        counts = np.bincount(pred, minlength=len(classes))
+        return ', '.join(f'{classes[i]} {counts[i] / pred.size:.0%}' for i in np.argsort(-counts) if counts[i])
+
+    def meta(model) -> dict:
+        return dict(classes=model.dataset_meta['classes'], palette=model.dataset_meta['palette'])
+
+    _draw(init_model, inference_model, VISUALIZERS, images, config, checkpoint, out_dir, device, meta, describe,
+          with_labels=True, visualizer=dict(alpha=opacity))
+
+
+# ------------------------------------------------------------------------------------------ the make demo pipelines
+class DemoSteps:
+    """The steps of a demo pipeline: each an ordinary command, printed, run in the repository ``root`` and timed;
+    a step that fails stops the demo with a ``ToolError`` naming it."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.timings: Dict[str, float] = {}
+
+    def run(self, name: str, cmd: Sequence[str]) -> None:
+        cmd = [sys.executable, *cmd]
+        print(f'\n[demo] {name}: {" ".join(cmd)}', flush=True)
+        start = time.perf_counter()
+        result = subprocess.run(cmd, cwd=self.root)
+        if result.returncode != 0:
+            raise ToolError(f'the {name} step failed (exit code {result.returncode}); its messages are above. The '
+                            f'command was: {" ".join(cmd)}')
+        self.timings[name] = time.perf_counter() - start
+
+    def path(self, *parts: str) -> str:
+        return osp.join(self.root, *parts)
+
+    def last_checkpoint(self, work_dir: str) -> str:
+        """The checkpoint the Runner saved last in ``work_dir`` (it writes its path into ``last_checkpoint``)."""
+        with open(self.path(work_dir, 'last_checkpoint')) as f:
+            return f.read().strip()
+
+    def train_test_draw(self, config: str, work_dir: str, data_override: Sequence[str],
+                        draw: Sequence[str]) -> tuple:
+        """Train ``config``, evaluate its last checkpoint, run the ``draw`` tool with it; (checkpoint, metrics file,
+        metrics, pictures folder)."""
+        self.run('train', ['tools/train.py', config, '--work-dir', work_dir, *data_override])
+        checkpoint = self.last_checkpoint(work_dir)
+        metrics_file = osp.join(work_dir, 'test_metrics.json')
+        self.run('evaluate', ['tools/test.py', config, checkpoint, '--work-dir', work_dir, '--metrics-out',
+                              metrics_file, *data_override])
+        pictures = osp.join(work_dir, 'predictions')
+        tool, image_dir, *options = draw
+        self.run('draw', [tool, image_dir, config, checkpoint, '--out-dir', pictures, *options])
+        with open(self.path(metrics_file)) as f:
+            metrics = json.load(f)
+        return checkpoint, metrics_file, metrics, pictures
+
+    def report(self, title: str, metrics: Mapping[str, str], checkpoint: str, metrics_file: str,
+               pictures: str) -> None:
+        """Print the closing summary: the (formatted) metrics, the time of each step, and where the outputs are."""
+        print(f'\n[demo] {title}:')
+        for key, value in metrics.items():
+            print(f'  {key:18s} {value}')
+        steps = [f'{name} {seconds / 60:.1f} min' for name, seconds in self.timings.items()]
+        steps.append(f'total {sum(self.timings.values()) / 60:.1f} min')
+        print('[demo] time: ' + ', '.join(steps))
+        print(f'[demo] checkpoint: {checkpoint}')
+        print(f'[demo] metrics:    {metrics_file}')
+        print(f'[demo] pictures:   {pictures}/ ({len(os.listdir(self.path(pictures)))} PNGs)')
+
+
+def data_root_options(data_root: str, default_root: str, extra: Sequence[str] = ()) -> List[str]:
+    """``--cfg-options`` pointing the train/val/test datasets (and ``extra`` keys) at ``data_root``; nothing when it
+    is the config's own ``default_root``."""
+    if data_root == default_root:
+        return []
+    return ['--cfg-options', f'train_dataloader.dataset.data_root={data_root}/',
+            f'val_dataloader.dataset.data_root={data_root}/', f'test_dataloader.dataset.data_root={data_root}/',
+            *extra]
+
+
+DETECTION_DEMO_CONFIG = 'configs/demo/mask-rcnn_l2vit-demo_synthetic.py'
+SEGMENTATION_DEMO_CONFIG = 'configs/demo/l2vit-demo_upernet_synthetic.py'
+
+
+def detection_demo(root: str, work_dir: str = 'work_dirs/demo_maskrcnn', data_root: str = 'data/synthetic_coco',
+                   num_images: int = 6) -> None:
+    """``make demo``: synthetic COCO shapes -> Mask R-CNN + a small L2ViT trained from scratch -> COCO bbox/segm mAP
+    on the held-out split -> drawn predictions -> where each block attends on one val image."""
+    steps, data_root = DemoSteps(root), data_root.rstrip('/')
+    if all(osp.isfile(steps.path(data_root, 'annotations', f'instances_{s}2017.json')) for s in ('train', 'val')):
+        print(f'[demo] using the synthetic dataset already in {data_root}/ (delete it to regenerate)')
+    else:
+        steps.run('generate data', ['tools/datasets/make_synthetic_coco.py', data_root])
+    data_override = data_root_options(data_root, 'data/synthetic_coco', [
+        f'val_evaluator.ann_file={data_root}/annotations/instances_val2017.json',
+        f'test_evaluator.ann_file={data_root}/annotations/instances_val2017.json'])
+    checkpoint, metrics_file, metrics, pictures = steps.train_test_draw(
+        DETECTION_DEMO_CONFIG, work_dir, data_override,
+        ['tools/demo/image_demo.py', osp.join(data_root, 'val2017'), '--max-images', str(num_images),
+         '--score-thr', '0.5'])
+    attention = osp.join(work_dir, 'attention')
+    first_val = osp.join(data_root, 'val2017', '000000000001.jpg')
+    steps.run('attention maps', ['tools/analysis/attention_maps.py', DETECTION_DEMO_CONFIG, checkpoint, first_val,
+                                 '--out-dir', attention])
+    keys = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50')
+    steps.report('Mask R-CNN + L2ViT (small, from scratch) on the synthetic shapes val split',
+                 {key: f'{metrics[key]:.3f}' for key in keys}, checkpoint, metrics_file, pictures)
+    print(f'[demo] attention:  {attention}/ (per-block maps, stats.json, stats_by_depth.png)')
+
+
+def segmentation_demo(root: str, work_dir: str = 'work_dirs/demo_upernet', data_root: str = 'data/synthetic_ade',
+                      num_images: int = 6) -> None:
+    """``make demo-seg``: synthetic ADE20K-layout scenes -> UperNet + a small L2ViT trained from scratch -> mIoU on
+    the held-out split -> drawn predictions."""
+    steps, data_root = DemoSteps(root), data_root.rstrip('/')
+    folders = ('images/training', 'images/validation', 'annotations/training', 'annotations/validation')
+    if all(osp.isdir(steps.path(data_root, folder)) for folder in folders):
+        print(f'[demo] using the synthetic dataset already in {data_root}/ (delete it to regenerate)')
+    else:
+        steps.run('generate data', ['tools/datasets/make_synthetic_ade.py', data_root])
+    checkpoint, metrics_file, metrics, pictures = steps.train_test_draw(
+        SEGMENTATION_DEMO_CONFIG, work_dir, data_root_options(data_root, 'data/synthetic_ade'),
+        ['tools/demo/seg_demo.py', osp.join(data_root, 'images', 'validation'), '--max-images', str(num_images)])
+    # mmseg's IoUMetric reports percentages.
+    steps.report('UperNet + L2ViT (small, from scratch) on the synthetic scenes val split',
+                 {key: f'{metrics[key]:.2f} %' for key in ('mIoU', 'mAcc', 'aAcc')}, checkpoint, metrics_file,
+                 pictures)
