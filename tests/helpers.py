@@ -113,7 +113,7 @@ def _drop_new_instances(before: dict) -> None:
     """Forget the ManagerMixin instances a tool created, as its process ending would: a second run in this process
     must not get the first one's visualizer (fixed name 'visualizer', old save_dir) or message hub back."""
     import logging
-    for cls, names in _manager_instances().items():
+    for cls in _manager_instances():
         for name in set(cls._instance_dict) - before.get(cls, set()):
             instance = cls._instance_dict.pop(name)
             if isinstance(instance, logging.Logger):

@@ -24,8 +24,8 @@ def build_runner(cfg: Config):
 def prepare_train(config: str, work_dir: Optional[str] = None, resume: Optional[str] = None, amp: bool = False,
                   auto_scale_lr: bool = False, cfg_options: Optional[dict] = None, launcher: str = 'none',
                   local_rank: int = 0) -> Config:
-    """The config ``train`` runs: loaded, overridden, with the RNG-state hook, AMP, LR scaling and resuming as asked,
-    its inputs checked and (on CPUs) its launcher set up."""
+    """The config ``run_train`` trains with: loaded, overridden, with the RNG-state hook, AMP, LR scaling and
+    resuming as asked, its inputs checked and (on CPUs) its launcher set up."""
     cfg = prepare.load_config(config, cfg_options, work_dir, launcher, local_rank)
     prepare.add_rng_state_hook(cfg)
     if amp:
@@ -47,8 +47,8 @@ def run_train(config: str, **options) -> None:
 def prepare_test(config: str, checkpoint: str, tta: bool = False, out: Optional[str] = None,
                  show_dir: Optional[str] = None, work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
                  launcher: str = 'none', local_rank: int = 0) -> Config:
-    """The config ``test`` runs: ``checkpoint`` loaded (a file or an http(s) URL), test-time augmentation, the
-    prediction dump and drawing as asked, the test inputs checked and (on CPUs) the launcher set up."""
+    """The config ``run_test`` tests with: ``checkpoint`` loaded (a file or an http(s) URL), test-time augmentation,
+    the prediction dump and drawing as asked, the test inputs checked and (on CPUs) the launcher set up."""
     if '://' not in checkpoint and not osp.isfile(checkpoint):
         raise ToolError(f"checkpoint not found: {checkpoint} (give the path of a training checkpoint, of the "
                         f"authors' released file or of its conversion by tools/convert_official.py, or an http(s) "
