@@ -2,7 +2,10 @@
 benchmark_report: the real backbones timed on tiny inputs (every model, mode and size recorded, ratios equal to the
 quotients of the medians and printed, plot and docs written, docs rendered again from the JSON alone), the budget
 that skips instead of running on, a clear error for a bad size, the derived exponents and targets on known numbers,
-the CPU peak memory of known allocations, and the renderer on a hand-built record."""
+the CPU peak memory of known allocations, and the renderer on a hand-built record. ``--profile``: the op families of
+known names and of every op of real profiled steps, forward told from backward, the kernels of a GPU counted for the
+ops that launched them, the record, the tool and the rendered section; the committed page is what its JSON files
+render."""
 import argparse
 import json
 import math
@@ -13,7 +16,7 @@ import pytest
 import torch
 
 from helpers import ROOT, run_main
-from l2vit.analysis import benchmark, benchmark_report
+from l2vit.analysis import benchmark, benchmark_report, op_profile
 
 TOOL = osp.join(ROOT, 'tools', 'analysis', 'benchmark.py')
 SIZES = ('64x64', '96x128')
@@ -344,3 +347,306 @@ def test_renderer_page_of_hand_built_records():
                                                     'runs/gpu.json'], 'docs/bench.md', ['bench_cpu.png', None])
     assert benchmark_report.image_names([cpu, gpu], 'docs/bench.md') == ['bench_cpu.png', 'bench_cuda.png']
     assert benchmark_report.image_names([cpu, cpu], 'docs/bench.md') == ['bench_cpu1.png', 'bench_cpu2.png']
+
+
+# ---------------------------------------------------------------------------------------------------- --profile
+PROFILED = ('l2vit-t', 'swin-t')
+
+
+@pytest.fixture(scope='module')
+def profiled(tmp_path_factory):
+    """One real run with --profile (the first size) on tiny inputs: (stdout, report, docs path)."""
+    out = tmp_path_factory.mktemp('profile')
+    docs = out / 'docs' / 'benchmarks.md'
+    result = run_main(TOOL, '--sizes', '64', '--modes', 'train', 'infer', '--models', *PROFILED, '--repeats', '1',
+                      '--warmup', '1', '--no-flops', '--profile', '--note', 'a busy machine', '--out-dir', str(out),
+                      '--docs', str(docs))
+    return result.stdout, json.loads((out / 'benchmark.json').read_text()), docs
+
+
+@pytest.mark.parametrize('name,family', [
+    ('aten::mm', 'GEMM'), ('aten::addmm', 'GEMM'), ('aten::bmm', 'GEMM'), ('aten::matmul', 'GEMM'),
+    ('aten::linear', 'GEMM'), ('aten::einsum', 'GEMM'),
+    ('aten::scaled_dot_product_attention', 'attention (fused)'),
+    ('aten::_scaled_dot_product_flash_attention_for_cpu_backward', 'attention (fused)'),
+    ('aten::conv2d', 'convolution'), ('aten::convolution', 'convolution'), ('aten::_convolution', 'convolution'),
+    ('aten::mkldnn_convolution', 'convolution'), ('aten::convolution_backward', 'convolution'),
+    ('aten::_slow_conv2d_forward', 'convolution'), ('aten::_conv_depthwise2d', 'convolution'),
+    ('aten::cudnn_convolution', 'convolution'),
+    ('aten::layer_norm', 'normalisation'), ('aten::native_layer_norm', 'normalisation'),
+    ('aten::native_layer_norm_backward', 'normalisation'), ('aten::native_batch_norm_backward', 'normalisation'),
+    ('aten::gelu', 'activation'), ('aten::gelu_backward', 'activation'), ('aten::relu', 'activation'),
+    ('aten::relu_', 'activation'), ('aten::threshold_backward', 'activation'), ('aten::clamp_min', 'activation'),
+    ('aten::_softmax', 'softmax'), ('aten::_softmax_backward_data', 'softmax'),
+    ('aten::add', 'element-wise'), ('aten::add_', 'element-wise'), ('aten::mul', 'element-wise'),
+    ('aten::div', 'element-wise'), ('aten::masked_fill_', 'element-wise'), ('aten::clamp', 'element-wise'),
+    ('aten::sum', 'reduction'), ('aten::mean', 'reduction'),
+    ('aten::dropout', 'dropout, random'), ('aten::uniform_', 'dropout, random'),
+    ('aten::copy_', 'copy, layout'), ('aten::_to_copy', 'copy, layout'), ('aten::to', 'copy, layout'),
+    ('aten::contiguous', 'copy, layout'), ('aten::clone', 'copy, layout'), ('aten::cat', 'copy, layout'),
+    ('aten::roll', 'copy, layout'), ('aten::im2col', 'copy, layout'), ('aten::slice_backward', 'copy, layout'),
+    ('aten::view', 'views, metadata'), ('aten::permute', 'views, metadata'), ('aten::transpose', 'views, metadata'),
+    ('aten::as_strided', 'views, metadata'), ('aten::detach', 'views, metadata'),
+    ('aten::empty', 'allocation, fill'), ('aten::fill_', 'allocation, fill'), ('aten::ones_like', 'allocation, fill'),
+    ('autograd::engine::evaluate_function: ConvolutionBackward0', 'autograd engine'),
+    ('autograd::engine::evaluate_function: torch::autograd::AccumulateGrad', 'autograd engine'),
+    ('ConvolutionBackward0', 'autograd engine'), ('torch::autograd::AccumulateGrad', 'autograd engine'),
+    ('cudaLaunchKernel', 'device runtime'), ('cuLaunchKernel', 'device runtime'),
+    (op_profile.FORWARD_MARK, 'between ops'), (op_profile.BACKWARD_MARK, 'between ops'),
+    ('aten::no_such_op', 'other'), ('my::forward', 'other'),
+])
+def test_op_family_of_known_names(name, family):
+    assert op_profile.op_family(name) == family
+
+
+def test_families_are_documented():
+    assert [f['family'] for f in op_profile.family_legend()] == list(op_profile.FAMILY_NAMES)
+    assert op_profile.FAMILY_NAMES[-1] == 'other' and len(set(op_profile.FAMILY_NAMES)) == len(op_profile.FAMILY_NAMES)
+    assert all(f['holds'] for f in op_profile.family_legend())
+
+
+class _Block(torch.nn.Module):
+    """A stand-in with the op kinds of the backbones: convolution, layer norm, linear, GELU, softmax."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.norm = torch.nn.LayerNorm(8)
+        self.linear = torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        tokens = self.norm(self.conv(x).flatten(2).transpose(1, 2))
+        return (torch.softmax(torch.nn.functional.gelu(self.linear(tokens)), dim=-1), )
+
+
+def _profiled_events(mode: str):
+    from torch.profiler import ProfilerActivity, profile
+    model = _Block()
+    model.train(mode != 'infer')
+    step = benchmark.make_step(model, mode, torch.randn(1, 3, 8, 8), marked=True)
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    return prof.events()
+
+
+def test_every_op_of_a_profiled_step_has_a_family_and_a_direction():
+    """A real profiled train step: every op in a family other than "other" and inside the forward mark, the backward
+    mark or one of the engine's events; the backward ops backward, the forward ones forward; nothing counted twice."""
+    events = _profiled_events('train')
+    directions = {}
+    for event in events:
+        assert op_profile.op_family(event.name) != 'other', event.name
+        parent, marks = event, []
+        while parent is not None:
+            marks.append(parent.name)
+            parent = parent.cpu_parent
+        assert {op_profile.FORWARD_MARK, op_profile.BACKWARD_MARK} & set(marks) or any(
+            m.startswith('autograd::engine::evaluate_function:') for m in marks), (event.name, marks)
+        directions.setdefault(event.name, set()).add(op_profile.event_direction(event))
+    for name in ('aten::convolution', 'aten::native_layer_norm', 'aten::addmm', 'aten::gelu', 'aten::_softmax',
+                 op_profile.FORWARD_MARK):
+        assert directions[name] == {'forward'}, name
+    for name in ('aten::convolution_backward', 'aten::native_layer_norm_backward', 'aten::gelu_backward',
+                 'aten::_softmax_backward_data', 'aten::ones_like', op_profile.BACKWARD_MARK):
+        assert directions[name] == {'backward'}, name
+    for name, found in directions.items():
+        if re.search(r'(_backward\w*|Backward\d*)$', name):
+            assert found == {'backward'}, name
+    summary = op_profile.summarize_events(events)
+    marks = sum(e.cpu_time_total for e in events if e.name in (op_profile.FORWARD_MARK, op_profile.BACKWARD_MARK))
+    assert math.isclose(summary['total_ms'], marks / 1e3)  # the self times add up to the step, once
+    assert math.isclose(sum(f['ms'] for f in summary['families']), summary['total_ms'])
+    assert math.isclose(sum(f['share'] for f in summary['families']), 100)
+    assert sum(f['calls'] for f in summary['families']) == len(events)
+    assert math.isclose(sum(summary['by_direction'].values()), summary['total_ms'])
+    assert summary['other_ops'] == [] and summary['other_ops_left'] == 0
+    ops = summary['top_ops']
+    assert len(ops) == op_profile.TOP_OPS and [o['ms'] for o in ops] == sorted((o['ms'] for o in ops), reverse=True)
+    infer = op_profile.summarize_events(_profiled_events('infer'))
+    assert infer['by_direction']['backward'] == 0 and {f['direction'] for f in infer['families']} == {'forward'}
+
+
+class _Event:
+    """What summarize_events reads of a profiler event."""
+
+    def __init__(self, name, parent=None, self_us=0.0, kernels=()):
+        self.name, self.cpu_parent, self.self_cpu_time_total = name, parent, self_us
+        self.device_type, self.is_async = torch.autograd.DeviceType.CPU, False
+        self.kernels = [argparse.Namespace(name='kernel', device=0, duration=us) for us in kernels]
+
+
+def test_gpu_kernels_count_for_the_op_that_launched_them():
+    forward = _Event(op_profile.FORWARD_MARK, self_us=100)
+    mm = _Event('aten::mm', forward, self_us=20, kernels=[500])  # a kernel linked to the op itself
+    conv = _Event('aten::convolution', forward, self_us=5)
+    cudnn = _Event('aten::cudnn_convolution', conv, self_us=10)
+    launch = _Event('cudaLaunchKernel', cudnn, self_us=3, kernels=[300, 100])  # kernels linked to the launch
+    backward = _Event(op_profile.BACKWARD_MARK, self_us=50)
+    engine = _Event('autograd::engine::evaluate_function: MmBackward0', backward, self_us=1)
+    mm_backward = _Event('aten::mm', engine, self_us=30, kernels=[1000])
+    events = [forward, mm, conv, cudnn, launch, backward, engine, mm_backward]
+    gpu = op_profile.summarize_events(events, clock='cuda')
+    assert gpu['total_ms'] == 1.9 and gpu['by_direction'] == {'forward': 0.9, 'backward': 1.0}
+    by = {(f['family'], f['direction']): f for f in gpu['families']}
+    assert by[('convolution', 'forward')]['ms'] == 0.4 and by[('GEMM', 'forward')]['ms'] == 0.5
+    assert by[('GEMM', 'backward')]['ms'] == 1.0 and ('device runtime', 'forward') not in by
+    assert [(o['op'], o['direction'], o['ms']) for o in gpu['top_ops'][:3]] == [
+        ('aten::mm', 'backward', 1.0), ('aten::mm', 'forward', 0.5), ('aten::cudnn_convolution', 'forward', 0.4)]
+    cpu = op_profile.summarize_events(events)
+    assert math.isclose(cpu['total_ms'], 0.219)
+    assert {(f['family'], f['direction']): f['calls'] for f in cpu['families']}[('device runtime', 'forward')] == 1
+
+
+def test_profile_record_is_json_data(tmp_path, monkeypatch):
+    """measure_report with --profile: the record as measured is plain JSON data, one profiled run per model and mode
+    at the --profile size, the note first in the notes."""
+    monkeypatch.setattr(benchmark, 'build_models', lambda names, with_cp, device: {n: _Block() for n in names})
+    monkeypatch.setattr(benchmark, 'GEMM_N', 64)
+    options = argparse.Namespace(sizes=[(8, 8)], modes=['train', 'infer'], models=['l2vit-t', 'swin-t'],
+                                 compile=False, batch=1, warmup=1, repeats=1, budget=60.0, device=None, threads=None,
+                                 no_flops=True, out_dir=str(tmp_path), docs=None, profile=(6, 10), note=['busy'])
+    report = benchmark.measure_report(options, ['--profile', '6x10'], torch.device('cpu'))
+    assert json.loads(json.dumps(report)) == report
+    assert report['settings']['profile'] == '6x10' and report['notes'] == ['busy']
+    profile = report['profile']
+    assert profile['size'] == '6x10' and profile['modes'] == ['train', 'infer']
+    assert [f['family'] for f in profile['families']] == list(op_profile.FAMILY_NAMES)
+    assert [(r['model'], r['mode'], r['status']) for r in profile['runs']] == [
+        (m, mode, 'profiled') for mode in ('train', 'infer') for m in ('l2vit-t', 'swin-t')]
+    for run in profile['runs']:
+        assert run['wall_ms'] > 0 and run['events'] > 0 and list(run['clocks']) == ['cpu'], run
+        assert (run['clocks']['cpu']['by_direction']['backward'] > 0) == (run['mode'] == 'train'), run
+    assert not list(tmp_path.iterdir())
+    options.profile = None  # no --profile: no profile in the record
+    assert 'profile' not in benchmark.measure_report(options, [], torch.device('cpu'))
+
+
+def test_profile_size_is_the_given_or_the_first():
+    options = argparse.Namespace(sizes=[(512, 512), (224, 224)], profile=True)
+    assert benchmark.profile_size(options) == (512, 512)
+    options.profile = (64, 96)
+    assert benchmark.profile_size(options) == (64, 96)
+    options.profile = None
+    assert benchmark.profile_size(options) is None
+    assert benchmark.profile_size(argparse.Namespace(sizes=[(8, 8)])) is None
+
+
+def test_profile_of_the_real_backbones(profiled):
+    stdout, report, _ = profiled
+    profile = report['profile']
+    assert report['settings']['profile'] == '64x64' and profile['size'] == '64x64'
+    assert report['notes'][0] == 'a busy machine' and '- note: a busy machine' in stdout
+    assert [(r['model'], r['mode'], r['status']) for r in profile['runs']] == [
+        (m, mode, 'profiled') for mode in ('train', 'infer') for m in PROFILED]
+    for run in profile['runs']:
+        cpu = run['clocks']['cpu']
+        assert math.isclose(sum(f['ms'] for f in cpu['families']), cpu['total_ms']), run['model']
+        # Every op with a visible share has a family; "other" is at most noise.
+        assert sum(f['share'] for f in cpu['families'] if f['family'] == 'other') < 1, cpu['other_ops']
+        assert all(op['family'] != 'other' for op in cpu['top_ops']), cpu['top_ops']
+        if run['mode'] == 'train':
+            assert cpu['by_direction']['backward'] > 0 and cpu['by_direction']['forward'] > 0
+            assert any(op['op'] in ('aten::mm', 'aten::addmm') for op in cpu['top_ops']), cpu['top_ops']
+        else:
+            assert cpu['by_direction']['backward'] == 0
+    l2vit_train = next(r for r in profile['runs'] if (r['model'], r['mode']) == ('l2vit-t', 'train'))
+    ops = {(o['op'], o['direction']) for o in l2vit_train['clocks']['cpu']['top_ops']}
+    assert ('aten::convolution_backward', 'backward') in ops  # the CPE and LCM depthwise convolutions
+
+
+def test_profile_is_printed_and_on_the_page(profiled):
+    stdout, report, docs = profiled
+    text = docs.read_text(encoding='utf-8')
+    for lines in (stdout, text):
+        assert "Where the training step's time goes" in lines
+        assert '| family | L²ViT-T forward | L²ViT-T backward | L²ViT-T % | Swin-T forward | Swin-T backward | ' \
+               'Swin-T % |' in lines
+        assert '| family | L²ViT-T | L²ViT-T % | Swin-T | Swin-T % |' in lines  # infer: forward only
+        assert '- ops of family "other": ' in lines
+    assert '### Where the training step\'s time goes' in text and '#### train 64x64: CPU self time by op family' in text
+    out = docs.parent.parent / 'benchmark.json'
+    assert text == benchmark_report.render_markdown([report], [osp.normpath(out)], str(docs), ['benchmarks_cpu.png'])
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--profile', '0'], "argument --profile: invalid size '0'"),
+    (['--from-json', 'a.json', '--profile'], '--profile and --note measure or record a new run'),
+    (['--from-json', 'a.json', '--note', 'x'], '--profile and --note measure or record a new run'),
+])
+def test_bad_profile_arguments_are_clear_errors(argv, message):
+    result = run_main(TOOL, *argv, check=False)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def hand_built_profile() -> dict:
+    """A profile of the hand-built record: L²ViT-T and Swin-T trained at 64x64, round numbers."""
+    def run(model, families, top):
+        total = sum(ms for _, _, ms, _ in families)
+        rows = [dict(family=f, direction=d, ms=ms, share=100 * ms / total, calls=calls) for f, d, ms, calls in families]
+        ops = [dict(op=name, family=f, direction=d, ms=ms, share=100 * ms / total, calls=calls)
+               for name, f, d, ms, calls in top]
+        other = [op for op in ops if op['family'] == 'other']
+        by_direction = {d: sum(r['ms'] for r in rows if r['direction'] == d) for d in ('forward', 'backward')}
+        cpu = dict(clock='cpu', total_ms=total, by_direction=by_direction, families=rows, top_ops=ops,
+                   other_ops=other, other_ops_left=0)
+        return dict(model=model, mode='train', size='64x64', status='profiled', reason=None, warmup_s=0.1,
+                    wall_ms=total + 1, events=100, clocks=dict(cpu=cpu))
+
+    runs = [run('l2vit-t', [('GEMM', 'forward', 20.0, 10), ('GEMM', 'backward', 40.0, 20),
+                            ('convolution', 'backward', 30.0, 35), ('other', 'forward', 10.0, 2)],
+                [('aten::mm', 'GEMM', 'backward', 40.0, 20),
+                 ('aten::convolution_backward', 'convolution', 'backward', 30.0, 35),
+                 ('my::op', 'other', 'forward', 10.0, 2)]),
+            run('swin-t', [('GEMM', 'forward', 100.0, 50), ('GEMM', 'backward', 100.0, 60)],
+                [('aten::addmm', 'GEMM', 'forward', 100.0, 50)]),
+            dict(model='vit-s', mode='train', size='64x64', status='skipped', warmup_s=9.0,
+                 reason='its warm-up step took 9 s, over the budget of 1 s')]
+    return dict(size='64x64', modes=['train'], models=['l2vit-t', 'swin-t', 'vit-s'], batch=1, top_ops=15,
+                load_average_before=2.5, load_average_after=3.25, families=op_profile.family_legend(), runs=runs)
+
+
+def test_renderer_profile_of_a_hand_built_record():
+    record = hand_built_record()
+    without = benchmark_report.report_lines(record)
+    record['profile'] = hand_built_profile()
+    lines = benchmark_report.report_lines(record)
+    section = benchmark_report.profile_lines(record, '###')
+    # The profile is one more section, before the notes; the rest renders as without it.
+    assert lines == without[:-2] + section + without[-2:] and without[-1] == '- note: a note'
+    assert section[:3] == ['', "### Where the training step's time goes", '']
+    assert '- load average (1 min): 2.50 before profiling, 3.25 after, on 2 cores' in section
+    table = section[section.index('#### train 64x64: CPU self time by op family') + 2:]
+    assert table[:6] == [
+        '| family | L²ViT-T forward | L²ViT-T backward | L²ViT-T % | Swin-T forward | Swin-T backward | Swin-T % |',
+        '|---|---:|---:|---:|---:|---:|---:|',
+        '| GEMM | 20.0 (10) | 40.0 (20) | 60.0 | 100.0 (50) | 100.0 (60) | 100.0 |',
+        '| convolution | — | 30.0 (35) | 30.0 | — | — | — |',
+        '| other | 10.0 (2) | — | 10.0 | — | — | — |',
+        '| all ops | 30.0 (12) | 70.0 (55) | 100.0 | 100.0 (50) | 100.0 (60) | 100.0 |']
+    assert table[6] == '| % of the step | 30.0 | 70.0 |  | 50.0 | 50.0 |  |'
+    assert '- vit-s: skipped: its warm-up step took 9 s, over the budget of 1 s' in section
+    assert '- l2vit-t: the profiled step took 101.0 ms wall (100 events)' in section
+    ops = section[section.index('#### train 64x64, L²ViT-T: the largest ops (CPU self time)') + 2:]
+    assert ops[:5] == ['| op | family | direction | ms | % of step | calls |', '|---|---|---|---:|---:|---:|',
+                       '| `aten::mm` | GEMM | backward | 40.0 | 40.0 | 20 |',
+                       '| `aten::convolution_backward` | convolution | backward | 30.0 | 30.0 | 35 |',
+                       '| `my::op` | other | forward | 10.0 | 10.0 | 2 |']
+    assert ops[6] == '- ops of family "other": `my::op` 10.0 ms (forward, 2 calls)'
+    assert '- ops of family "other": none' in section  # Swin-T's
+    assert section[-len(op_profile.FAMILY_NAMES) - 4:-len(op_profile.FAMILY_NAMES)] == [
+        '#### The op families', '', '| family | what it holds |', '|---|---|']
+    assert section[-1] == '| other | every op no family above names (listed by name below the tables) |'
+    # Printed: one level up.
+    assert "## Where the training step's time goes" in benchmark_report.profile_lines(record, '##')
+
+
+def test_committed_page_is_what_its_json_files_render():
+    """docs/benchmarks.md is generated: rendering the JSON files its header names gives it back, byte for byte."""
+    page = (ROOT / 'docs' / 'benchmarks.md').read_text(encoding='utf-8')
+    match = re.search(r'`python tools/analysis/benchmark\.py --from-json ((?:\S+\.json )+)--docs (\S+)`', page)
+    assert match, 'the page names no --from-json command'
+    paths, docs = match.group(1).split(), match.group(2)
+    assert docs == 'docs/benchmarks.md'
+    reports = [benchmark.load_report(str(ROOT / p)) for p in paths]
+    assert page == benchmark_report.render_markdown(reports, paths, docs, benchmark_report.image_names(reports, docs))

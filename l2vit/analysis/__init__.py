@@ -8,7 +8,8 @@
   (``tools/analysis/get_flops.py``).
 * :mod:`~l2vit.analysis.benchmark`: time and memory of L²ViT-T, Swin-T and ViT-S/16 measured into a JSON-able
   record; :mod:`~l2vit.analysis.benchmark_report` renders a record (tables, Markdown page, plot);
-  :mod:`~l2vit.analysis.benchmark_tool` is ``tools/analysis/benchmark.py``'s flow.
+  :mod:`~l2vit.analysis.benchmark_tool` is ``tools/analysis/benchmark.py``'s flow; :mod:`~l2vit.analysis.op_profile`
+  sums a profiled step's self time by op family and direction (``--profile``).
 
 Not imported by ``import l2vit``; OpenCV, matplotlib, mmdet and mmseg are imported only by the functions that use
 them.

@@ -32,6 +32,12 @@ How it is measured, per mode and size (sizes in increasing pixel count, a random
   FLOP/s of an fp32 2048×2048×2048 ``torch.mm`` timed once in each of the same rounds (its median there), so that
   both see the machine in the same state. ``--no-flops`` skips the counting.
 
+With ``--profile`` (:func:`measure_profile`, the record's ``profile``): after the timing, one step of each model in
+each mode at one size (the ``--profile`` size, or the first of ``--sizes``) is profiled after one warm-up step, and
+the self time of its ops is summed by op family and by direction, forward or backward
+(:mod:`l2vit.analysis.op_profile`: what a family holds, and how backward is told from forward). The profiler's own
+overhead is in that step, so its times are a breakdown, not a timing: shares are what it is for.
+
 Derived (:func:`derive`, :func:`evaluate_targets`): time and memory of each model relative to Swin-T (same mode and
 size); scaling exponents, the slope of log(time) (and of log(memory)) against log(pixels) from 512² to 1536² and the
 least-squares slope over all sizes from 512² up; the train-cp / train memory ratio; and the project's targets
@@ -39,7 +45,8 @@ least-squares slope over all sizes from 512² up; the train-cp / train memory ra
 
 The functions that measure take the tool's options as one object with its attributes (``sizes`` as (H, W) pairs,
 ``modes``, ``models``, ``compile``, ``batch``, ``warmup``, ``repeats``, ``budget``, ``device``, ``threads``,
-``no_flops``, ``out_dir``, ``docs``), e.g. the tool's ``argparse.Namespace``.
+``no_flops``, ``out_dir``, ``docs``, and optionally ``profile``: None, True or an (H, W) pair, and ``note``: texts
+to record in the notes), e.g. the tool's ``argparse.Namespace``.
 """
 import argparse
 import datetime
@@ -66,7 +73,8 @@ from ..errors import ToolError
 __all__ = [
     'SCHEMA', 'MODEL_NAMES', 'COMPILED', 'BASELINE', 'MODES', 'DEFAULT_SIZES', 'LABELS', 'TARGETS', 'parse_size',
     'size_key', 'ordered_sizes', 'command_line', 'build_models', 'peak_memory', 'new_entry', 'measure', 'derive',
-    'evaluate_targets', 'machine_info', 'select_device', 'measure_report', 'save_report', 'load_report'
+    'evaluate_targets', 'machine_info', 'select_device', 'profile_size', 'measure_profile', 'measure_report',
+    'save_report', 'load_report'
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,19 +208,32 @@ def time_step(step: Callable[[], None], device: Any) -> float:
     return time.perf_counter() - begin
 
 
-def make_step(model: Any, mode: str, images: Any) -> Callable[[], None]:
-    """One step of ``mode`` (the caller has put the model in eval or train mode)."""
+def make_step(model: Any, mode: str, images: Any, marked: bool = False) -> Callable[[], None]:
+    """One step of ``mode`` (the caller has put the model in eval or train mode). ``marked``: the same step with its
+    forward (the loss included) and its backward each inside a ``torch.profiler.record_function`` range
+    (:data:`~l2vit.analysis.op_profile.FORWARD_MARK`, :data:`~l2vit.analysis.op_profile.BACKWARD_MARK`), which is
+    how a profile tells them apart; timed steps are not marked."""
+    import contextlib
+
     import torch
+    from torch.profiler import record_function
+
+    from .op_profile import BACKWARD_MARK, FORWARD_MARK
+
+    def mark(name: str) -> Any:
+        return record_function(name) if marked else contextlib.nullcontext()
 
     if mode == 'infer':
         def step() -> None:
-            with torch.no_grad():
+            with mark(FORWARD_MARK), torch.no_grad():
                 model(images)
     else:
         def step() -> None:
             try:
-                loss = sum(out.float().mean() for out in model(images))
-                loss.backward()
+                with mark(FORWARD_MARK):
+                    loss = sum(out.float().mean() for out in model(images))
+                with mark(BACKWARD_MARK):
+                    loss.backward()
             finally:
                 for param in model.parameters():
                     param.grad = None
@@ -421,13 +442,15 @@ def count_macs(cache: Dict[str, Dict[str, Any]], entries: List[Entry], batch: in
     return notes
 
 
-def measure(options: Options, device: Any) -> Tuple[List[Entry], Dict[str, Any], List[str]]:
-    """Every entry (model × mode × size), the GEMM reference and notes."""
+def measure(options: Options, device: Any,
+            cache: Optional[Dict[str, Dict[str, Any]]] = None) -> Tuple[List[Entry], Dict[str, Any], List[str]]:
+    """Every entry (model × mode × size), the GEMM reference and notes. ``cache``: where the models built are kept
+    (:func:`models_for_mode`), to be used again after."""
     sizes = ordered_sizes(options.sizes)
     gemm = gemm_step(device)
     for _ in range(options.warmup):
         time_step(gemm, device)
-    cache: Dict[str, Dict[str, Any]] = {}
+    cache = {} if cache is None else cache
     entries, notes, gemm_times = [], [], []
     for mode in options.modes:
         models = models_for_mode(mode, options, device, cache)
@@ -445,6 +468,59 @@ def measure(options: Options, device: Any) -> Tuple[List[Entry], Dict[str, Any],
             entry['flops_per_s'] = 2 * entry['macs'] / entry['median_s']
             entry['gemm_percent'] = 100 * entry['flops_per_s'] / gemm_flops_per_s(entry['gemm_median_s'])
     return entries, gemm_summary(gemm_times), notes
+
+
+def profile_size(options: Options) -> Optional[Tuple[int, int]]:
+    """The size ``--profile`` asks for: None (no profile), the size given, or (``--profile`` alone, ``True``) the
+    first of ``--sizes``."""
+    size = getattr(options, 'profile', None)
+    return tuple(options.sizes[0]) if size is True else tuple(size) if size else None
+
+
+def measure_profile(options: Options, device: Any, cache: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+    """The record's ``profile``: in every mode of ``options.modes``, each model of ``options.models`` (not the
+    compiled one) at :func:`profile_size`: one warm-up step, then one marked step profiled
+    (:func:`l2vit.analysis.op_profile.profile_step`). A model whose warm-up step takes longer than the budget is
+    skipped; a GPU out of memory is the run's error. Also the families (what each holds) and the load average
+    (1 min) before and after, a hint of how busy the machine was."""
+    import torch
+
+    from .op_profile import TOP_OPS, family_legend, profile_step
+    size = profile_size(options)
+    load_before = _load_average()
+    generator = torch.Generator().manual_seed(size[0] * 100003 + size[1])
+    images = torch.randn(options.batch, 3, *size, generator=generator).to(device)
+    runs = []
+    for mode in options.modes:
+        models = models_for_mode(mode, options, device, cache)
+        for name in options.models:
+            print(f'profile {mode} {size_key(size)} {name} ...', file=sys.stderr, flush=True)
+            run = dict(model=name, mode=mode, size=size_key(size), status='profiled', reason=None, warmup_s=None)
+            runs.append(run)
+            step = make_step(models[name], mode, images, marked=True)
+            try:
+                run['warmup_s'] = time_step(step, device)
+                if run['warmup_s'] > options.budget:
+                    run.update(status='skipped', reason=f'its warm-up step took {run["warmup_s"]:.3g} s, over the '
+                               f'budget of {options.budget:g} s')
+                else:
+                    run.update(profile_step(step, device))
+            except torch.OutOfMemoryError as err:
+                run.update(status='error', reason=_error_text(err))
+            if run['status'] != 'profiled':
+                note(f'profile {mode} {run["size"]} {name}: {run["status"]}: {run["reason"]}')
+            del step
+            release_free_memory(device)
+    return dict(size=size_key(size), modes=list(options.modes), models=list(options.models), batch=options.batch,
+                top_ops=TOP_OPS, load_average_before=load_before, load_average_after=_load_average(),
+                families=family_legend(), runs=runs)
+
+
+def _load_average() -> Optional[float]:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 # ------------------------------------------------------------------------------------------------------ derived
@@ -593,23 +669,31 @@ def measure_report(options: Options, argv: Sequence[str], device: Any) -> Report
     """Measure everything ``options`` asks for on ``device`` (:func:`select_device`) and return the record, a
     JSON-able dict: schema, the command (``argv`` as given to the tool), date, machine, settings, the GEMM reference,
     every entry (``results``; ``skipped`` repeats the ones not measured, with why), the derived values, the
-    targets and notes."""
+    targets, notes (``options.note`` first) and, with ``options.profile``, the ``profile``
+    (:func:`measure_profile`)."""
     import torch
     date = datetime.datetime.now().astimezone().isoformat(timespec='seconds')
-    entries, gemm, notes = measure(options, device)
+    cache: Dict[str, Dict[str, Any]] = {}
+    entries, gemm, notes = measure(options, device, cache)
+    profile = measure_profile(options, device, cache) if profile_size(options) else None
     derived = derive(entries)
-    return dict(
+    size = profile_size(options)
+    report = dict(
         schema=SCHEMA, command=command_line(argv), date=date, machine=machine_info(device),
         settings=dict(sizes=[size_key(s) for s in ordered_sizes(options.sizes)],
                       modes=list(options.modes),
                       models=list(options.models) + ([COMPILED] if options.compile else []),
                       batch=options.batch, warmup=options.warmup, repeats=options.repeats, budget_s=options.budget,
                       device=device.type, threads=torch.get_num_threads(), flops=not options.no_flops,
-                      out_dir=options.out_dir, docs=options.docs),
+                      out_dir=options.out_dir, docs=options.docs, profile=size_key(size) if size else None),
         gemm=gemm, results=entries,
         skipped=[dict(model=e['model'], mode=e['mode'], size=e['size'], status=e['status'], reason=e['reason'])
                  for e in entries if e['status'] != 'measured'],
-        derived=derived, targets=evaluate_targets(entries, derived), notes=notes)
+        derived=derived, targets=evaluate_targets(entries, derived),
+        notes=list(getattr(options, 'note', None) or []) + notes)
+    if profile is not None:
+        report['profile'] = profile
+    return report
 
 
 def load_report(path: str) -> Report:

@@ -13,7 +13,7 @@ from typing import List, Optional, Sequence
 
 from .benchmark import LABELS, MIB, Report, command_line
 
-__all__ = ['report_lines', 'render_markdown', 'print_report', 'plot', 'image_names', 'write_docs']
+__all__ = ['report_lines', 'profile_lines', 'render_markdown', 'print_report', 'plot', 'image_names', 'write_docs']
 
 
 def fmt(value: Optional[float], digits: int = 2) -> str:
@@ -108,6 +108,111 @@ def machine_lines(report: Report) -> List[str]:
     return lines
 
 
+def _profile_cell(row: Optional[dict]) -> str:
+    return '—' if row is None else f'{fmt_ms(row["ms"] / 1e3)} ({row["calls"]})'
+
+
+def _profile_title(profile: dict) -> str:
+    trains = any(mode != 'infer' for mode in profile['modes'])
+    return f'Where the {"training " if trains else ""}step\'s time goes'
+
+
+def profile_family_table(profile: dict, runs: Sequence[dict], clock: str) -> List[str]:
+    """Forward and backward self time (ms, calls) and share of the step per op family, one column group per
+    model (the runs of one mode)."""
+    backward = any(r['mode'] != 'infer' for r in runs)
+    header = ['family']
+    for run in runs:
+        label = LABELS.get(run['model'], run['model'])
+        header += [f'{label} forward', f'{label} backward', f'{label} %'] if backward else [f'{label}', f'{label} %']
+    cells = [{(f['family'], f['direction']): f for f in run['clocks'][clock]['families']} for run in runs]
+    rows = []
+    for family in [f['family'] for f in profile['families']]:
+        if not any(family == f for by in cells for f, _ in by):
+            continue
+        row = [family]
+        for run, by in zip(runs, cells):
+            directions = ('forward', 'backward') if backward else ('forward', )
+            row += [_profile_cell(by.get((family, d))) for d in directions]
+            shares = [by[(family, d)]['share'] for d in directions if (family, d) in by]
+            row.append(fmt(sum(shares), 1) if shares and None not in shares else '—')
+        rows.append(row)
+    total, split = ['all ops'], ['% of the step']
+    for run in runs:
+        summary = run['clocks'][clock]
+        directions = ('forward', 'backward') if backward else ('forward', )
+        for d in directions:
+            calls = sum(f['calls'] for f in summary['families'] if f['direction'] == d)
+            total.append(f'{fmt_ms(summary["by_direction"][d] / 1e3)} ({calls})')
+            split.append(fmt(100 * summary['by_direction'][d] / summary['total_ms'] if summary['total_ms'] else None,
+                             1))
+        total.append(fmt(100.0 if summary['total_ms'] else None, 1))
+        split.append('')
+    return _table(header, rows + [total, split], left=(0, ))
+
+
+def profile_ops_table(run: dict, clock: str) -> List[str]:
+    summary = run['clocks'][clock]
+    rows = [[f'`{op["op"]}`', op['family'], op['direction'], fmt_ms(op['ms'] / 1e3), fmt(op['share'], 1),
+             str(op['calls'])] for op in summary['top_ops']]
+    lines = _table(['op', 'family', 'direction', 'ms', '% of step', 'calls'], rows, left=(0, 1, 2))
+    other = summary['other_ops']
+    listed = ', '.join(f'`{op["op"]}` {fmt_ms(op["ms"] / 1e3)} ms ({op["direction"]}, {plural(op["calls"], "call")})'
+                       for op in other) or 'none'
+    more = f', and {summary["other_ops_left"]} more' if summary['other_ops_left'] else ''
+    return lines + ['', f'- ops of family "other": {listed}{more}']
+
+
+def profile_lines(report: Report, heading: str) -> List[str]:
+    """The section of a record's ``profile``: per mode (and clock), the op families forward and backward with the
+    models side by side, then each model's largest ops, what each family holds, and the runs not profiled."""
+    profile, m = report['profile'], report['machine']
+    clocks = ['cpu'] + (['cuda'] if m['device'] == 'cuda' else [])
+    clock_text = {'cpu': 'CPU self time', 'cuda': 'CUDA kernel time'}
+    sub = heading + '#'
+    load = [fmt(profile[key]) for key in ('load_average_before', 'load_average_after')]
+    intro = (f'One step per model and mode at {profile["size"]} (batch {profile["batch"]}) profiled with '
+             f'`torch.profiler` after one warm-up step ({" and ".join(clock_text[c] for c in clocks)}). An op\'s self '
+             'time is its time minus that of the ops inside it, so that each moment of the step counts once, in the '
+             'innermost op; cells are ms (calls), % is the share of the step\'s total. Backward is what runs inside '
+             '`loss.backward()` (a `record_function` range around it) or inside autograd\'s `evaluate_function` '
+             'events; families: the table at the end. The profiler\'s overhead is in these times: the shares are the '
+             'point, not the absolute ms.')
+    if 'cuda' in clocks:
+        intro += (' CUDA kernel time: each kernel\'s duration, counted for the op that launched it (the CPU self time '
+                  'then holds the launches and the waits).')
+    lines = ['', f'{heading} {_profile_title(profile)}', '', intro, '',
+             f'- load average (1 min): {load[0]} before profiling, {load[1]} after, on {m["cpu_count"]} cores']
+    timed = {(e['model'], e['mode'], e['size']): e['median_s'] for e in report['results']
+             if e['status'] == 'measured'}
+    for mode in profile['modes']:
+        runs = [r for r in profile['runs'] if r['mode'] == mode]
+        profiled = [r for r in runs if r['status'] == 'profiled']
+        about = []
+        for run in runs:
+            if run['status'] != 'profiled':
+                about.append(f'- {run["model"]}: {run["status"]}: {run["reason"]}')
+                continue
+            median = timed.get((run['model'], mode, run['size']))
+            about.append(f'- {run["model"]}: the profiled step took {fmt_ms(run["wall_ms"] / 1e3)} ms wall '
+                         f'({run["events"]} events)'
+                         + (f'; its timed median at this size: {fmt_ms(median)} ms' if median else ''))
+        for clock in clocks if profiled else clocks[:1]:
+            lines += ['', f'{sub} {mode} {profile["size"]}: {clock_text[clock]} by op family', '']
+            if profiled:
+                lines += profile_family_table(profile, profiled, clock) + ['']
+            if clock == clocks[0]:
+                lines += about
+            for run in profiled:
+                label = LABELS.get(run['model'], run['model'])
+                lines += ['', f'{sub} {mode} {profile["size"]}, {label}: the largest ops ({clock_text[clock]})', '']
+                lines += profile_ops_table(run, clock)
+    lines += ['', f'{sub} The op families', '']
+    lines += _table(['family', 'what it holds'], [[f['family'], f['holds']] for f in profile['families']],
+                    left=(0, 1))
+    return lines
+
+
 def report_lines(report: Report, heading: str = '###') -> List[str]:
     """The tables of one run, in Markdown (also what the tool prints)."""
     lines = machine_lines(report)
@@ -120,6 +225,8 @@ def report_lines(report: Report, heading: str = '###') -> List[str]:
         lines += ['', f'{heading} Gradient checkpointing: peak memory of train-cp against train', '']
         lines += checkpoint_table(report)
     lines += ['', f'{heading} Targets', ''] + targets_table(report)
+    if report.get('profile'):
+        lines += profile_lines(report, heading)
     if report['notes']:
         lines += [''] + [f'- note: {n}' for n in report['notes']]
     return lines

@@ -3,7 +3,8 @@
 
     python tools/analysis/benchmark.py [--sizes 224 512 800x1333 ...] [--modes infer train train-cp]
         [--models l2vit-t swin-t vit-s] [--compile] [--repeats 5] [--warmup 2] [--budget 60] [--batch 1]
-        [--device cpu|cuda] [--threads N] [--no-flops] [--out-dir work_dirs/benchmark] [--docs docs/benchmarks.md]
+        [--device cpu|cuda] [--threads N] [--no-flops] [--profile [N|HxW]] [--note TEXT]
+        [--out-dir work_dirs/benchmark] [--docs docs/benchmarks.md]
     python tools/analysis/benchmark.py --from-json A.json [B.json ...] --docs docs/benchmarks.md
 
 The backbones are the ones the configs build, without pretrained weights: ``l2vit-t`` (``configs/maskrcnn_l2vit.py``,
@@ -18,6 +19,15 @@ rounds (``--no-flops`` skips the counting). A model whose first warm-up step at 
 ``--budget`` seconds is skipped there and at every larger size of that mode. Derived: ratios against Swin-T,
 scaling exponents (log time and log memory against log pixels), the train-cp / train memory ratio and the project's
 targets. What exactly is measured, and how: the docstring of ``l2vit/analysis/benchmark.py``.
+
+``--profile [N|HxW]``: also, after the timing, profile one step (after one warm-up step) of each model of
+``--models`` in each mode of ``--modes`` at that size (``--profile`` alone: the first of ``--sizes``) with
+``torch.profiler``, and sum the self time of its ops by op family (GEMM, convolution, normalisation, copy/layout,
+...) and by direction (forward, backward): the record's ``profile``, printed and on the page as "Where the training
+step's time goes" (the models side by side, then each one's largest ops). E.g. the page's profile:
+``--sizes 512 --modes train --models l2vit-t swin-t --threads 2 --profile``. How ops are put in families and
+backward is told from forward: ``l2vit/analysis/op_profile.py``. ``--note TEXT`` (repeatable) records a note in the
+JSON (e.g. how busy the machine was), printed and rendered with the run's tables.
 
 Writes ``benchmark.json`` (everything: machine, versions, command, settings, every timing) and ``benchmark.png``
 (time against pixels, log-log) to ``--out-dir`` and prints the tables. ``--docs PATH`` also writes a Markdown page
@@ -55,6 +65,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--device', choices=('cpu', 'cuda'), help='default: cuda if available, else cpu')
     parser.add_argument('--threads', type=int, help='torch intra-op threads (default: torch\'s default)')
     parser.add_argument('--no-flops', action='store_true', help='do not count FLOPs (no FLOP/s, no %% of GEMM)')
+    parser.add_argument('--profile', nargs='?', const=True, type=parse_size, metavar='N|HxW',
+                        help='also profile one step of each model and mode at this size (alone: the first of --sizes) '
+                        'and break its self time down by op family, forward and backward')
+    parser.add_argument('--note', action='append', metavar='TEXT',
+                        help='a note to record in the JSON and print with the tables (repeatable)')
     parser.add_argument('--out-dir', default=osp.join('work_dirs', 'benchmark'),
                         help='where benchmark.json and benchmark.png go (default work_dirs/benchmark)')
     parser.add_argument('--docs', metavar='PATH', help='also write a Markdown page (e.g. docs/benchmarks.md)')
@@ -67,6 +82,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
             parser.error(f'--{name} must be a positive integer, got {value}')
     if not args.budget > 0:
         parser.error(f'--budget must be a positive number of seconds, got {args.budget}')
+    if args.from_json and (args.profile or args.note):
+        parser.error('--profile and --note measure or record a new run; --from-json renders saved ones')
     if args.from_json and args.docs is None:
         print('note: --from-json without --docs only prints the tables', file=sys.stderr)
     return args

@@ -1,0 +1,197 @@
+"""Where one step's time goes: the self time of the ops of one step, recorded by ``torch.profiler.profile`` (its
+public API only) and summed by op family (:data:`OP_FAMILIES`) and by direction (forward or backward). What
+``tools/analysis/benchmark.py --profile`` puts in the record (:func:`l2vit.analysis.benchmark.measure_profile`).
+
+Self time: an event's duration minus the durations of the events inside it (``FunctionEvent.self_cpu_time_total``),
+so that every microsecond of the step is counted once, in the innermost op that spent it. On a GPU the device clock
+is summed too: each kernel's duration (``FunctionEvent.kernels``) counted for the op that launched it.
+
+Direction. The step runs its forward inside ``record_function(FORWARD_MARK)`` and its ``loss.backward()`` inside
+``record_function(BACKWARD_MARK)`` (:func:`l2vit.analysis.benchmark.make_step` with ``marked=True``); autograd's
+engine wraps every node it runs in an ``autograd::engine::evaluate_function: XBackward0`` event. An event is
+backward when it is, or lies inside (its ``cpu_parent`` chain), the backward mark or one of the engine's events, and
+forward when it lies inside the forward mark. The engine's events catch the backward ops that run on the engine's
+own device threads (a GPU's), where the mark, on the calling thread, is no parent; the mark catches what
+``backward()`` runs outside the engine's nodes (the seed gradient's ``ones_like``). An event outside both (none in
+these steps) is backward if its name looks like one (``..._backward``, ``XBackward0``), else forward. Forward ops
+that gradient checkpointing recomputes during the backward therefore count as backward: that is when they run.
+"""
+import re
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+__all__ = ['FORWARD_MARK', 'BACKWARD_MARK', 'OTHER', 'OP_FAMILIES', 'FAMILY_NAMES', 'DIRECTIONS', 'TOP_OPS',
+           'op_family', 'family_legend', 'event_direction', 'summarize_events', 'profile_step']
+
+FORWARD_MARK = 'l2vit_benchmark::forward'
+BACKWARD_MARK = 'l2vit_benchmark::backward'
+ENGINE_PREFIX = 'autograd::engine::evaluate_function:'
+DIRECTIONS = ('forward', 'backward')
+OTHER = 'other'
+#: How many ops the record lists per step (the largest by self time), and at most how many of family "other".
+TOP_OPS = 15
+
+#: The op families, in the order of the tables: (family, what it holds, the op names it holds: a regular expression
+#: that must match the whole name without its namespace, ``aten::`` or other). The first family whose expression
+#: matches an op is the op's; an op none matches is in "other" (whose ops the record lists, so nothing is hidden).
+OP_FAMILIES: Tuple[Tuple[str, str, str], ...] = (
+    ('GEMM', 'matrix products: mm, addmm, bmm, matmul, linear, einsum (their own time; the products they call are '
+     'counted as such)',
+     r'mm|addmm|_addmm_activation|bmm|baddbmm|addbmm|mv|addmv|dot|vdot|outer|matmul|linear|mkldnn_linear|_mkl_linear'
+     r'|einsum|tensordot|bilinear'),
+    ('attention (fused)', 'fused scaled-dot-product attention kernels, forward and backward',
+     r'_?scaled_dot_product\w*|_flash_attention\w*|_efficient_attention\w*|_cudnn_attention\w*'),
+    ('convolution', 'convolutions and their backward: convolution, mkldnn_convolution, _slow_conv2d, '
+     'convolution_backward, cudnn, depthwise',
+     r'conv\d?d|conv_transpose\d?d|_?convolution\w*|mkldnn_convolution\w*|_?slow_conv\w*|thnn_conv\w*'
+     r'|_conv_depthwise\w*|conv_depthwise\w*|cudnn_convolution\w*|miopen_\w*convolution\w*|_nnpack_spatial\w*'),
+    ('normalisation', 'layer, batch, group and RMS norms, forward and backward',
+     r'\w*layer_norm\w*|\w*batch_norm\w*|\w*group_norm\w*|instance_norm|\w*rms_norm\w*'),
+    ('activation', 'gelu, relu (on CPU relu runs as clamp_min), silu, sigmoid ... and their backward '
+     '(relu\'s is threshold_backward)',
+     r'(gelu|relu|relu6|silu|sigmoid|tanh|elu|selu|celu|hardswish|hardsigmoid|hardtanh|leaky_relu|softplus|mish'
+     r'|threshold|clamp_min)(_backward)?_?'),
+    ('softmax', 'softmax and log-softmax, forward and backward', r'_?(log_)?softmax(_backward_data)?'),
+    ('element-wise', 'add, mul, div, sub, neg, pow, sqrt, exp, where, masked_fill, clamp, comparisons ...',
+     r'(add|sub|rsub|mul|div|true_divide|floor_divide|neg|pow|sqrt|rsqrt|exp|exp2|expm1|log|log1p|log2|log10|abs'
+     r'|floor|ceil|round|trunc|frac|sign|sgn|reciprocal|square|where|masked_fill|clamp|clamp_max|maximum|minimum'
+     r'|fmax|fmin|eq|ne|lt|gt|le|ge|logical_\w+|bitwise_\w+|addcmul|addcdiv|lerp|fmod|remainder|sin|cos|erf|erfc'
+     r'|erfinv|nan_to_num|isnan|isinf|isfinite|copysign|hypot|atan2|xlogy)_?'),
+    ('reduction', 'sum, mean, max, min, var, norm ...',
+     r'(sum|nansum|mean|nanmean|amax|amin|max|min|aminmax|var|std|var_mean|std_mean|norm|linalg_vector_norm|prod'
+     r'|cumsum|cumprod|logsumexp|argmax|argmin|all|any|count_nonzero)_?'),
+    ('dropout, random', 'dropout and drop path\'s random numbers: dropout, bernoulli, rand, uniform_ ...',
+     r'\w*dropout\w*|bernoulli_?|rand|rand_like|randn|randn_like|randint|randint_like|randperm|uniform_|normal_'),
+    ('copy, layout', 'data moved, rearranged or resampled: copy_, _to_copy, to, contiguous, clone, cat, roll, pad, '
+     'index, im2col, slice_backward ...',
+     r'copy_|_copy_from\w*|_to_copy|to|contiguous|clone|cat|_cat|stack|hstack|vstack|roll|flip|repeat'
+     r'|repeat_interleave|tile|pad|_pad_enum|_pad_circular|constant_pad_nd|reflection_pad\w*|replication_pad\w*'
+     r'|index|_unsafe_index\w*|index_select\w*|_index_put_impl_|index_put_?|index_add_?|index_copy_?|index_fill_?'
+     r'|gather|scatter\w*|masked_scatter_?|masked_select|take|put_|im2col|col2im|unfold_backward|slice_backward'
+     r'|select_backward|narrow_copy|\w+_copy|tril_?|triu_?|diag\w*|one_hot|embedding\w*|upsample\w*'
+     r'|_upsample\w*|grid_sampler\w*|channel_shuffle|pixel_shuffle|pixel_unshuffle'),
+    ('views, metadata', 'no data moved: view, reshape, permute, transpose, expand, slice, select, as_strided, '
+     'detach, and metadata queries',
+     r'view|_unsafe_view|view_as\w*|reshape|reshape_as|_reshape_alias|as_strided_?|permute|transpose_?|t_?'
+     r'|expand|expand_as|slice|select|narrow|unsqueeze_?|squeeze_?|flatten|unflatten|unbind|split'
+     r'|split_with_sizes|unsafe_split\w*|chunk|unsafe_chunk|tensor_split|unfold|movedim|moveaxis|swapaxes|swapdims'
+     r'|detach_?|alias|lift|lift_fresh|resolve_conj|resolve_neg|conj|_neg_view|_conj|broadcast_tensors|meshgrid'
+     r'|item|_local_scalar_dense|is_nonzero|result_type|promote_types|_nnpack_available|is_same_size'
+     r'|_has_compatible_shallow_copy_type|size|stride|numel|dim|_shape_as_tensor|set_'),
+    ('allocation, fill', 'new tensors and filling them: empty, zeros, ones_like, full, fill_, zero_, resize_ ...',
+     r'empty|empty_like|empty_strided|empty_permuted|new_empty|new_empty_strided|zeros|zeros_like|new_zeros|ones'
+     r'|ones_like|new_ones|full|full_like|new_full|fill_|zero_|resize_|resize_as_|arange|linspace|scalar_tensor'
+     r'|tensor|record_stream'),
+    ('autograd engine', 'the engine\'s own time: its evaluate_function events and the autograd nodes (XBackward0, '
+     'AccumulateGrad), beyond the ops they call',
+     r'autograd::engine::evaluate_function:.*|(\w+::)*(\w*Backward\d*|AccumulateGrad|CopySlices|GraphRoot|Error)'),
+    ('device runtime', 'CUDA runtime and driver calls on the CPU (kernel launches, copies, synchronisation)',
+     r'cuda[A-Z]\w*|cu[A-Z]\w*|hip[A-Z]\w*'),
+    ('between ops', 'the step\'s own time outside any op: Python between the ops (also inside gradient '
+     'checkpointing\'s CheckpointFunction; on a GPU also the wait for the autograd engine\'s device thread)',
+     re.escape(FORWARD_MARK) + '|' + re.escape(BACKWARD_MARK) + '|CheckpointFunction'),
+)
+FAMILY_NAMES = tuple(f[0] for f in OP_FAMILIES) + (OTHER, )
+#: Families whose expressions match the whole event name, namespace included.
+_WHOLE_NAME = ('autograd engine', 'between ops')
+_PATTERNS = [(family, re.compile(pattern)) for family, _, pattern in OP_FAMILIES]
+_BACKWARD_NAME = re.compile(r'(_backward\w*|Backward\d*)$')
+
+
+def op_family(name: str) -> str:
+    """The family of the op named ``name`` (as the profiler names it, e.g. ``aten::addmm``); "other" if none."""
+    bare = name.rsplit('::', 1)[-1]
+    for family, pattern in _PATTERNS:
+        if pattern.fullmatch(name if family in _WHOLE_NAME else bare):
+            return family
+    return OTHER
+
+
+def family_legend() -> List[Dict[str, str]]:
+    """What each family holds, in table order, "other" last (for the record, so that a page explains itself)."""
+    return [dict(family=f, holds=holds) for f, holds, _ in OP_FAMILIES] + [
+        dict(family=OTHER, holds='every op no family above names (listed by name below the tables)')]
+
+
+def event_direction(event: Any) -> str:
+    """'backward' or 'forward' for one ``torch.profiler`` event (see the module's docstring)."""
+    parent = event
+    while parent is not None:
+        if parent.name == BACKWARD_MARK or parent.name.startswith(ENGINE_PREFIX):
+            return 'backward'
+        if parent.name == FORWARD_MARK:
+            return 'forward'
+        parent = parent.cpu_parent
+    return 'backward' if _BACKWARD_NAME.search(event.name) else 'forward'
+
+
+def _launching_op(event: Any) -> Any:
+    """The op whose work a device runtime call (a kernel launch) does: its nearest parent that is not one."""
+    while event.cpu_parent is not None and op_family(event.name) == 'device runtime':
+        event = event.cpu_parent
+    return event
+
+
+def summarize_events(events: Sequence[Any], clock: str = 'cpu', top: int = TOP_OPS) -> Dict[str, Any]:
+    """Self time (ms) of the CPU-side events of one profiled step (``prof.events()``) summed by family and direction
+    and by op: ``total_ms``, ``by_direction`` (ms per direction), ``families`` (one row per family and direction
+    that has time or calls, in table order: family, direction, ms, share of the total in %, calls), ``top_ops``
+    (the ``top`` largest ops by self time, per name and direction) and ``other_ops`` (the ``top`` largest of family
+    "other", with ``other_ops_left`` the count of the rest). ``clock`` 'cpu': the events' self CPU time; 'cuda':
+    the kernels' durations, each counted for the op that launched it (a launch call's kernels for its op)."""
+    import torch
+    cpu = torch.autograd.DeviceType.CPU
+    by_op: Dict[Tuple[str, str], List[float]] = {}
+    for event in events:
+        if event.device_type != cpu or event.is_async:
+            continue
+        if clock == 'cpu':
+            owner, micros = event, event.self_cpu_time_total
+        else:
+            owner, micros = _launching_op(event), sum(kernel.duration for kernel in event.kernels)
+        cell = by_op.setdefault((owner.name, event_direction(owner)), [0.0, 0])
+        cell[0] += micros / 1e3
+        if owner is event:
+            cell[1] += 1
+    total = sum(ms for ms, _ in by_op.values())
+
+    def share(ms: float) -> Optional[float]:
+        return 100 * ms / total if total else None
+
+    families: Dict[Tuple[str, str], List[float]] = {}
+    for (name, direction), (ms, calls) in by_op.items():
+        cell = families.setdefault((op_family(name), direction), [0.0, 0])
+        cell[0] += ms
+        cell[1] += calls
+    rows = [dict(family=f, direction=d, ms=families[(f, d)][0], share=share(families[(f, d)][0]),
+                 calls=families[(f, d)][1]) for f in FAMILY_NAMES for d in DIRECTIONS if (f, d) in families]
+    ops = [dict(op=name, family=op_family(name), direction=direction, ms=ms, share=share(ms), calls=calls)
+           for (name, direction), (ms, calls) in sorted(by_op.items(), key=lambda kv: (-kv[1][0], kv[0]))]
+    other = [op for op in ops if op['family'] == OTHER]
+    return dict(clock=clock, total_ms=total,
+                by_direction={d: sum(r['ms'] for r in rows if r['direction'] == d) for d in DIRECTIONS},
+                families=rows, top_ops=ops[:top], other_ops=other[:top], other_ops_left=max(0, len(other) - top))
+
+
+def profile_step(step: Callable[[], None], device: Any, top: int = TOP_OPS) -> Dict[str, Any]:
+    """Run ``step`` (already warmed up, made with ``marked=True``) once under ``torch.profiler.profile`` (CPU
+    activities, and CUDA on a GPU) and summarize it: ``wall_ms`` (the step's wall time, the profiler's overhead
+    included), ``events`` (how many CPU-side events it recorded) and ``clocks`` (``cpu``, and ``cuda`` on a GPU:
+    :func:`summarize_events`)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    with profile(activities=activities) as prof:
+        begin = time.perf_counter()
+        step()
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+        wall = time.perf_counter() - begin
+    events = prof.events()
+    clocks = {'cpu': summarize_events(events, 'cpu', top)}
+    if device.type == 'cuda':
+        clocks['cuda'] = summarize_events(events, 'cuda', top)
+    return dict(wall_ms=wall * 1e3, events=sum(1 for e in events if e.device_type == torch.autograd.DeviceType.CPU),
+                clocks=clocks)
