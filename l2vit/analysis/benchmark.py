@@ -675,9 +675,9 @@ def measure_report(options: Options, argv: Sequence[str], device: Any) -> Report
     date = datetime.datetime.now().astimezone().isoformat(timespec='seconds')
     cache: Dict[str, Dict[str, Any]] = {}
     entries, gemm, notes = measure(options, device, cache)
-    profile = measure_profile(options, device, cache) if profile_size(options) else None
-    derived = derive(entries)
     size = profile_size(options)
+    profile = measure_profile(options, device, cache) if size else None
+    derived = derive(entries)
     report = dict(
         schema=SCHEMA, command=command_line(argv), date=date, machine=machine_info(device),
         settings=dict(sizes=[size_key(s) for s in ordered_sizes(options.sizes)],
