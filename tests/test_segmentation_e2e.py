@@ -64,3 +64,12 @@ def test_seg_demo_reports_missing_inputs(tmp_path):
     result = run_main('tools/demo/seg_demo.py', str(tmp_path / 'a.jpg'), DEMO_CONFIG, str(tmp_path / 'x.pth'),
                       '--out-dir', str(tmp_path), check=False)
     assert result.returncode != 0 and 'checkpoint not found' in result.stderr
+
+
+def test_seg_demo_refuses_an_opacity_out_of_range(tmp_path):
+    (tmp_path / 'a.jpg').write_bytes(b'')
+    (tmp_path / 'x.pth').write_bytes(b'')  # only their existence is checked before the opacity
+    result = run_main('tools/demo/seg_demo.py', str(tmp_path / 'a.jpg'), DEMO_CONFIG, str(tmp_path / 'x.pth'),
+                      '--out-dir', str(tmp_path), '--opacity', '1.5', check=False)
+    assert result.returncode == 2 and 'error: --opacity must be between 0 and 1, got 1.5' in result.stderr
+    assert 'Traceback' not in result.stderr

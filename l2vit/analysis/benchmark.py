@@ -312,6 +312,13 @@ def gemm_summary(times: List[float]) -> Dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------------ measuring
+def random_images(size: Tuple[int, int], batch: int, device: Any) -> Any:
+    """A random batch of images of ``size``, the same for every model and run at that size."""
+    import torch
+    generator = torch.Generator().manual_seed(size[0] * 100003 + size[1])
+    return torch.randn(batch, 3, *size, generator=generator).to(device)
+
+
 def new_entry(model: str, mode: str, size: Tuple[int, int]) -> Entry:
     return dict(model=model, mode=mode, size=size_key(size), height=size[0], width=size[1], pixels=size[0] * size[1],
                 status='measured', reason=None, warmup_s=[], times_s=[], median_s=None, min_s=None,
@@ -337,8 +344,7 @@ def measure_size(models: Dict[str, Any], mode: str, size: Tuple[int, int], optio
     times the reference GEMM, so the models' FLOP/s are compared with the machine's speed at the same moments.
     Returns the entries and the GEMM times."""
     import torch
-    generator = torch.Generator().manual_seed(size[0] * 100003 + size[1])
-    images = torch.randn(options.batch, 3, *size, generator=generator).to(device)
+    images = random_images(size, options.batch, device)
     entries, steps = [], {}
 
     def guarded(entry: Entry, action: Callable[[], Any]) -> Any:
@@ -488,8 +494,7 @@ def measure_profile(options: Options, device: Any, cache: Dict[str, Dict[str, An
     from .op_profile import TOP_OPS, family_legend, profile_step
     size = profile_size(options)
     load_before = _load_average()
-    generator = torch.Generator().manual_seed(size[0] * 100003 + size[1])
-    images = torch.randn(options.batch, 3, *size, generator=generator).to(device)
+    images = random_images(size, options.batch, device)
     runs = []
     for mode in options.modes:
         models = models_for_mode(mode, options, device, cache)

@@ -121,6 +121,7 @@ def profile_family_table(profile: dict, runs: Sequence[dict], clock: str) -> Lis
     """Forward and backward self time (ms, calls) and share of the step per op family, one column group per
     model (the runs of one mode)."""
     backward = any(r['mode'] != 'infer' for r in runs)
+    directions = ('forward', 'backward') if backward else ('forward', )
     header = ['family']
     for run in runs:
         label = LABELS.get(run['model'], run['model'])
@@ -132,7 +133,6 @@ def profile_family_table(profile: dict, runs: Sequence[dict], clock: str) -> Lis
             continue
         row = [family]
         for run, by in zip(runs, cells):
-            directions = ('forward', 'backward') if backward else ('forward', )
             row += [_profile_cell(by.get((family, d))) for d in directions]
             shares = [by[(family, d)]['share'] for d in directions if (family, d) in by]
             row.append(fmt(sum(shares), 1) if shares and None not in shares else '—')
@@ -140,7 +140,6 @@ def profile_family_table(profile: dict, runs: Sequence[dict], clock: str) -> Lis
     total, split = ['all ops'], ['% of the step']
     for run in runs:
         summary = run['clocks'][clock]
-        directions = ('forward', 'backward') if backward else ('forward', )
         for d in directions:
             calls = sum(f['calls'] for f in summary['families'] if f['direction'] == d)
             total.append(f'{fmt_ms(summary["by_direction"][d] / 1e3)} ({calls})')

@@ -6,7 +6,7 @@ import os.path as osp
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Mapping, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from ..errors import ToolError
 
@@ -40,7 +40,8 @@ def out_file(out_dir: str, image_path: str) -> str:
 
 
 def _draw(init: Callable, inference: Callable, visualizers, images: Sequence[str], config: str, checkpoint: str,
-          out_dir: str, device: str, dataset_meta: Callable, describe: Callable, **draw_options) -> None:
+          out_dir: str, device: str, dataset_meta: Callable, describe: Callable,
+          visualizer_settings: Optional[dict] = None, **draw_options) -> None:
     """Build the model with ``init`` (mmdet's init_detector, mmseg's init_model; the checkpoint is read weights-only,
     which importing l2vit registered) and its visualizer from the library's ``visualizers`` registry, then predict,
     draw and describe each image."""
@@ -48,7 +49,7 @@ def _draw(init: Callable, inference: Callable, visualizers, images: Sequence[str
     model = init(config, checkpoint, device=device)
     visualizer = visualizers.build(model.cfg.visualizer)
     visualizer.dataset_meta = dataset_meta(model)
-    for key, value in draw_options.pop('visualizer', {}).items():
+    for key, value in (visualizer_settings or {}).items():
         setattr(visualizer, key, value)
     os.makedirs(out_dir, exist_ok=True)
     for path in images:
@@ -92,7 +93,7 @@ def draw_segmentation(images: Sequence[str], config: str, checkpoint: str, out_d
         return dict(classes=model.dataset_meta['classes'], palette=model.dataset_meta['palette'])
 
     _draw(init_model, inference_model, VISUALIZERS, images, config, checkpoint, out_dir, device, meta, describe,
-          with_labels=True, visualizer=dict(alpha=opacity))
+          with_labels=True, visualizer_settings=dict(alpha=opacity))
 
 
 # ------------------------------------------------------------------------------------------ the make demo pipelines

@@ -19,10 +19,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     add_image_args(parser, config_example='configs/upernet/l2vit-t_upernet_8xb2-160k_ade20k-512x512.py')
     parser.add_argument('--opacity', type=float, default=0.5, help='opacity of the painted classes, 0 to 1')
-    args = parser.parse_args(argv)
-    if not 0 <= args.opacity <= 1:
-        parser.error(f'--opacity must be between 0 and 1, got {args.opacity}')
-    return args
+    return parser.parse_args(argv)  # l2vit.apis.demo.draw_segmentation checks --opacity
 
 
 def main(argv=None) -> None:
