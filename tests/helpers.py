@@ -50,6 +50,16 @@ def packages_needed(path: Path, seen: Optional[set] = None) -> set:
     return needed
 
 
+def projection_loss(outs, seed: int = 123):
+    """A loss on all outputs whose gradient does not vanish through the output LayerNorms (a plain sum would)."""
+    g = torch.Generator().manual_seed(seed)
+    loss = 0
+    for o in outs:
+        r = torch.randn(o.shape, generator=g, dtype=torch.float64).to(o.dtype)
+        loss = loss + (o * r).sum() + 0.1 * (o**2).sum()
+    return loss
+
+
 def randomize_(model: nn.Module, seed: int) -> nn.Module:
     """Give every parameter and every BN buffer a random, non-default value (deterministic for ``seed``)."""
     g = torch.Generator().manual_seed(seed)

@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import l2vit
-from helpers import randomize_
+from helpers import projection_loss, randomize_
 from l2vit.models import backbone as backbone_module
 from l2vit.models.attention import WindowAttention, linear_attention
 from reference_l2vit import ReferenceL2ViT
@@ -45,16 +45,6 @@ def ceil_div(a: int, b: int) -> int:
 
 def bn_buffers(model: nn.Module) -> Dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.named_buffers()}
-
-
-def projection_loss(outs, seed: int = 123):
-    """A loss on all outputs whose gradient does not vanish through the output LayerNorms (a plain sum would)."""
-    g = torch.Generator().manual_seed(seed)
-    loss = 0
-    for o in outs:
-        r = torch.randn(o.shape, generator=g, dtype=torch.float64).to(o.dtype)
-        loss = loss + (o * r).sum() + 0.1 * (o**2).sum()
-    return loss
 
 
 # ---------------------------------------------------------------------------------------------------- reference

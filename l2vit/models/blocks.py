@@ -49,7 +49,7 @@ class LocalWindowBlock(nn.Module):
             y = y[:, :H, :W]
         x = shortcut + self.drop_path(y)
         x = self.cpe[1](x)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        return x + self.drop_path(self.mlp(x, self.norm2))
 
     def _attend(self, y: Tensor) -> Tensor:
         """Window attention on a (B, Hp, Wp, C) map whose sides are whole windows. CPU inference
@@ -94,5 +94,5 @@ class LinearGlobalBlock(nn.Module):
         x = self.cpe[0](x)
         y = self.attn(self.norm1(x).reshape(B, H * W, C)).view(B, H, W, C)
         x = x + self.drop_path(y)
-        x = x + self.drop_path(self.local_mp(self.norm3(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = x + self.drop_path(self.local_mp(x, self.norm3))
+        return x + self.drop_path(self.mlp(x, self.norm2))

@@ -1,0 +1,331 @@
+"""The training paths that save time or memory (l2vit.models.autograd_ops): their gradients equal those of the plain
+graph, checked by gradcheck in float64, against an independent re-statement of the model (tests/reference_l2vit.py)
+in training mode, with and without gradient checkpointing, and under bf16 autocast; and they save what they claim."""
+import copy
+from typing import Dict, List
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import l2vit
+from helpers import projection_loss, randomize_
+from l2vit.models import autograd_ops
+from l2vit.models.autograd_ops import FAST_WEIGHT_GRAD_WIDTH, after_recomputed, depthwise_conv, depthwise_weight_grad
+from l2vit.models.layers import DepthwiseConv2d, LocalConcentration, Mlp, side_effect_free
+from reference_l2vit import ReferenceL2ViT
+
+SMALL = dict(embed_dims=[16, 32, 64, 128], depths=[2, 2, 4, 2], num_heads=[1, 2, 4, 8])
+WINDOW = 3
+
+
+def channels_last(x: Tensor) -> Tensor:
+    return x.to(memory_format=torch.channels_last)
+
+
+# ---------------------------------------------------------------------------------------------- depthwise conv
+@pytest.mark.parametrize('kernel', [7, 5, 3, (7, 5)])
+@pytest.mark.parametrize('layout', ['contiguous', 'channels_last', 'permuted view'])
+def test_depthwise_weight_grad_equals_aten(kernel, layout):
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    padding = (kh // 2, kw // 2)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 13, 17, generator=g, dtype=torch.float64)
+    if layout == 'channels_last':
+        x = channels_last(x)
+    elif layout == 'permuted view':  # how LCM's maps arrive: (B, H, W, C) tokens viewed as NCHW
+        x = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    weight = torch.randn(5, 1, kh, kw, generator=g, dtype=torch.float64)
+    out = F.conv2d(x, weight, padding=padding, groups=5)
+    grad = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    expected = torch.ops.aten.convolution_backward(grad, x, weight, None, [1, 1], list(padding), [1, 1], False, [0, 0],
+                                                   5, [False, True, False])[1]
+    got = depthwise_weight_grad(grad, x, weight, padding)
+    assert got.shape == weight.shape
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_depthwise_conv_gradcheck():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 9, 11, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(3, 1, 7, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *a: depthwise_conv(*a, (3, 3)), (x, weight, bias))
+
+
+@pytest.mark.parametrize('bias', [True, False])
+def test_depthwise_conv2d_module_matches_conv2d(bias):
+    torch.manual_seed(2)
+    ours = DepthwiseConv2d(6, 7, 3, bias=bias).double()
+    plain = nn.Conv2d(6, 6, 7, padding=3, groups=6, bias=bias).double()
+    plain.load_state_dict(ours.state_dict())
+    x = channels_last(torch.randn(2, 6, 12, 15, dtype=torch.float64))
+    grads = []
+    for m in (ours, plain):
+        inp = x.clone().requires_grad_(True)
+        out = m(inp)
+        (out * torch.linspace(-1, 2, out.numel(), dtype=torch.float64).view(out.shape)).sum().backward()
+        grads.append((out, inp.grad, [p.grad for p in m.parameters()]))
+    (o1, gx1, gp1), (o2, gx2, gp2) = grads
+    assert torch.equal(o1, o2)
+    torch.testing.assert_close(gx1, gx2, rtol=1e-12, atol=1e-12)
+    for a, b in zip(gp1, gp2):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_depthwise_conv2d_takes_the_strip_path_only_where_it_helps(monkeypatch):
+    calls: List[int] = []
+    real = autograd_ops._DepthwiseConv.apply
+    monkeypatch.setattr(autograd_ops._DepthwiseConv, 'apply', lambda *a: calls.append(1) or real(*a))
+    wide, narrow = DepthwiseConv2d(4, 7, 3), DepthwiseConv2d(4, FAST_WEIGHT_GRAD_WIDTH, 1)
+    x = torch.randn(1, 4, 8, 8)
+    wide(x)
+    narrow(x)
+    assert len(calls) == 1  # only the 7x7 in training
+    with torch.no_grad():
+        wide(x)
+    wide.weight.requires_grad_(False)
+    wide(x.requires_grad_(True))
+    assert len(calls) == 1  # not in inference, not without a weight gradient
+
+
+# -------------------------------------------------------------------------------------------- after_recomputed
+def test_after_recomputed_gradcheck():
+    g = torch.Generator().manual_seed(3)
+    norm = nn.LayerNorm(5).double()
+    with torch.no_grad():
+        norm.weight.copy_(1 + 0.3 * torch.randn(5, generator=g, dtype=torch.float64))
+        norm.bias.copy_(0.1 * torch.randn(5, generator=g, dtype=torch.float64))
+    linear = nn.Linear(5, 4).double()
+    x = torch.randn(3, 2, 5, generator=g, dtype=torch.float64, requires_grad=True)
+
+    def run(x, w, b, nw, nb):
+        fn = lambda t: F.layer_norm(t, (5, ), nw, nb)  # noqa: E731
+        return autograd_ops._AfterRecomputed.apply(linear, fn, fn, x, w, b, nw, nb)
+
+    assert torch.autograd.gradcheck(run, (x, linear.weight, linear.bias, norm.weight, norm.bias))
+
+    def gelu_then(op):
+        return lambda x, w, b: autograd_ops._AfterRecomputed.apply(op, F.gelu, F.gelu, x, w, b)
+
+    assert torch.autograd.gradcheck(gelu_then(linear), (x, linear.weight, linear.bias))
+    conv = DepthwiseConv2d(3, 7, 3).double()
+    img = torch.randn(1, 3, 8, 9, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gelu_then(conv), (img, conv.weight, conv.bias))
+
+
+def test_after_recomputed_refuses_other_ops():
+    with pytest.raises(TypeError, match=r'op must be an nn.Linear or a stride-1 depthwise nn.Conv2d'):
+        after_recomputed(nn.Conv2d(4, 4, 3, stride=2, groups=4), F.gelu, torch.randn(1, 4, 8, 8))
+
+
+def saved_bytes(fn) -> int:
+    """Bytes of the distinct storages autograd keeps for backward while ``fn()`` runs."""
+    storages: Dict[int, int] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(storages.values())
+
+
+def test_mlp_saves_less_and_matches_the_plain_graph():
+    torch.manual_seed(4)
+    dim, hidden = 8, 32
+    mlp = randomize_(Mlp(dim, hidden).double(), seed=5)
+    norm = randomize_(nn.LayerNorm(dim).double(), seed=6)
+    x = torch.randn(2, 6, 7, dim, dtype=torch.float64)
+
+    def plain(inp):
+        return mlp.fc2(mlp.act(mlp.fc1(norm(inp))))
+
+    results = []
+    for f in (lambda inp: mlp(inp, norm), plain):
+        inp = x.clone().requires_grad_(True)
+        out = f(inp)
+        out.pow(2).sum().backward()
+        params = [p.grad.clone() for p in list(mlp.parameters()) + list(norm.parameters())]
+        results.append((out.detach(), inp.grad, params))
+        mlp.zero_grad()
+        norm.zero_grad()
+    (o1, gx1, gp1), (o2, gx2, gp2) = results
+    assert torch.equal(o1, o2)
+    torch.testing.assert_close(gx1, gx2, rtol=1e-12, atol=1e-12)
+    for a, b in zip(gp1, gp2):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+    inp = x.clone().requires_grad_(True)
+    new, old = saved_bytes(lambda: mlp(inp, norm)), saved_bytes(lambda: plain(inp))
+    token_bytes = x.numel() * x.element_size()
+    # plain: LN input, LN output, fc1 output, GELU output (1 + 1 + 4 + 4 maps); ours: x and fc1 output (1 + 4)
+    assert old - new >= (1 + hidden // dim) * token_bytes, (old, new)
+
+
+def test_mlp_under_bf16_autocast_matches_the_plain_graph():
+    torch.manual_seed(7)
+    mlp = Mlp(16, 64)
+    norm = randomize_(nn.LayerNorm(16), seed=8)
+    x = torch.randn(2, 40, 16)
+    results = []
+    for fused in (True, False):
+        inp = x.clone().requires_grad_(True)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = mlp(inp, norm) if fused else mlp.fc2(mlp.act(mlp.fc1(norm(inp))))
+        assert out.dtype == torch.bfloat16
+        out.float().pow(2).sum().backward()
+        params = list(mlp.parameters()) + list(norm.parameters())
+        results.append((out.float(), inp.grad, [p.grad.clone() for p in params]))
+        assert all(p.grad.dtype == torch.float32 for p in mlp.parameters())
+        mlp.zero_grad()
+        norm.zero_grad()
+    (o1, gx1, gp1), (o2, gx2, gp2) = results
+    torch.testing.assert_close(o1, o2, rtol=0, atol=0)
+    torch.testing.assert_close(gx1, gx2, rtol=2e-2, atol=1e-3)
+    for a, b in zip(gp1, gp2):
+        torch.testing.assert_close(a, b, rtol=2e-2, atol=1e-2)
+
+
+def test_depthwise_conv2d_under_bf16_autocast_matches_conv2d():
+    torch.manual_seed(9)
+    ours = DepthwiseConv2d(8, 7, 3)
+    plain = nn.Conv2d(8, 8, 7, padding=3, groups=8)
+    plain.load_state_dict(ours.state_dict())
+    x = channels_last(torch.randn(1, 8, 20, 24))
+    results = []
+    for m in (ours, plain):
+        inp = x.clone().requires_grad_(True)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = m(inp)
+        assert out.dtype == torch.bfloat16
+        out.float().pow(2).sum().backward()
+        results.append((out.float(), inp.grad, m.weight.grad, m.bias.grad))
+    for a, b in zip(*results):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)
+
+
+def lcm_plain(lcm: LocalConcentration, norm: nn.Module, x: Tensor) -> Tensor:
+    """LCM as the plain graph computes it (nn.Conv2d's forward: no strips, nothing recomputed)."""
+    def conv(m: nn.Conv2d, t: Tensor) -> Tensor:
+        return F.conv2d(t, m.weight, m.bias, padding=m.padding, groups=m.groups)
+
+    t = norm(x).permute(0, 3, 1, 2)
+    return conv(lcm.conv2, lcm.bn(lcm.act(conv(lcm.conv1, t)))).permute(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize('bn_mode', ['train', 'eval'])
+def test_lcm_saves_less_and_matches_the_plain_graph(bn_mode):
+    dim = 6
+    lcm = randomize_(LocalConcentration(dim).double(), seed=13)
+    norm = randomize_(nn.LayerNorm(dim).double(), seed=14)
+    lcm.bn.train(bn_mode == 'train')
+    x = torch.randn(2, 9, 11, dim, dtype=torch.float64)
+    start = {k: v.clone() for k, v in lcm.bn.state_dict().items()}
+    results = []
+    for f in (lambda inp: lcm(inp, norm), lambda inp: lcm_plain(lcm, norm, inp)):
+        lcm.bn.load_state_dict(start)
+        inp = x.clone().requires_grad_(True)
+        out = f(inp)
+        (out * torch.linspace(-2, 1, out.numel(), dtype=torch.float64).view(out.shape)).sum().backward()
+        params = [p.grad.clone() for p in list(lcm.parameters()) + list(norm.parameters())]
+        results.append((out.detach(), inp.grad, params, {k: v.clone() for k, v in lcm.bn.state_dict().items()}))
+        lcm.zero_grad()
+        norm.zero_grad()
+    (o1, gx1, gp1, bn1), (o2, gx2, gp2, bn2) = results
+    torch.testing.assert_close(o1, o2, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(gx1, gx2, rtol=1e-12, atol=1e-12)
+    for a, b in zip(gp1, gp2):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    for k in bn1:  # running statistics updated once, as by the plain graph (or not at all in eval mode)
+        torch.testing.assert_close(bn1[k], bn2[k], rtol=1e-14, atol=1e-14, msg=lambda m: f'{k}: {m}')
+    assert torch.equal(bn1['num_batches_tracked'], start['num_batches_tracked'] + (bn_mode == 'train'))
+
+    inp = x.clone().requires_grad_(True)
+    new, old = saved_bytes(lambda: lcm(inp, norm)), saved_bytes(lambda: lcm_plain(lcm, norm, inp))
+    assert old - new >= 3 * x.numel() * x.element_size(), (old, new)  # LN output, GELU output, BN output
+
+
+def test_sync_bn_in_training_is_not_recomputed():
+    sync = nn.SyncBatchNorm(4).train()
+    assert side_effect_free(sync) is None
+    assert side_effect_free(sync.eval()) is sync
+    bn = nn.BatchNorm2d(4).train()
+    t = torch.randn(2, 4, 3, 3)
+    before = bn.running_mean.clone()
+    torch.testing.assert_close(side_effect_free(bn)(t), bn(t))
+    assert not torch.equal(bn.running_mean, before)  # bn(t) updated the statistics
+    after_one = bn.running_mean.clone()
+    side_effect_free(bn)(t)
+    assert torch.equal(bn.running_mean, after_one)
+
+
+def test_lcm_under_bf16_autocast_matches_the_plain_graph():
+    torch.manual_seed(15)
+    lcm, norm = LocalConcentration(8), nn.LayerNorm(8)
+    x = torch.randn(1, 12, 14, 8)
+    start = copy.deepcopy(lcm.bn.state_dict())
+    results = []
+    for f in (lambda inp: lcm(inp, norm), lambda inp: lcm_plain(lcm, norm, inp)):
+        lcm.bn.load_state_dict(start)
+        inp = x.clone().requires_grad_(True)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = f(inp)
+        out.float().pow(2).sum().backward()
+        results.append((out.float(), inp.grad, [p.grad.clone() for p in lcm.parameters()], lcm.bn.running_var.clone()))
+        assert all(p.grad.dtype == torch.float32 for p in lcm.parameters())
+        lcm.zero_grad()
+    (o1, gx1, gp1, v1), (o2, gx2, gp2, v2) = results
+    torch.testing.assert_close(o1, o2, rtol=0, atol=0)
+    torch.testing.assert_close(v1, v2, rtol=0, atol=0)
+    torch.testing.assert_close(gx1, gx2, rtol=2e-2, atol=2e-2)
+    for a, b in zip(gp1, gp2):
+        torch.testing.assert_close(a, b, rtol=2e-2, atol=5e-2)
+
+
+# --------------------------------------------------------------------------------- the whole backbone, training
+def reference_name(name: str) -> str:
+    return 'norm.' + name[len('norm3.'):] if name.startswith('norm3.') else name
+
+
+@pytest.mark.parametrize('with_cp', [False, True])
+def test_training_step_matches_reference(with_cp):
+    """One training step (train mode: BN on batch statistics) of ours and of the independent reference, in float64:
+    outputs, every parameter's gradient and the BN running statistics agree."""
+    torch.manual_seed(10)
+    ref = randomize_(ReferenceL2ViT(num_classes=10, window_size=WINDOW, **SMALL).double(), seed=11).train()
+    ours = l2vit.L2ViT(arch=copy.deepcopy(SMALL), window_size=WINDOW, with_cp=with_cp).double()
+    randomize_(ours, seed=12)
+    state = {reference_name(k): v for k, v in ours.state_dict().items()}
+    ref.load_state_dict({k: state.get(k, v) for k, v in ref.state_dict().items()}, strict=True)
+    ours.train()
+    x = torch.randn(2, 3, 45, 59, dtype=torch.float64)
+
+    outs = ours(x)
+    projection_loss(outs).backward()
+    maps = ref.forward_features(x)
+    # the output norms: the reference's own final norm for stage 3, detached copies of ours for stages 0-2
+    norms = [getattr(ours, f'norm{i}') for i in range(3)]
+    ref_outs = [F.layer_norm(m.permute(0, 2, 3, 1), (m.shape[1], ), *((n.weight.detach(), n.bias.detach())
+                             if i < 3 else (ref.norm.weight, ref.norm.bias))).permute(0, 3, 1, 2)
+                for i, (m, n) in enumerate(zip(maps, norms + [None]))]
+    projection_loss(ref_outs).backward()
+
+    for i, (a, b) in enumerate(zip(outs, ref_outs)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=lambda s: f'stage {i}: {s}')
+    ref_params = dict(ref.named_parameters())
+    checked = 0
+    for name, p in ours.named_parameters():
+        if name.startswith(('norm0.', 'norm1.', 'norm2.')):
+            continue  # applied outside the reference above, on detached copies
+        assert p.grad is not None and p.grad.abs().max() > 0, name
+        torch.testing.assert_close(p.grad, ref_params[reference_name(name)].grad, rtol=1e-9, atol=1e-10,
+                                   msg=lambda s: f'{name}: {s}')
+        checked += 1
+    assert checked == len(ref_params) - 2  # all but the classifier head
+    ref_buffers = dict(ref.named_buffers())
+    for name, buf in ours.named_buffers():
+        torch.testing.assert_close(buf, ref_buffers[name], rtol=1e-12, atol=1e-12, msg=lambda s: f'{name}: {s}')
