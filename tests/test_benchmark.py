@@ -4,19 +4,21 @@ quotients of the medians and printed, plot and docs written, docs rendered again
 that skips instead of running on, a clear error for a bad size, the derived exponents and targets on known numbers,
 the CPU peak memory of known allocations, and the renderer on a hand-built record. ``--profile``: the op families of
 known names and of every op of real profiled steps, forward told from backward, the kernels of a GPU counted for the
-ops that launched them, the record, the tool and the rendered section; the committed page is what its JSON files
-render."""
+ops that launched them, the record, the tool and the rendered section; ``detector-train``: the two Mask R-CNN
+configs, the mode's flow on stand-ins, and the real detectors' training iterations through the tool (slow); the
+training targets met, not met and not measured; the committed page is what its JSON files render."""
 import argparse
 import json
 import math
 import os.path as osp
 import re
+import runpy
 
 import pytest
 import torch
 
 from helpers import ROOT, run_main
-from l2vit.analysis import benchmark, benchmark_report, op_profile
+from l2vit.analysis import benchmark, benchmark_report, detector, op_profile
 
 TOOL = osp.join(ROOT, 'tools', 'analysis', 'benchmark.py')
 SIZES = ('64x64', '96x128')
@@ -111,7 +113,7 @@ def test_ratios_are_quotients_of_medians_and_are_printed(run):
             assert math.isclose(c['ratio'], cp['memory_bytes'] / plain['memory_bytes'], rel_tol=1e-12)
     assert len(report['derived']['checkpoint_memory']) == len(MODELS) * len(SIZES)
     # Nothing at 800×1333 or 512²..1536²: every target says so.
-    assert [t['status'] for t in report['targets']] == ['not measured'] * 5
+    assert [t['status'] for t in report['targets']] == ['not measured'] * len(benchmark.TARGETS)
     assert re.search(r'\| infer at 800×1333: L²ViT-T / Swin-T latency ≤ 0\.90 \| — \| not measured \|', stdout)
 
 
@@ -236,6 +238,78 @@ def test_exponents_ratios_and_targets_on_known_numbers():
     results = {t['key']: t for t in benchmark.evaluate_targets(entries, benchmark.derive(entries))}
     assert [results[k]['status'] for k in ('latency_vs_swin', 'memory_vs_swin', 'time_exponent')] == ['not met'] * 3
     assert results['gemm_percent']['status'] == 'not met'
+
+
+def _ratio_entries(times_and_memory: dict) -> list:
+    """Measured entries of L²ViT-T and Swin-T: {(mode, size): (l2vit seconds, swin seconds, l2vit bytes, swin
+    bytes)}."""
+    entries = []
+    for (mode, size), (l2vit_s, swin_s, l2vit_b, swin_b) in times_and_memory.items():
+        for model, seconds, nbytes in (('l2vit-t', l2vit_s, l2vit_b), ('swin-t', swin_s, swin_b)):
+            entry = benchmark.new_entry(model, mode, benchmark.parse_size(size))
+            entry.update(times_s=[seconds], median_s=seconds, min_s=seconds, memory_bytes=nbytes)
+            entries.append(entry)
+    return entries
+
+
+NEW_TARGETS = {  # key: (mode, size, quantity)
+    'train_time_vs_swin_512x512': ('train', '512x512', 'time'),
+    'train_memory_vs_swin_512x512': ('train', '512x512', 'memory'),
+    'train_time_vs_swin_800x1333': ('train', '800x1333', 'time'),
+    'train_memory_vs_swin_800x1333': ('train', '800x1333', 'memory'),
+    'train_time_vs_swin_1536x1536': ('train', '1536x1536', 'time'),
+    'train_memory_vs_swin_1536x1536': ('train', '1536x1536', 'memory'),
+    'train-cp_memory_vs_swin_800x1333': ('train-cp', '800x1333', 'memory'),
+    'detector-train_time_vs_swin_800x1333': ('detector-train', '800x1333', 'time'),
+    'detector-train_memory_vs_swin_800x1333': ('detector-train', '800x1333', 'memory'),
+}
+
+
+def test_training_targets_met_not_met_and_not_measured():
+    """The train (≤ 0.90 at 512², 800×1333, 1536²), train-cp memory (≤ 1.00) and Mask R-CNN iteration (≤ 1.00)
+    targets: each read from its own mode, size and quantity, compared with its own limit."""
+    targets = {t['key']: t for t in benchmark.TARGETS}
+    assert set(NEW_TARGETS) <= set(targets) and len(targets) == len(benchmark.TARGETS)
+    assert [k for k in targets if k not in NEW_TARGETS] == [
+        'latency_vs_swin', 'memory_vs_swin', 'time_exponent', 'gemm_percent', 'checkpoint_memory']
+    limits = {k: targets[k]['limit'] for k in NEW_TARGETS}
+    assert limits == {k: 1.0 if k.startswith(('train-cp', 'detector')) else 0.9 for k in NEW_TARGETS}
+    assert targets['train_time_vs_swin_512x512']['text'] == 'train at 512²: L²ViT-T / Swin-T time ≤ 0.90'
+    assert targets['train-cp_memory_vs_swin_800x1333']['text'] == \
+        'train-cp at 800×1333: L²ViT-T / Swin-T peak memory ≤ 1.00'
+
+    def evaluate(entries):
+        results = benchmark.evaluate_targets(entries, benchmark.derive(entries))
+        return {t['key']: (t['status'], t['measured']) for t in results if t['key'] in NEW_TARGETS}
+
+    # Each (mode, size) with its own time and memory ratios, so that a target reading another row is caught.
+    ratios = {('train', '512x512'): (0.80, 0.85), ('train', '800x1333'): (0.70, 0.75),
+              ('train', '1536x1536'): (0.60, 0.65), ('train-cp', '800x1333'): (0.55, 0.95),
+              ('detector-train', '800x1333'): (0.98, 0.99)}
+    met = evaluate(_ratio_entries({key: (t, 1.0, int(m * 1000), 1000) for key, (t, m) in ratios.items()}))
+    for key, (mode, size, quantity) in NEW_TARGETS.items():
+        expected = ratios[(mode, size)][0 if quantity == 'time' else 1]
+        assert met[key][0] == 'met' and math.isclose(met[key][1], expected), (key, met[key])
+    # Just over each limit: not met (0.95 meets train-cp's 1.00 above, not train's 0.90 here).
+    over = {key: (0.95, 0.95) if key[0] == 'train' else (1.01, 1.01) for key in ratios}
+    not_met = evaluate(_ratio_entries({key: (t, 1.0, int(m * 1000), 1000) for key, (t, m) in over.items()}))
+    assert {k: v[0] for k, v in not_met.items()} == {k: 'not met' for k in NEW_TARGETS}
+    # At the limit: met (≤).
+    equal = evaluate(_ratio_entries({('train-cp', '800x1333'): (2.0, 1.0, 1000, 1000)}))
+    assert equal['train-cp_memory_vs_swin_800x1333'] == ('met', 1.0)
+    # Not measured: no Swin-T at that mode and size, no memory, or other sizes only.
+    entries = _ratio_entries({('train', '1024x1024'): (0.5, 1.0, 10, 100),
+                              ('detector-train', '800x1333'): (0.5, 1.0, None, 100)})
+    entries += [e for e in _ratio_entries({('train', '800x1333'): (0.5, 1.0, 10, 100)}) if e['model'] == 'l2vit-t']
+    missing = evaluate(entries)
+    assert missing.pop('detector-train_time_vs_swin_800x1333') == ('met', 0.5)
+    assert missing == {k: ('not measured', None) for k in NEW_TARGETS if k != 'detector-train_time_vs_swin_800x1333'}
+    # The same from the printed targets table.
+    record = hand_built_record()
+    record['targets'] = benchmark.evaluate_targets(entries, benchmark.derive(entries))
+    lines = benchmark_report.report_lines(record)
+    assert '| detector-train at 800×1333: L²ViT-T / Swin-T Mask R-CNN iteration time ≤ 1.00 | 0.50 | met |' in lines
+    assert '| train at 1536²: L²ViT-T / Swin-T peak memory ≤ 0.90 | — | not measured |' in lines
 
 
 # ---------------------------------------------------------------------------------------------------- measuring, unit
@@ -573,6 +647,7 @@ def test_profile_is_printed_and_on_the_page(profiled):
     (['--profile', '0'], "argument --profile: invalid size '0'"),
     (['--from-json', 'a.json', '--profile'], '--profile and --note measure or record a new run'),
     (['--from-json', 'a.json', '--note', 'x'], '--profile and --note measure or record a new run'),
+    (['--modes', 'detector-train', '--profile'], '--profile profiles the backbone modes; detector-train is not'),
 ])
 def test_bad_profile_arguments_are_clear_errors(argv, message):
     result = run_main(TOOL, *argv, check=False)
@@ -650,3 +725,159 @@ def test_committed_page_is_what_its_json_files_render():
     assert docs == 'docs/benchmarks.md'
     reports = [benchmark.load_report(str(ROOT / p)) for p in paths]
     assert page == benchmark_report.render_markdown(reports, paths, docs, benchmark_report.image_names(reports, docs))
+
+
+# ---------------------------------------------------------------------------------------------------- detector-train
+def test_detector_configs_differ_only_in_the_backbone():
+    """Mask R-CNN L²ViT-T and Swin-T: the same config apart from model.backbone (and the neck's widths, the same
+    here); BN for SyncBN and no pretrained weights anywhere; any backbone dict with its widths goes in."""
+    from l2vit.apis.config_tree import config_dicts, pretrained_checkpoints
+    configs = benchmark.detector_configs(['l2vit-t', 'swin-t'])
+    l2vit, swin = (configs[n].to_dict() for n in ('l2vit-t', 'swin-t'))
+    assert l2vit['model']['backbone']['type'] == 'L2ViT' and swin['model']['backbone']['type'] == 'SwinTransformer'
+    assert swin['model']['backbone'] == detector.swin_t_backbone()
+    assert l2vit['model']['neck']['in_channels'] == swin['model']['neck']['in_channels'] == [96, 192, 384, 768]
+    for cfg in (l2vit, swin):
+        assert not [k for k, d in config_dicts(cfg['model']) if d.get('type') == 'SyncBN']
+        assert not list(pretrained_checkpoints(cfg['model']))
+        del cfg['model']['backbone']
+    assert l2vit == swin
+    assert l2vit['optim_wrapper']['optimizer']['type'] == 'AdamW' and 'paramwise_cfg' not in l2vit['optim_wrapper']
+    resnet = dict(type='ResNet', depth=50, num_stages=4, out_indices=(0, 1, 2, 3), init_cfg=None)
+    other = detector.detector_config(resnet, (256, 512, 1024, 2048))
+    assert other.model.backbone.to_dict() == resnet and other.model.neck.in_channels == [256, 512, 1024, 2048]
+    assert 'arch' not in other.model.backbone  # a whole new dict: nothing of L²ViT's kept
+    with pytest.raises(ValueError, match='needs its output widths'):
+        detector.detector_config(resnet)
+
+
+def test_detector_train_only_when_asked():
+    """The slow detector iteration is not in the default modes; --batch, when given, is every mode's batch."""
+    namespace = runpy.run_path(TOOL, run_name='l2vit_tool_under_test')
+    args = namespace['parse_args']([])
+    assert args.modes == ['infer', 'train', 'train-cp'] and args.batch is None
+    assert benchmark.mode_batch(args, 'detector-train') == 2 and benchmark.mode_batch(args, 'infer') == 1
+    args = namespace['parse_args'](['--modes', 'detector-train', 'infer', '--batch', '4'])
+    assert args.modes == ['detector-train', 'infer'] and benchmark.mode_batch(args, 'detector-train') == 4
+
+
+class _StandInDetector:
+    """What the benchmark calls of a Detector, on a one-convolution model with a real AdamW OptimWrapper; records
+    the batches it was given."""
+
+    def __init__(self) -> None:
+        from mmengine.optim import OptimWrapper
+        self.model = _Tiny()
+        self.optim_wrapper = OptimWrapper(torch.optim.AdamW(self.model.parameters(), lr=0.1))
+        self.batches = []
+
+    def train(self) -> None:
+        self.model.train()
+
+    def train_step(self, data):
+        self.batches.append(data)
+        loss = self.model(torch.stack(data['inputs']).float())[0].mean()
+        self.optim_wrapper.update_params(loss)
+        return dict(loss=loss.detach())
+
+
+def test_detector_mode_flow_with_stand_ins(tmp_path, monkeypatch):
+    """detector-train as another pair of models: its own entries and ratios, the packed batch of 2 by default, every
+    step an optimizer step, the detectors built once, no FLOPs, no profile."""
+    built, detectors = [], {}
+
+    def stand_ins(configs, device):
+        built.append(sorted(configs))
+        detectors.update({name: _StandInDetector() for name in configs})
+        return dict(detectors)
+
+    monkeypatch.setattr(benchmark, 'detector_configs', lambda names: {n: None for n in names})
+    monkeypatch.setattr(benchmark, 'detector_settings', lambda configs: dict(boxes_per_image=3))
+    monkeypatch.setattr(benchmark, 'build_detectors', stand_ins)
+    monkeypatch.setattr(benchmark, 'build_models', lambda names, with_cp, device: {n: _Tiny() for n in names})
+    monkeypatch.setattr(benchmark, 'GEMM_N', 64)
+    options = argparse.Namespace(sizes=[(24, 32), (16, 16)], modes=['detector-train', 'train'],
+                                 models=['l2vit-t', 'swin-t', 'vit-s'], compile=False, batch=None, warmup=1, repeats=2,
+                                 budget=60.0, device=None, threads=None, no_flops=False, out_dir=str(tmp_path),
+                                 docs=None, profile=True)
+    report = benchmark.measure_report(options, ['--modes', 'detector-train', 'train'], torch.device('cpu'))
+    assert json.loads(json.dumps(report)) == report
+    assert built == [['l2vit-t', 'swin-t']]  # once, for both sizes; vit-s has no detector
+    assert report['settings']['batch'] == 1 and report['settings']['batches'] == {'detector-train': 2, 'train': 1}
+    assert report['settings']['detector'] == dict(boxes_per_image=3)
+    detector_entries = [e for e in report['results'] if e['mode'] == 'detector-train']
+    assert {(e['model'], e['size']) for e in detector_entries} == {
+        (m, s) for m in ('l2vit-t', 'swin-t') for s in ('16x16', '24x32')}
+    for e in detector_entries:
+        assert e['status'] == 'measured' and len(e['times_s']) == 2 and e['memory_bytes'] > 0 and e['macs'] is None
+    for name, stand_in in detectors.items():
+        # Per size: 1 warm-up, 2 timed, 1 memory step, each on the size's packed batch of 2 with ground truth.
+        assert len(stand_in.batches) == 8 and stand_in.optim_wrapper.optimizer.state, name
+        assert [tuple(b['inputs'][0].shape) for b in stand_in.batches] == [(3, 16, 16)] * 4 + [(3, 24, 32)] * 4
+        for data in stand_in.batches:
+            assert len(data['inputs']) == len(data['data_samples']) == 2
+            gt = data['data_samples'][0].gt_instances
+            assert len(gt.bboxes) == len(gt.labels) == len(gt.masks) == 3
+    assert {(r['model'], r['mode']) for r in report['derived']['ratios']} == {
+        ('l2vit-t', 'detector-train'), ('vit-s', 'train'), ('l2vit-t', 'train')}
+    assert report['profile']['modes'] == ['train']  # the detector is not profiled
+    options.batch = 3  # --batch: every mode
+    assert benchmark.mode_batch(options, 'detector-train') == benchmark.mode_batch(options, 'infer') == 3
+
+
+@pytest.fixture(scope='module')
+def detector_run(tmp_path_factory):
+    """The real Mask R-CNN L²ViT-T and Swin-T, one training iteration timed on a tiny input through the tool:
+    (stdout, report, {model: names of the parameters the iterations left unchanged, number of parameters})."""
+    out = tmp_path_factory.mktemp('detector')
+    unchanged = {}
+    real = benchmark.build_detectors
+
+    def recording(configs, device):
+        detectors = real(configs, device)
+        before[0] = {name: [p.detach().clone() for p in d.model.parameters()] for name, d in detectors.items()}
+        kept.update(detectors)
+        return detectors
+
+    before, kept = [None], {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(benchmark, 'build_detectors', recording)
+        result = run_main(TOOL, '--modes', 'detector-train', '--sizes', '64x96', '--repeats', '1', '--warmup', '1',
+                          '--out-dir', str(out))
+    for name, d in kept.items():
+        params = list(d.model.named_parameters())
+        unchanged[name] = ([n for (n, p), old in zip(params, before[0][name]) if torch.equal(p, old)], len(params))
+    kept.clear()
+    return result.stdout, json.loads((out / 'benchmark.json').read_text()), unchanged
+
+
+@pytest.mark.slow
+def test_detector_train_through_the_tool(detector_run):
+    stdout, report, unchanged = detector_run
+    assert report['settings']['modes'] == ['detector-train'] and report['settings']['batches'] == {
+        'detector-train': 2}
+    settings = report['settings']['detector']
+    assert settings['backbones'] == {'l2vit-t': 'L2ViT', 'swin-t': 'SwinTransformer'}
+    assert settings['neck_in_channels'] == {'l2vit-t': [96, 192, 384, 768], 'swin-t': [96, 192, 384, 768]}
+    assert settings['optimizer'] == dict(type='AdamW', lr=0.0001, weight_decay=0.05)
+    entries = {e['model']: e for e in report['results']}
+    assert sorted(entries) == ['l2vit-t', 'swin-t'] and report['skipped'] == []
+    for name, e in entries.items():
+        assert (e['mode'], e['size'], e['status']) == ('detector-train', '64x96', 'measured'), e
+        assert e['median_s'] > 0 and e['memory_bytes'] > 0 and len(e['times_s']) == 1, e
+    # The optimizer stepped: every parameter moved (AdamW on a real gradient, for backbone, neck and heads).
+    for name, (names, count) in unchanged.items():
+        assert count > 200 and names == [], (name, names)
+    ratio = next(r for r in report['derived']['ratios'] if r['mode'] == 'detector-train')
+    assert ratio['model'] == 'l2vit-t'
+    assert math.isclose(ratio['time_vs_swin'], entries['l2vit-t']['median_s'] / entries['swin-t']['median_s'])
+    assert math.isclose(ratio['memory_vs_swin'],
+                        entries['l2vit-t']['memory_bytes'] / entries['swin-t']['memory_bytes'])
+    table = section(stdout, 'detector-train')
+    assert 'One training iteration of the whole Mask R-CNN + FPN per step' in table
+    cells = row(table, '64x96', 'l2vit-t')
+    assert cells[5:7] == [f'{ratio["time_vs_swin"]:.2f}', f'{ratio["memory_vs_swin"]:.2f}'], cells
+    assert row(table, '64x96', 'swin-t')[5:7] == ['—', '—']
+    assert '| detector-train at 800×1333: L²ViT-T / Swin-T Mask R-CNN iteration time ≤ 1.00 | — | not measured |' \
+        in stdout
+    assert '- settings: batch 1 (detector-train: 2), 1 warm-up step' in stdout
