@@ -33,9 +33,13 @@ class WindowAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B', N, C) windows of tokens -> (B', N, C)."""
-        B, N, C = x.shape
+        return self.attend(self.qkv(x))
+
+    def attend(self, qkv: Tensor) -> Tensor:
+        """The attention from the ``qkv`` projection on: (B', N, 3C) -> (B', N, C)."""
+        B, N, C = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
         # unbind, not indexing: its backward stacks the three gradients instead of zero-filling qkv-sized buffers
-        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = qkv.view(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
         # Default scale of SDPA is head_dim ** -0.5, the model's scale.
         x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(B, N, C))

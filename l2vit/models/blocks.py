@@ -6,6 +6,7 @@ from mmcv.cnn.bricks import DropPath
 from torch import Tensor, nn
 
 from .attention import LinearAttention, WindowAttention, window_partition, window_reverse
+from .autograd_ops import after_recomputed, builds_backward_graph
 from .layers import ConditionalPositionEncoding, LocalConcentration, Mlp, cache_blocked
 
 
@@ -19,7 +20,8 @@ class LocalWindowBlock(nn.Module):
         s = CPE_a(x);  x = s + DropPath(WindowAttention(LN(s)));  x = CPE_b(x);  x = x + DropPath(MLP(LN(x)))
 
     The normalised map is zero-padded to whole windows; the padded tokens take part as keys and values (the
-    authors do not mask them) and are cropped away afterwards.
+    authors do not mask them) and are cropped away afterwards. In training the normalised, padded windows are not
+    kept for backward but recomputed there from ``s``.
     """
 
     #: Tokens per band of window rows in CPU inference (see :meth:`_attend`).
@@ -40,11 +42,22 @@ class LocalWindowBlock(nn.Module):
         B, H, W, C = x.shape
         ws = self.window_size
         shortcut = self.cpe[0](x)
-        y = self.norm1(shortcut)
         pad_h, pad_w = -H % ws, -W % ws
-        if pad_h or pad_w:
-            y = F.pad(y, (0, 0, 0, pad_w, 0, pad_h))
-        y = self._attend(y)
+        Hp, Wp = H + pad_h, W + pad_w
+
+        def windows(t: Tensor) -> Tensor:  # LN, zero padding to whole windows, the padded map as windows
+            t = self.norm1(t)
+            if pad_h or pad_w:
+                t = F.pad(t, (0, 0, 0, pad_w, 0, pad_h))
+            return t
+
+        if builds_backward_graph(shortcut, self.attn.qkv.weight):
+            # training: the normalised, padded windows are recomputed in backward, not kept (only ``shortcut`` is)
+            qkv = after_recomputed(self.attn.qkv, lambda t: window_partition(windows(t), ws), shortcut,
+                                   list(self.norm1.parameters()))
+            y = window_reverse(self.attn.attend(qkv), ws, Hp, Wp)
+        else:
+            y = self._attend(windows(shortcut))
         if pad_h or pad_w:
             y = y[:, :H, :W]
         x = shortcut + self.drop_path(y)
