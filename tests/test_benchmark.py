@@ -467,6 +467,8 @@ def profiled(tmp_path_factory):
     ('ConvolutionBackward0', 'autograd engine'), ('torch::autograd::AccumulateGrad', 'autograd engine'),
     ('cudaLaunchKernel', 'device runtime'), ('cuLaunchKernel', 'device runtime'),
     (op_profile.FORWARD_MARK, 'between ops'), (op_profile.BACKWARD_MARK, 'between ops'),
+    ('CheckpointFunction', 'between ops'), ('LinearAttentionFunction', 'between ops'),
+    ('LinearAttentionFunctionBackward', 'autograd engine'),
     ('aten::no_such_op', 'other'), ('my::forward', 'other'),
 ])
 def test_op_family_of_known_names(name, family):

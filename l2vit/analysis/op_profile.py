@@ -87,9 +87,10 @@ OP_FAMILIES: Tuple[Tuple[str, str, str], ...] = (
      r'autograd::engine::evaluate_function:.*|(\w+::)*(\w*Backward\d*|AccumulateGrad|CopySlices|GraphRoot|Error)'),
     ('device runtime', 'CUDA runtime and driver calls on the CPU (kernel launches, copies, synchronisation)',
      r'cuda[A-Z]\w*|cu[A-Z]\w*|hip[A-Z]\w*'),
-    ('between ops', 'the step\'s own time outside any op: Python between the ops (also inside gradient '
-     'checkpointing\'s CheckpointFunction; on a GPU also the wait for the autograd engine\'s device thread)',
-     re.escape(FORWARD_MARK) + '|' + re.escape(BACKWARD_MARK) + '|CheckpointFunction'),
+    ('between ops', 'the step\'s own time outside any op: Python between the ops (also inside the forward of '
+     'autograd Functions: gradient checkpointing\'s CheckpointFunction, the linear attention\'s '
+     'LinearAttentionFunction; on a GPU also the wait for the autograd engine\'s device thread)',
+     re.escape(FORWARD_MARK) + '|' + re.escape(BACKWARD_MARK) + '|CheckpointFunction|LinearAttentionFunction'),
 )
 FAMILY_NAMES = tuple(f[0] for f in OP_FAMILIES) + (OTHER, )
 #: Families whose expressions match the whole event name, namespace included.
