@@ -468,7 +468,8 @@ def profiled(tmp_path_factory):
     ('cudaLaunchKernel', 'device runtime'), ('cuLaunchKernel', 'device runtime'),
     (op_profile.FORWARD_MARK, 'between ops'), (op_profile.BACKWARD_MARK, 'between ops'),
     ('CheckpointFunction', 'between ops'), ('LinearAttentionFunction', 'between ops'),
-    ('LinearAttentionFunctionBackward', 'autograd engine'),
+    ('LinearAttentionFunctionBackward', 'autograd engine'), ('_AfterRecomputed', 'between ops'),
+    ('_DepthwiseConv', 'between ops'), ('_AfterRecomputedBackward', 'autograd engine'),
     ('aten::no_such_op', 'other'), ('my::forward', 'other'),
 ])
 def test_op_family_of_known_names(name, family):

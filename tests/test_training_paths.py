@@ -91,7 +91,9 @@ def test_depthwise_conv2d_takes_the_strip_path_only_where_it_helps(monkeypatch):
 
 
 # -------------------------------------------------------------------------------------------- after_recomputed
-def test_after_recomputed_gradcheck():
+@pytest.mark.parametrize('rowwise', [False, True])
+def test_after_recomputed_gradcheck(rowwise, monkeypatch):
+    monkeypatch.setattr(autograd_ops, 'ROWWISE_CHUNK', 4)  # 6 rows: a whole piece and a partial one
     g = torch.Generator().manual_seed(3)
     norm = nn.LayerNorm(5).double()
     with torch.no_grad():
@@ -102,14 +104,16 @@ def test_after_recomputed_gradcheck():
 
     def run(x, w, b, nw, nb):
         fn = lambda t: F.layer_norm(t, (5, ), nw, nb)  # noqa: E731
-        return autograd_ops._AfterRecomputed.apply(linear, fn, fn, x, w, b, nw, nb)
+        return autograd_ops._AfterRecomputed.apply(linear, fn, fn, rowwise, x, w, b, nw, nb)
 
     assert torch.autograd.gradcheck(run, (x, linear.weight, linear.bias, norm.weight, norm.bias))
 
     def gelu_then(op):
-        return lambda x, w, b: autograd_ops._AfterRecomputed.apply(op, F.gelu, F.gelu, x, w, b)
+        return lambda x, w, b: autograd_ops._AfterRecomputed.apply(op, F.gelu, F.gelu, rowwise, x, w, b)
 
     assert torch.autograd.gradcheck(gelu_then(linear), (x, linear.weight, linear.bias))
+    if rowwise:
+        return
     conv = DepthwiseConv2d(3, 7, 3).double()
     img = torch.randn(1, 3, 8, 9, generator=g, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(gelu_then(conv), (img, conv.weight, conv.bias))
@@ -118,6 +122,8 @@ def test_after_recomputed_gradcheck():
 def test_after_recomputed_refuses_other_ops():
     with pytest.raises(TypeError, match=r'op must be an nn.Linear or a stride-1 depthwise nn.Conv2d'):
         after_recomputed(nn.Conv2d(4, 4, 3, stride=2, groups=4), F.gelu, torch.randn(1, 4, 8, 8))
+    with pytest.raises(TypeError, match=r'rowwise needs a linear op'):
+        after_recomputed(DepthwiseConv2d(4, 7, 3), F.gelu, torch.randn(1, 4, 8, 8), rowwise=True)
 
 
 def saved_bytes(fn) -> int:
@@ -133,7 +139,10 @@ def saved_bytes(fn) -> int:
     return sum(storages.values())
 
 
-def test_mlp_saves_less_and_matches_the_plain_graph():
+@pytest.mark.parametrize('chunk', [2048, 16])
+def test_mlp_saves_less_and_matches_the_plain_graph(chunk, monkeypatch):
+    """With pieces of 16 rows the 84 tokens go in 6 pieces, the last one partial."""
+    monkeypatch.setattr(autograd_ops, 'ROWWISE_CHUNK', chunk)
     torch.manual_seed(4)
     dim, hidden = 8, 32
     mlp = randomize_(Mlp(dim, hidden).double(), seed=5)

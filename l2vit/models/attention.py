@@ -69,10 +69,15 @@ class LinearAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, N, C) tokens -> (B, N, C)."""
-        B, N, C = x.shape
-        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, C // self.num_heads).unbind(2)
+        return self.attend(self.qkv(x), x.dtype)
+
+    def attend(self, qkv: Tensor, dtype: torch.dtype) -> Tensor:
+        """The attention from the ``qkv`` projection on: (B, N, 3C) -> (B, N, C); the core's float32 output is cast
+        to ``dtype`` (the tokens') before the output projection."""
+        B, N, C = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+        q, k, v = qkv.view(B, N, 3, self.num_heads, C // self.num_heads).unbind(2)
         out = linear_attention(q, k, v, self.temperature)
-        return self.proj(out.reshape(B, N, C).to(x.dtype))
+        return self.proj(out.reshape(B, N, C).to(dtype))
 
 
 def linear_attention(q: Tensor, k: Tensor, v: Tensor, temperature: Tensor) -> Tensor:

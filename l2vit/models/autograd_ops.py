@@ -123,31 +123,74 @@ def _op_backward(op: nn.Module, grad: Tensor, a: Tensor, weight: Tensor, needs: 
     return grad_a, grad_weight, grad_bias
 
 
+#: Rows (tokens) per piece of :func:`after_recomputed` with ``rowwise=True``: enough for efficient matrix products,
+#: few enough that a piece's ``fn(x)`` (up to 4x wider than ``x`` in an MLP) stays in cache.
+ROWWISE_CHUNK = 2048
+
+
 class _AfterRecomputed(torch.autograd.Function):
     """``op(fn(x))`` saving ``x`` and ``op``'s weight; ``recompute(x)`` (``fn`` without side effects) gives
     ``fn(x)`` again in backward.
 
     ``fn``'s parameters are inputs too, so that their gradients are returned here. The forward's autocast state is
     restored for the recomputation, and ``op``'s products are computed in the dtype its forward used (autocast's,
-    or the operands' promoted one), as the plain graph would.
+    or the operands' promoted one), as the plain graph would. ``rowwise`` (a linear ``op`` and an ``fn`` that maps
+    each row of ``x`` on its own): both directions go :data:`ROWWISE_CHUNK` rows at a time, so that ``fn(x)`` and
+    its gradient never exist as whole tensors (allocating a fresh 100 MB tensor costs a CPU more than the GELU on
+    it, as its pages are faulted in).
     """
 
     @staticmethod
-    def forward(ctx, op: nn.Module, fn: Callable[[Tensor], Tensor], recompute: Callable[[Tensor], Tensor], x: Tensor,
-                weight: Tensor, bias: Optional[Tensor], *fn_params: Tensor) -> Tensor:
+    def forward(ctx, op: nn.Module, fn: Callable[[Tensor], Tensor], recompute: Callable[[Tensor], Tensor],
+                rowwise: bool, x: Tensor, weight: Tensor, bias: Optional[Tensor], *fn_params: Tensor) -> Tensor:
         device = x.device.type
-        ctx.op, ctx.recompute, ctx.fn_params, ctx.device = op, recompute, fn_params, device
+        ctx.op, ctx.recompute, ctx.rowwise, ctx.fn_params, ctx.device = op, recompute, rowwise, fn_params, device
         ctx.autocast = (torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
         ctx.save_for_backward(x, weight)
-        return _op_forward(op, fn(x), weight, bias)
+        if not rowwise:
+            return _op_forward(op, fn(x), weight, bias)
+        rows = x.reshape(-1, x.shape[-1])
+        out = None
+        for start in range(0, rows.shape[0], ROWWISE_CHUNK):
+            piece = F.linear(fn(rows[start:start + ROWWISE_CHUNK]), weight, bias)
+            if out is None:  # the pieces' dtype: autocast may have chosen a lower precision
+                out = piece.new_empty(rows.shape[0], piece.shape[1])
+            out[start:start + ROWWISE_CHUNK] = piece
+        return out.view(*x.shape[:-1], -1)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor) -> Tuple[Optional[Tensor], ...]:
         x, weight = ctx.saved_tensors
+        needs_x, needs_weight, needs_bias = ctx.needs_input_grad[4:7]
+        fn_needs = list(ctx.needs_input_grad[7:])
+        if not ctx.rowwise:
+            grads = _AfterRecomputed._backward(ctx, grad, x, weight)
+        else:
+            rows, grad_rows = x.reshape(-1, x.shape[-1]), grad.reshape(-1, grad.shape[-1])
+            grad_x_rows = torch.empty_like(rows) if needs_x else None
+            grads = None
+            for start in range(0, rows.shape[0], ROWWISE_CHUNK):
+                piece = _AfterRecomputed._backward(ctx, grad_rows[start:start + ROWWISE_CHUNK],
+                                                   rows[start:start + ROWWISE_CHUNK], weight)
+                if grad_x_rows is not None:
+                    grad_x_rows[start:start + ROWWISE_CHUNK] = piece[0]
+                # the sums over rows (weight, bias and fn's parameters), accumulated piece by piece
+                if grads is None:
+                    grads = piece[1:]
+                else:
+                    grads = [g if g is None else g.add_(p) for g, p in zip(grads, piece[1:])]
+            grads = [grad_x_rows.view(x.shape) if grad_x_rows is not None else None, *grads]
+        grad_x, grad_weight, grad_bias, *fn_grads = grads
+        return (None, None, None, None, grad_x if needs_x else None, grad_weight if needs_weight else None,
+                grad_bias if needs_bias else None, *[g if needed else None for g, needed in zip(fn_grads, fn_needs)])
+
+    @staticmethod
+    def _backward(ctx, grad: Tensor, x: Tensor, weight: Tensor) -> List[Optional[Tensor]]:
+        """The gradients for (a piece of) ``x``: [x, weight, bias, *fn_params], None where not needed."""
         enabled, dtype = ctx.autocast
-        needs_x, needs_weight, needs_bias = ctx.needs_input_grad[3:6]
-        fn_needs = [p for p, needed in zip(ctx.fn_params, ctx.needs_input_grad[6:]) if needed]
+        needs_x, needs_weight, needs_bias = ctx.needs_input_grad[4:7]
+        fn_needs = [p for p, needed in zip(ctx.fn_params, ctx.needs_input_grad[7:]) if needed]
         with torch.enable_grad(), torch.autocast(ctx.device, dtype=dtype, enabled=enabled):
             inp = x.detach().requires_grad_(needs_x)
             a = ctx.recompute(inp)
@@ -163,22 +206,26 @@ class _AfterRecomputed(torch.autograd.Function):
             wrt = ([inp] if needs_x else []) + fn_needs
             grads = iter(torch.autograd.grad(a, wrt, grad_a.to(a.dtype), allow_unused=True))
             grad_x = next(grads) if needs_x else None
-            fn_grads = [next(grads) if needed else None for needed in ctx.needs_input_grad[6:]]
-        return (None, None, None, grad_x, grad_weight, grad_bias, *fn_grads)
+            fn_grads = [next(grads) if needed else None for needed in ctx.needs_input_grad[7:]]
+        return [grad_x, grad_weight, grad_bias, *fn_grads]
 
 
 def after_recomputed(op: nn.Module, fn: Callable[[Tensor], Tensor], x: Tensor, fn_params: Sequence[Tensor] = (),
-                     recompute: Optional[Callable[[Tensor], Tensor]] = None) -> Tensor:
+                     recompute: Optional[Callable[[Tensor], Tensor]] = None, rowwise: bool = False) -> Tensor:
     """``op(fn(x))`` for ``op`` an ``nn.Linear`` or a depthwise ``nn.Conv2d`` (:func:`is_depthwise`).
 
     While autograd records (:func:`builds_backward_graph`), ``fn(x)`` is not kept for backward but recomputed there
     from ``x``, which ``fn``'s own backward keeps anyway: one activation of ``fn(x)``'s size less is saved. ``fn``
     must be cheap and deterministic, ``fn_params`` must list the parameters it uses, and ``recompute`` (default
     ``fn``) must compute the same without side effects (a BatchNorm in training: on the batch statistics, without
-    updating the running ones). Otherwise this is the plain ``op(fn(x))``.
+    updating the running ones). With ``rowwise`` (a linear ``op``, and ``fn`` applied to each row of ``x``, the last
+    dimension, on its own, as LayerNorm and GELU are) the work goes a block of rows at a time, in both directions.
+    Otherwise this is the plain ``op(fn(x))``.
     """
     if not builds_backward_graph(x, op.weight, *fn_params):
         return op(fn(x))
     if not (isinstance(op, nn.Linear) or is_depthwise(op)):
         raise TypeError(f'after_recomputed: op must be an nn.Linear or a stride-1 depthwise nn.Conv2d, got {op!r}')
-    return _AfterRecomputed.apply(op, fn, recompute or fn, x, op.weight, op.bias, *fn_params)
+    if rowwise and not isinstance(op, nn.Linear):
+        raise TypeError(f'after_recomputed: rowwise needs a linear op, got {op!r}')
+    return _AfterRecomputed.apply(op, fn, recompute or fn, rowwise, x, op.weight, op.bias, *fn_params)

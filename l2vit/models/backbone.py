@@ -36,7 +36,8 @@ class L2ViT(BaseModule):
         out_indices: stages whose (normalised) outputs are returned; negative indices count from the end.
         frozen_stages: freeze the stem and stages ``0..frozen_stages`` (and their output norms); -1 freezes nothing.
         norm_eval: keep the BatchNorm layers in eval mode while training.
-        with_cp: gradient checkpointing per block (saves memory, same outputs and gradients).
+        with_cp: gradient checkpointing of every block and every downsampling layer, the convolutional stem
+            included (saves memory, same outputs and gradients).
         norm_cfg: norm of the convolutional stem and of every LCM; BN by default, SyncBN for distributed training.
         init_cfg: mmengine init config, a dict or a list of dicts. ``dict(type='Pretrained', checkpoint=PATH_OR_URL[,
             prefix='backbone.'])`` accepts a converted checkpoint as well as the authors' released file.
@@ -257,13 +258,10 @@ class L2ViT(BaseModule):
         if x.numel() == 0:
             raise ValueError(f'L2ViT got an empty input of shape {tuple(x.shape)}; images must have H, W >= 1')
         outs = []
+        checkpointed = self.with_cp and self.training and torch.is_grad_enabled()
         for i in range(self.num_stages):
-            x = self.downsample_layers[i](x)
-            for block in self.stages[i]:
-                if self.with_cp and self.training and torch.is_grad_enabled():
-                    x = _checkpointed(block, x)
-                else:
-                    x = block(x)
+            for layer in [self.downsample_layers[i], *self.stages[i]]:
+                x = _checkpointed(layer, x) if checkpointed else layer(x)
             if i in self.out_indices:
                 outs.append(getattr(self, f'norm{i}')(x).permute(0, 3, 1, 2).contiguous())
         return tuple(outs)

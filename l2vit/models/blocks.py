@@ -105,7 +105,12 @@ class LinearGlobalBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         B, H, W, C = x.shape
         x = self.cpe[0](x)
-        y = self.attn(self.norm1(x).reshape(B, H * W, C)).view(B, H, W, C)
+        if builds_backward_graph(x, self.attn.qkv.weight):
+            # training: the normalised tokens (the qkv projection's input) are recomputed in backward, not kept
+            qkv = after_recomputed(self.attn.qkv, self.norm1, x, list(self.norm1.parameters()), rowwise=True)
+            y = self.attn.attend(qkv.reshape(B, H * W, -1), x.dtype).view(B, H, W, C)
+        else:
+            y = self.attn(self.norm1(x).reshape(B, H * W, C)).view(B, H, W, C)
         x = x + self.drop_path(y)
         x = x + self.drop_path(self.local_mp(x, self.norm3))
         return x + self.drop_path(self.mlp(x, self.norm2))

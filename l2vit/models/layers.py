@@ -161,10 +161,11 @@ class Mlp(nn.Module):
         """``fc2(act(fc1(x)))``, or of ``norm(x)`` with a ``norm`` (the block's LayerNorm in front of it). In
         training neither ``norm(x)`` nor ``act(fc1(...))`` is kept for backward; both are recomputed there
         (:func:`~l2vit.models.autograd_ops.after_recomputed`), which saves 1 + ``hidden_dim / dim`` activations of
-        the input's size per MLP."""
+        the input's size per MLP, and both directions go a block of tokens at a time."""
         if builds_backward_graph(x, self.fc1.weight):
-            h = self.fc1(x) if norm is None else after_recomputed(self.fc1, norm, x, list(norm.parameters()))
-            return after_recomputed(self.fc2, self.act, h)
+            h = self.fc1(x) if norm is None else after_recomputed(self.fc1, norm, x, list(norm.parameters()),
+                                                                  rowwise=True)
+            return after_recomputed(self.fc2, self.act, h, rowwise=True)
         if norm is not None:
             x = norm(x)
         if not cache_blocked(x) or x.numel() <= self.chunk_tokens * x.shape[-1]:
