@@ -84,11 +84,12 @@ def linear_attention(q: Tensor, k: Tensor, v: Tensor, temperature: Tensor) -> Te
     """The linear attention core on (B, N, heads, head_dim) tensors; returns (B, N, heads, head_dim) in float32
     (or float64 for float64 inputs).
 
-    When autograd needs it (grad mode on and an input requiring grad, not under a TorchScript trace), the core runs
+    When autograd needs it on the CPU (grad mode on and an input requiring grad, not under a TorchScript trace; on
+    GPUs the plain ops run until the function has been checked there), the core runs
     as :class:`LinearAttentionFunction`, which keeps only ``q``, ``k``, ``v`` (at their own dtype) and the temperature
     for the backward; otherwise (inference, tracing for export or FLOP counting) as the plain ops. Both compute the
     same forward with the same ops, so their outputs are bit-identical."""
-    if (torch.is_grad_enabled() and not torch.jit.is_tracing()
+    if (torch.is_grad_enabled() and not torch.jit.is_tracing() and q.device.type == 'cpu'
             and any(t.requires_grad for t in (q, k, v, temperature))):
         return LinearAttentionFunction.apply(q, k, v, temperature)
     return _linear_attention_forward(q, k, v, temperature)

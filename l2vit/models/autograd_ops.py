@@ -26,12 +26,13 @@ Grads = Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]
 
 
 def builds_backward_graph(*tensors: Tensor) -> bool:
-    """Whether eager autograd is recording a graph through any of ``tensors``. ``torch.compile`` makes its own
-    choices of what to save and recompute, and ``torch.jit.trace`` (FLOP counting, ONNX export) cannot trace
-    through Python autograd functions, so both get the plain layers."""
+    """Whether eager autograd is recording a graph through any of ``tensors``, on the CPU: where the functions here
+    are used. ``torch.compile`` makes its own choices of what to save and recompute, and ``torch.jit.trace`` (FLOP
+    counting, ONNX export) cannot trace through Python autograd functions, so both get the plain layers. On GPUs the
+    plain layers run too until these paths have been checked and timed there."""
     if not torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.jit.is_tracing():
         return False
-    return any(t.requires_grad for t in tensors)
+    return all(t.device.type == 'cpu' for t in tensors) and any(t.requires_grad for t in tensors)
 
 
 # ------------------------------------------------------------------------------------------ depthwise convolution

@@ -88,6 +88,8 @@ class LinearGlobalBlock(nn.Module):
 
         x = CPE(x);  x = x + DropPath(LinearAttention(LN_1(x)));  x = x + DropPath(LCM(LN_3(x)))
         x = x + DropPath(MLP(LN_2(x)))
+
+    In training the LayerNorms' outputs are recomputed in backward instead of kept (LCM and MLP take their norm).
     """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4., drop_path: float = 0.,
