@@ -45,7 +45,7 @@ class LocalWindowBlock(nn.Module):
         pad_h, pad_w = -H % ws, -W % ws
         Hp, Wp = H + pad_h, W + pad_w
 
-        def windows(t: Tensor) -> Tensor:  # LN, zero padding to whole windows, the padded map as windows
+        def windows(t: Tensor) -> Tensor:  # LN, then zero padding to whole windows
             t = self.norm1(t)
             if pad_h or pad_w:
                 t = F.pad(t, (0, 0, 0, pad_w, 0, pad_h))
