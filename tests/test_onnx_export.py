@@ -185,21 +185,24 @@ def test_linear_attention_float32_island_survives_export(tmp_path):
 
 
 def test_benchmark_onnxruntime_row(tmp_path):
-    """tools/analysis/benchmark.py --onnxruntime: L²ViT-T in onnxruntime timed beside torch eager, its time over
-    eager's in the record and on the page."""
+    """tools/analysis/benchmark.py --onnxruntime (and --openvino where OpenVINO is installed): L²ViT-T exported and
+    timed beside torch eager, its time over eager's in the record and on the page."""
+    import importlib.util
     import json
+    runtimes = ['l2vit-t+onnxruntime'] + (['l2vit-t+openvino'] if importlib.util.find_spec('openvino') else [])
     out = tmp_path / 'bench'
     result = run_main('tools/analysis/benchmark.py', '--sizes', '64', '61x83', '--modes', 'infer', '--models',
-                      'l2vit-t', '--onnxruntime', '--repeats', '1', '--warmup', '1', '--no-flops', '--out-dir', out,
-                      '--docs', tmp_path / 'page.md')
+                      'l2vit-t', '--onnxruntime', *(['--openvino'] if len(runtimes) > 1 else []), '--repeats', '1',
+                      '--warmup', '1', '--no-flops', '--out-dir', out, '--docs', tmp_path / 'page.md')
     report = json.loads((out / 'benchmark.json').read_text())
-    rows = [e for e in report['results'] if e['model'] == 'l2vit-t+onnxruntime']
-    expected = [('64x64', 'measured', None), ('61x83', 'measured', None)]
-    assert [(e['size'], e['status'], e['memory_bytes']) for e in rows] == expected
-    ratios = report['derived']['vs_eager']
-    assert [(r['model'], r['size']) for r in ratios] == [('l2vit-t+onnxruntime', size) for size in ('64x64', '61x83')]
-    for r, e in zip(ratios, rows):
-        assert r['time_vs_eager'] == pytest.approx(e['median_s'] / r['eager_median_s'])
+    for runtime in runtimes:
+        rows = [e for e in report['results'] if e['model'] == runtime]
+        expected = [('64x64', 'measured', None), ('61x83', 'measured', None)]
+        assert [(e['size'], e['status'], e['memory_bytes']) for e in rows] == expected
+        ratios = [r for r in report['derived']['vs_eager'] if r['model'] == runtime]
+        assert [r['size'] for r in ratios] == ['64x64', '61x83']
+        for r, e in zip(ratios, rows):
+            assert r['time_vs_eager'] == pytest.approx(e['median_s'] / r['eager_median_s'])
+        assert f'| 61x83 | {runtime} | infer |' in (tmp_path / 'page.md').read_text()
     assert report['settings']['onnxruntime']['provider'] == 'CPUExecutionProvider'
     assert 'L²ViT-T in other runtimes against torch eager' in result.stdout
-    assert '| 61x83 | l2vit-t+onnxruntime | infer |' in (tmp_path / 'page.md').read_text()

@@ -258,6 +258,11 @@ def report_lines(report: Report, heading: str = '###') -> List[str]:
                       f'intra-op threads; one file exported by {runtime["exporter"]} at opset {runtime["opset"]} '
                       'with batch and size dynamic, used at every size; outputs copied back into torch tensors '
                       '(in the time); its memory is outside torch\'s allocator and not measured (— in the tables).']
+        runtime = report['settings'].get('openvino')
+        if runtime:
+            lines += [f'- OpenVINO {runtime["version"]}, {runtime["device"]} device, {runtime["inference_threads"]} '
+                      'inference threads, the same kind of file (exported in the same run); outputs copied into '
+                      'torch tensors (in the time); memory not measured.']
     lines += ['', f'{heading} Scaling exponents (slope of log value against log pixels)', ''] + exponent_table(report)
     if report['derived']['checkpoint_memory']:
         lines += ['', f'{heading} Gradient checkpointing: peak memory of train-cp against train', '']

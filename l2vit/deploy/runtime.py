@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from ..errors import ToolError
 
 __all__ = ['DEFAULT_TOLERANCE', 'Parity', 'require_onnxruntime', 'session', 'run_session', 'check_sizes', 'verify',
-           'format_parity', 'OnnxRuntimeModel']
+           'format_parity', 'OnnxRuntimeModel', 'OpenVinoModel']
 
 DEFAULT_TOLERANCE = 1e-4
 INSTALL_HINT = ('pip install -e ".[deploy]" (or pip install onnxruntime, the version in '
@@ -141,3 +141,29 @@ class OnnxRuntimeModel:
 
     def parameters(self) -> List[Any]:
         return []
+
+
+class OpenVinoModel(OnnxRuntimeModel):
+    """The same exported file (:class:`OnnxRuntimeModel` writes it) compiled by OpenVINO for its CPU device with
+    ``threads`` inference threads, called like the module. OpenVINO is optional (``pip install openvino``); a
+    missing package is a :class:`~l2vit.errors.ToolError` with that hint."""
+
+    def __init__(self, module: nn.Module, path: str, names: Sequence[str], example: Tensor, opset: int,
+                 threads: int = 0) -> None:
+        try:
+            import openvino
+        except ImportError:
+            raise ToolError('--openvino needs the openvino package, which is not installed here: pip install '
+                            'openvino') from None
+        from .export import export_module
+        was_training = module.training
+        module.eval()
+        export_module(module, example, path, list(names), opset, dynamic=True)
+        module.train(was_training)
+        self.path, self.opset, self.threads, self.version = path, opset, threads, openvino.__version__
+        config = {'INFERENCE_NUM_THREADS': threads} if threads else {}
+        self.compiled = openvino.Core().compile_model(path, 'CPU', config)
+
+    def __call__(self, image: Tensor) -> Tuple[Tensor, ...]:
+        result = self.compiled(image.detach().cpu().numpy())
+        return tuple(torch.from_numpy(result[out]) for out in self.compiled.outputs)

@@ -3,8 +3,8 @@
 training iteration with L²ViT-T against Swin-T, in one process.
 
     python tools/analysis/benchmark.py [--sizes 224 512 800x1333 ...] [--modes infer train train-cp detector-train]
-        [--models l2vit-t swin-t vit-s] [--compile] [--onnxruntime] [--repeats 5] [--warmup 2] [--budget 60] [--batch N]
-        [--device cpu|cuda] [--threads N] [--no-flops] [--profile [N|HxW]] [--note TEXT]
+        [--models l2vit-t swin-t vit-s] [--compile] [--onnxruntime] [--openvino] [--repeats 5] [--warmup 2]
+        [--budget 60] [--batch N] [--device cpu|cuda] [--threads N] [--no-flops] [--profile [N|HxW]] [--note TEXT]
         [--out-dir work_dirs/benchmark] [--docs docs/benchmarks.md]
     python tools/analysis/benchmark.py --from-json A.json [B.json ...] --docs docs/benchmarks.md
 
@@ -54,7 +54,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 warnings.filterwarnings('ignore', message='torch.utils.checkpoint: the use_reentrant parameter', category=UserWarning)
 
 from l2vit.analysis.benchmark import (COMPILED, DEFAULT_BATCH, DEFAULT_MODES, DEFAULT_SIZES,  # noqa: E402
-                                      DETECTOR_MODE, MODE_BATCH, MODEL_NAMES, MODES, ONNXRUNTIME, parse_size)
+                                      DETECTOR_MODE, MODE_BATCH, MODEL_NAMES, MODES, ONNXRUNTIME, OPENVINO, parse_size)
 from l2vit.errors import error_exit  # noqa: E402
 
 
@@ -71,6 +71,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--onnxruntime', action='store_true',
                         help=f'also time {ONNXRUNTIME}: L²ViT-T exported to ONNX (dynamic sizes) in onnxruntime\'s '
                         'CPU execution provider (infer only; needs the [deploy] extra)')
+    parser.add_argument('--openvino', action='store_true',
+                        help=f'also time {OPENVINO}: the same exported file in OpenVINO on the CPU (infer only; needs '
+                        'pip install openvino)')
     parser.add_argument('--batch', type=int,
                         help=f'images per step in every mode (default {DEFAULT_BATCH}; '
                         + ', '.join(f'{mode}: {n}' for mode, n in MODE_BATCH.items()) + ')')
