@@ -11,6 +11,15 @@ The backbones are the ones the configs build, without pretrained weights:
   over all tokens (position embedding resized to each input), so its cost grows with the square of the pixels.
 * ``l2vit-t+compile`` (``--compile``): ``torch.compile`` of the same L²ViT-T module, in the ``infer`` and ``train``
   modes. Its compilation happens in the warm-up, so the budget (below) is checked on its last warm-up step.
+* ``l2vit-t+onnxruntime`` (``--onnxruntime``, ``infer`` only): the same L²ViT-T module exported to ONNX once
+  (TorchScript-based exporter, opset :data:`ONNX_OPSET`, batch and size dynamic: one file for every size) and run by
+  an onnxruntime session on the CPU execution provider with as many intra-op threads as torch
+  (:class:`l2vit.deploy.runtime.OnnxRuntimeModel`); its outputs come back as torch tensors, a copy included in its
+  time. Its memory lives outside torch's allocator and is not measured. The record's ``derived.vs_eager`` gives its
+  time (and the compiled model's) over torch eager L²ViT-T's at the same mode and size, from the same rounds.
+* ``l2vit-t+openvino`` (``--openvino``, ``infer`` only, optional package): the same exported file compiled by
+  OpenVINO for its CPU device with torch's number of threads (:class:`l2vit.deploy.runtime.OpenVinoModel`), timed and
+  compared the same way.
 
 What one step is, per mode: ``infer``: eval mode, a forward under ``torch.no_grad()``; ``train``: train mode, a
 forward, loss = the sum of every output's mean, a backward, gradients dropped (set to None); ``train-cp``: the same
@@ -89,7 +98,7 @@ __all__ = [
     'DEFAULT_BATCH', 'MODE_BATCH', 'DEFAULT_SIZES', 'LABELS', 'TARGETS', 'parse_size', 'size_key', 'ordered_sizes',
     'command_line', 'detector_configs', 'build_models', 'build_detectors', 'peak_memory', 'mode_batch', 'new_entry',
     'measure', 'derive', 'evaluate_targets', 'machine_info', 'select_device', 'profile_size', 'measure_profile',
-    'measure_report', 'save_report', 'load_report'
+    'measure_report', 'save_report', 'load_report', 'ONNXRUNTIME', 'OPENVINO', 'ONNX_OPSET'
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,6 +106,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = 'l2vit-benchmark/1'
 MODEL_NAMES = ('l2vit-t', 'swin-t', 'vit-s')
 COMPILED = 'l2vit-t+compile'
+ONNXRUNTIME = 'l2vit-t+onnxruntime'
+OPENVINO = 'l2vit-t+openvino'
+ONNX_OPSET = 17
+#: Models that are L²ViT-T run another way (compiled, exported): compared with eager L²ViT-T in ``derived.vs_eager``.
+RUNTIMES = (COMPILED, ONNXRUNTIME, OPENVINO)
+#: The exported runtimes: (option, model name) of each; their memory is outside torch's allocator.
+EXPORTED = (('onnxruntime', ONNXRUNTIME), ('openvino', OPENVINO))
 BASELINE = 'swin-t'
 DETECTOR_MODE = 'detector-train'
 MODES = ('infer', 'train', 'train-cp', DETECTOR_MODE)
@@ -109,7 +125,8 @@ DETECTOR_MODELS = ('l2vit-t', 'swin-t')
 DEFAULT_BATCH = 1
 MODE_BATCH = {DETECTOR_MODE: 2}
 DEFAULT_SIZES = ('224', '512', '800x1333', '1024', '1536', '2048')
-LABELS = {'l2vit-t': 'L²ViT-T', 'swin-t': 'Swin-T', 'vit-s': 'ViT-S/16', COMPILED: 'L²ViT-T, torch.compile'}
+LABELS = {'l2vit-t': 'L²ViT-T', 'swin-t': 'Swin-T', 'vit-s': 'ViT-S/16', COMPILED: 'L²ViT-T, torch.compile',
+          ONNXRUNTIME: 'L²ViT-T, onnxruntime (CPU)', OPENVINO: 'L²ViT-T, OpenVINO (CPU)'}
 VIT_S = dict(type='VisionTransformer', patch_size=16, embed_dims=384, num_layers=12, num_heads=6, mlp_ratio=4,
              img_size=(512, 512), out_indices=(2, 5, 8, 11), init_cfg=None)
 GEMM_N = 2048
@@ -441,7 +458,7 @@ def measure_size(models: Dict[str, Any], mode: str, size: Tuple[int, int], optio
 
     def guarded(entry: Entry, action: Callable[[], Any]) -> Any:
         """Run ``action``; a failed compilation or a GPU out of memory becomes the entry's error."""
-        tolerated = Exception if entry['model'] == COMPILED else torch.OutOfMemoryError
+        tolerated = Exception if entry['model'] in RUNTIMES else torch.OutOfMemoryError
         try:
             return action()
         except tolerated as err:
@@ -479,7 +496,8 @@ def measure_size(models: Dict[str, Any], mode: str, size: Tuple[int, int], optio
             if seconds is not None:
                 by_name[name]['times_s'].append(seconds)
     for name in list(steps):
-        by_name[name]['memory_bytes'] = guarded(by_name[name], lambda: peak_memory(steps[name], device))
+        if name not in dict(EXPORTED).values():  # the exported runtimes allocate outside torch
+            by_name[name]['memory_bytes'] = guarded(by_name[name], lambda: peak_memory(steps[name], device))
     for entry in entries:
         if entry['status'] == 'measured':
             entry.update(median_s=statistics.median(entry['times_s']), min_s=min(entry['times_s']),
@@ -504,7 +522,7 @@ def models_for_mode(mode: str, options: Options, device: Any, cache: Dict[str, D
     key = 'cp' if with_cp else 'plain'
     if key not in cache:
         names = list(options.models)
-        if options.compile and 'l2vit-t' not in names and not with_cp:
+        if (options.compile or _exported(options)) and 'l2vit-t' not in names and not with_cp:
             names.append('l2vit-t')
         cache[key] = build_models(names, with_cp, device)
         if options.compile and not with_cp:
@@ -512,12 +530,40 @@ def models_for_mode(mode: str, options: Options, device: Any, cache: Dict[str, D
     models = {name: cache[key][name] for name in options.models}
     if options.compile and mode in COMPILED_MODES:
         models.update(cache['compiled'])
+    for option, name in EXPORTED:
+        if getattr(options, option, False) and mode == 'infer':
+            if option not in cache:
+                cache[option] = {name: exported_model(option, cache['plain']['l2vit-t'], options, device)}
+            models.update(cache[option])
     for model in models.values():
         if mode == 'infer':
             model.eval()  # (mmseg's ViT returns None from train()/eval(): never chain them)
         else:
             model.train()
     return models
+
+
+def _exported(options: Options) -> List[str]:
+    """The exported runtimes ``options`` asks for (``--onnxruntime``, ``--openvino``)."""
+    return [name for option, name in EXPORTED if getattr(options, option, False)]
+
+
+def exported_model(option: str, model: Any, options: Options, device: Any) -> Any:
+    """``model`` (eager L²ViT-T) exported with dynamic batch and size to ``options.out_dir/l2vit-t-<option>.onnx``
+    and run on the CPU with torch's intra-op threads by onnxruntime
+    (:class:`l2vit.deploy.runtime.OnnxRuntimeModel`) or OpenVINO (:class:`l2vit.deploy.runtime.OpenVinoModel`)."""
+    import torch
+
+    from ..deploy.runtime import OnnxRuntimeModel, OpenVinoModel, require_onnxruntime
+    if device.type != 'cpu':
+        raise ToolError(f'--{option} times a CPU runtime; run it with --device cpu')
+    require_onnxruntime()
+    names = [f'stage{i}' for i in model.out_indices]
+    example = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    path = osp.join(options.out_dir, f'l2vit-t-{option}.onnx')
+    print(f'exporting l2vit-t to {path} for {option} ...', file=sys.stderr, flush=True)
+    runtime = OnnxRuntimeModel if option == 'onnxruntime' else OpenVinoModel
+    return runtime(model, path, names, example, ONNX_OPSET, threads=torch.get_num_threads())
 
 
 def count_macs(cache: Dict[str, Dict[str, Any]], entries: List[Entry], batch: int, device: Any) -> List[str]:
@@ -530,7 +576,7 @@ def count_macs(cache: Dict[str, Dict[str, Any]], entries: List[Entry], batch: in
     for entry in entries:
         if entry['mode'] != 'infer' or entry['status'] != 'measured':
             continue
-        base = 'l2vit-t' if entry['model'] == COMPILED else entry['model']
+        base = 'l2vit-t' if entry['model'] in RUNTIMES else entry['model']
         key = (base, entry['size'])
         if key not in counted:
             model = cache['plain'][base]
@@ -698,7 +744,17 @@ def derive(entries: List[Entry]) -> Dict[str, Any]:
                 checkpoint.append(dict(model=model, size=size, train_bytes=plain['memory_bytes'],
                                        train_cp_bytes=cp['memory_bytes'],
                                        ratio=_quotient(cp['memory_bytes'], plain['memory_bytes'])))
-    return dict(ratios=ratios, exponents=scaling, checkpoint_memory=checkpoint)
+    vs_eager = []
+    for mode in modes:
+        for size in sizes:
+            eager = find(entries, 'l2vit-t', mode, size)
+            for model in RUNTIMES:
+                entry = find(entries, model, mode, size)
+                if entry is not None and eager is not None:
+                    vs_eager.append(dict(model=model, mode=mode, size=size, median_s=entry['median_s'],
+                                         eager_median_s=eager['median_s'],
+                                         time_vs_eager=_quotient(entry['median_s'], eager['median_s'])))
+    return dict(ratios=ratios, exponents=scaling, checkpoint_memory=checkpoint, vs_eager=vs_eager)
 
 
 def target_values(entries: List[Entry], derived: Dict[str, Any]) -> Dict[str, Optional[float]]:
@@ -785,7 +841,8 @@ def measure_report(options: Options, argv: Sequence[str], device: Any) -> Report
         schema=SCHEMA, command=command_line(argv), date=date, machine=machine_info(device),
         settings=dict(sizes=[size_key(s) for s in ordered_sizes(options.sizes)],
                       modes=list(options.modes),
-                      models=list(options.models) + ([COMPILED] if options.compile else []),
+                      models=list(options.models) + ([COMPILED] if options.compile else [])
+                      + _exported(options),
                       batch=mode_batch(options, 'train'), batches={m: mode_batch(options, m) for m in options.modes},
                       warmup=options.warmup, repeats=options.repeats, budget_s=options.budget,
                       device=device.type, threads=torch.get_num_threads(), flops=not options.no_flops,
@@ -799,6 +856,17 @@ def measure_report(options: Options, argv: Sequence[str], device: Any) -> Report
         report['profile'] = profile
     if 'detector_settings' in cache:
         report['settings']['detector'] = cache['detector_settings']
+    if 'onnxruntime' in cache:
+        import onnxruntime
+        runtime = cache['onnxruntime'][ONNXRUNTIME]
+        report['settings']['onnxruntime'] = dict(version=onnxruntime.__version__, provider='CPUExecutionProvider',
+                                                 opset=runtime.opset, intra_op_threads=runtime.threads,
+                                                 exporter='torch.onnx.export(dynamo=False)', dynamic=True)
+    if 'openvino' in cache:
+        runtime = cache['openvino'][OPENVINO]
+        report['settings']['openvino'] = dict(version=runtime.version, device='CPU', opset=runtime.opset,
+                                              inference_threads=runtime.threads,
+                                              exporter='torch.onnx.export(dynamo=False)', dynamic=True)
     return report
 
 

@@ -88,6 +88,13 @@ def detector_lines(report: Report) -> List[str]:
             'against Mask R-CNN Swin-T.', '']
 
 
+def vs_eager_table(report: Report) -> List[str]:
+    """L²ViT-T compiled or in onnxruntime against torch eager L²ViT-T, same mode and size, same rounds."""
+    rows = [[r['size'], r['model'], r['mode'], fmt_ms(r['median_s']), fmt_ms(r['eager_median_s']),
+             fmt(r['time_vs_eager'])] for r in report['derived'].get('vs_eager', [])]
+    return _table(['size', 'model', 'mode', 'median ms', 'eager median ms', 'time / eager'], rows, left=(0, 1, 2))
+
+
 def exponent_table(report: Report) -> List[str]:
     rows = {}
     for x in report['derived']['exponents']:
@@ -242,6 +249,20 @@ def report_lines(report: Report, heading: str = '###') -> List[str]:
     for mode in report['settings']['modes']:
         lines += ['', f'{heading} {mode}', ''] + (detector_lines(report) if mode == DETECTOR_MODE else [])
         lines += mode_table(report, mode)
+    if report['derived'].get('vs_eager'):
+        lines += ['', f'{heading} L²ViT-T in other runtimes against torch eager (same run, interleaved rounds)', '']
+        lines += vs_eager_table(report)
+        runtime = report['settings'].get('onnxruntime')
+        if runtime:
+            lines += ['', f'- onnxruntime {runtime["version"]}, {runtime["provider"]}, {runtime["intra_op_threads"]} '
+                      f'intra-op threads; one file exported by {runtime["exporter"]} at opset {runtime["opset"]} '
+                      'with batch and size dynamic, used at every size; outputs copied back into torch tensors '
+                      '(in the time); its memory is outside torch\'s allocator and not measured (— in the tables).']
+        runtime = report['settings'].get('openvino')
+        if runtime:
+            lines += [f'- OpenVINO {runtime["version"]}, {runtime["device"]} device, {runtime["inference_threads"]} '
+                      'inference threads, the same kind of file (exported in the same run); outputs copied into '
+                      'torch tensors (in the time); memory not measured.']
     lines += ['', f'{heading} Scaling exponents (slope of log value against log pixels)', ''] + exponent_table(report)
     if report['derived']['checkpoint_memory']:
         lines += ['', f'{heading} Gradient checkpointing: peak memory of train-cp against train', '']

@@ -1,6 +1,7 @@
 """L²ViT's two blocks. Both take and return channels-last token maps (B, H, W, C)."""
 from typing import Optional
 
+import torch
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 from torch import Tensor, nn
@@ -44,10 +45,13 @@ class LocalWindowBlock(nn.Module):
         shortcut = self.cpe[0](x)
         pad_h, pad_w = -H % ws, -W % ws
         Hp, Wp = H + pad_h, W + pad_w
+        # Under a TorchScript trace (ONNX export) H and W are traced values: pad and crop always (by 0 where nothing
+        # is missing), so that the graph computes the padding from the input's size for every size.
+        padded = torch.jit.is_tracing() or bool(pad_h or pad_w)
 
         def windows(t: Tensor) -> Tensor:  # LN, then zero padding to whole windows
             t = self.norm1(t)
-            if pad_h or pad_w:
+            if padded:
                 t = F.pad(t, (0, 0, 0, pad_w, 0, pad_h))
             return t
 
@@ -58,7 +62,7 @@ class LocalWindowBlock(nn.Module):
             y = window_reverse(self.attn.attend(qkv), ws, Hp, Wp)
         else:
             y = self._attend(windows(shortcut))
-        if pad_h or pad_w:
+        if padded:
             y = y[:, :H, :W]
         x = shortcut + self.drop_path(y)
         x = self.cpe[1](x)

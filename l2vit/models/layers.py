@@ -29,10 +29,13 @@ def to_nhwc(x: Tensor) -> Tensor:
 
 
 def pad_nchw_to_multiple(x: Tensor, multiple: int) -> Tensor:
-    """Zero-pad an NCHW map on the right and bottom so that H and W are multiples of ``multiple``."""
+    """Zero-pad an NCHW map on the right and bottom so that H and W are multiples of ``multiple``.
+
+    Under a TorchScript trace (ONNX export) the sizes are traced values and the padding is always applied, a pad of
+    0 included, so that the graph computes it from the input's size instead of keeping the traced size's choice."""
     pad_h = -x.shape[-2] % multiple
     pad_w = -x.shape[-1] % multiple
-    if pad_h or pad_w:
+    if torch.jit.is_tracing() or pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h))
     return x
 
@@ -134,9 +137,9 @@ def cache_blocked(x: Tensor) -> bool:
     is on. Large intermediate tensors cost more there than the arithmetic on them (each freshly allocated page is
     faulted in), while in training autograd keeps them anyway and on GPUs small pieces would underuse the device.
     Under ``torch.compile`` the compiler plans memory itself, and a loop over pieces would only unroll into a much
-    larger graph."""
+    larger graph; under a TorchScript trace (ONNX export) the loop would be unrolled for the traced size only."""
     return (CACHE_BLOCKED and x.device.type == 'cpu' and not torch.is_grad_enabled()
-            and not torch.compiler.is_compiling())
+            and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
 
 
 class Mlp(nn.Module):

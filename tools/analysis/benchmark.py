@@ -3,22 +3,24 @@
 training iteration with L²ViT-T against Swin-T, in one process.
 
     python tools/analysis/benchmark.py [--sizes 224 512 800x1333 ...] [--modes infer train train-cp detector-train]
-        [--models l2vit-t swin-t vit-s] [--compile] [--repeats 5] [--warmup 2] [--budget 60] [--batch N]
-        [--device cpu|cuda] [--threads N] [--no-flops] [--profile [N|HxW]] [--note TEXT]
+        [--models l2vit-t swin-t vit-s] [--compile] [--onnxruntime] [--openvino] [--repeats 5] [--warmup 2]
+        [--budget 60] [--batch N] [--device cpu|cuda] [--threads N] [--no-flops] [--profile [N|HxW]] [--note TEXT]
         [--out-dir work_dirs/benchmark] [--docs docs/benchmarks.md]
     python tools/analysis/benchmark.py --from-json A.json [B.json ...] --docs docs/benchmarks.md
 
 The backbones are the ones the configs build, without pretrained weights: ``l2vit-t`` (``configs/maskrcnn_l2vit.py``,
 BN for SyncBN), ``swin-t`` (mmdet's ``swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py``), ``vit-s`` (mmseg's
 ``VisionTransformer`` as ViT-S/16, global softmax attention) and, with ``--compile``, ``l2vit-t+compile``
-(``torch.compile`` of the same L²ViT-T, ``infer`` and ``train`` modes). Modes: ``infer`` (eval, a no_grad forward),
-``train`` (forward, loss = the sum of the outputs' means, backward), ``train-cp`` (the same with ``with_cp=True``),
-and only when named in ``--modes`` (it is slow on CPU: seconds per iteration at 800x1333) ``detector-train``: one
-training iteration of the whole Mask R-CNN, ``model.train_step`` (data preprocessor, losses, backward, AdamW step)
-on a packed batch of random images with 3 random gt boxes, labels and masks each, for ``configs/maskrcnn_l2vit.py``
-(BN for SyncBN) and the same config with mmdet's Swin-T backbone (the l2vit-t and swin-t of ``--models``). Its batch
-is 2 images unless ``--batch`` is given (the backbone modes: 1). E.g. the issue's detector run:
-``--modes detector-train --sizes 800x1333``.
+(``torch.compile`` of the same L²ViT-T, ``infer`` and ``train`` modes) and, with ``--onnxruntime``,
+``l2vit-t+onnxruntime`` (the same L²ViT-T exported to ONNX with dynamic sizes, run by onnxruntime on the CPU,
+``infer`` only; its time over eager L²ViT-T's is in the record's ``derived.vs_eager``). Modes: ``infer`` (eval, a
+no_grad forward), ``train`` (forward, loss = the sum of the outputs' means, backward), ``train-cp`` (the same with
+``with_cp=True``), and only when named in ``--modes`` (it is slow on CPU: seconds per iteration at 800x1333)
+``detector-train``: one training iteration of the whole Mask R-CNN, ``model.train_step`` (data preprocessor, losses,
+backward, AdamW step) on a packed batch of random images with 3 random gt boxes, labels and masks each, for
+``configs/maskrcnn_l2vit.py`` (BN for SyncBN) and the same config with mmdet's Swin-T backbone (the l2vit-t and swin-t
+of ``--models``). Its batch is 2 images unless ``--batch`` is given (the backbone modes: 1). E.g. the issue's
+detector run: ``--modes detector-train --sizes 800x1333``.
 
 Per mode and size: ``--warmup`` steps of each model, then ``--repeats`` interleaved rounds (median and minimum time),
 the peak tensor memory of one extra step, and for ``infer`` the FLOP/s against an fp32 2048³ GEMM timed in the same
@@ -52,7 +54,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 warnings.filterwarnings('ignore', message='torch.utils.checkpoint: the use_reentrant parameter', category=UserWarning)
 
 from l2vit.analysis.benchmark import (COMPILED, DEFAULT_BATCH, DEFAULT_MODES, DEFAULT_SIZES,  # noqa: E402
-                                      DETECTOR_MODE, MODE_BATCH, MODEL_NAMES, MODES, parse_size)
+                                      DETECTOR_MODE, MODE_BATCH, MODEL_NAMES, MODES, ONNXRUNTIME, OPENVINO, parse_size)
 from l2vit.errors import error_exit  # noqa: E402
 
 
@@ -66,6 +68,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         'iteration, slow on CPU) only when named')
     parser.add_argument('--models', nargs='+', choices=MODEL_NAMES, default=list(MODEL_NAMES), help='default: all')
     parser.add_argument('--compile', action='store_true', help=f'also time {COMPILED} (infer and train)')
+    parser.add_argument('--onnxruntime', action='store_true',
+                        help=f'also time {ONNXRUNTIME}: L²ViT-T exported to ONNX (dynamic sizes) in onnxruntime\'s '
+                        'CPU execution provider (infer only; needs the [deploy] extra)')
+    parser.add_argument('--openvino', action='store_true',
+                        help=f'also time {OPENVINO}: the same exported file in OpenVINO on the CPU (infer only; needs '
+                        'pip install openvino)')
     parser.add_argument('--batch', type=int,
                         help=f'images per step in every mode (default {DEFAULT_BATCH}; '
                         + ', '.join(f'{mode}: {n}' for mode, n in MODE_BATCH.items()) + ')')

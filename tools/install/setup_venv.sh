@@ -89,8 +89,9 @@ if ! have "mmengine==$(pin mmengine)" "mmdet==$(pin mmdet)" "mmsegmentation==$(p
 fi
 
 if ! "$PY" -c "import l2vit, mmdet_l2vit" 2>/dev/null ||
-    ! have "pytest==$(pin pytest)" "pytest-xdist==$(pin pytest-xdist)" "flake8==$(pin flake8)" "isort==$(pin isort)"; then
-  echo "[setup] installing this project (editable) with its test and lint extras"
-  "${PIP[@]}" install -q -c "$CONSTRAINTS" --no-build-isolation -e "$ROOT[all,tests,lint]"
+    ! have "pytest==$(pin pytest)" "pytest-xdist==$(pin pytest-xdist)" "flake8==$(pin flake8)" "isort==$(pin isort)" \
+      "onnx==$(pin onnx)" "onnxruntime==$(pin onnxruntime)"; then
+  echo "[setup] installing this project (editable) with its test, lint and deploy (ONNX) extras"
+  "${PIP[@]}" install -q -c "$CONSTRAINTS" --no-build-isolation -e "$ROOT[all,tests,lint,deploy]"
 fi
 echo "[setup] $VENV is ready: $("$PY" -c 'import torch, mmcv, mmdet, mmseg, mmpretrain; print(f"torch {torch.__version__}, mmcv {mmcv.__version__}, mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, mmpretrain {mmpretrain.__version__}")')"
