@@ -153,7 +153,7 @@ def test_a_tiny_training_comparison_end_to_end(tmp_path):
                f'val_evaluator.ann_file={data}/annotations/instances_val2017.json',
                'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
                'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
-               'train_dataloader.batch_size=2', 'model.backbone.arch.embed_dims=[16,32,64,128]']
+               'train_dataloader.batch_size=2']
     result = run_main(TOOL, DEMO_CONFIG, '--backbones', *BACKBONES, '--train', '4', '--eval-interval', '2',
                       '--out-dir', str(out), '--time-size', '64', '--flops-size', '64x96', '--warmup', '1',
                       '--repeats', '1', '--cfg-options', *options)
