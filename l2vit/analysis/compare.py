@@ -8,8 +8,9 @@ What changes with the backbone (:func:`backbone_variants`), and nothing else:
   (:data:`PEER_RECIPES`: mmdet's Mask R-CNN configs for detection, mmseg's UperNet configs for segmentation), with
   the class named above (mmseg's ``ResNetV1c`` becomes mmdet's ``ResNet`` with ``deep_stem=True``, which is what
   ``ResNetV1c`` is), the config's ``out_indices``, its L²ViT's ``drop_path_rate`` (regularisation follows the
-  config's schedule) and its backbone norm (plain BN where the config's L²ViT uses plain BN). Pretrained weights: the recipe's ImageNet checkpoint when the config's L²ViT starts from
-  ImageNet weights, none when it trains from scratch (then a ResNet's stem and BN statistics are not frozen either).
+  config's schedule) and its backbone norm (plain BN where the config's L²ViT uses plain BN). Pretrained weights:
+  the recipe's ImageNet checkpoint when the config's L²ViT starts from ImageNet weights, none when it trains from
+  scratch (then a ResNet's stem and BN statistics are not frozen either).
 * When the config's L²ViT has custom widths (an ``arch`` dict, as in ``configs/demo/``), every peer is narrowed to
   the parameter count of that L²ViT (:func:`match_width`: the width of the recipe's layout whose backbone
   parameter count is nearest, with the L²ViT's depths for Swin and ConvNeXt); with a named arch the peers are the
@@ -36,7 +37,6 @@ import importlib
 import inspect
 import os
 import os.path as osp
-import statistics
 import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -263,7 +263,8 @@ def _peer_optimizer(cfg: Any, recipe: Any, scale: float) -> Tuple[Dict[str, Any]
             wrapper[key] = theirs[key]
     applied = dict(optimizer=optimizer, paramwise_cfg=theirs.get('paramwise_cfg'),
                    constructor=theirs.get('constructor', 'DefaultOptimWrapperConstructor'),
-                   lr_scale=scale, recipe_lr=theirs['optimizer']['lr'], wrapper_type=wrapper.get('type', 'OptimWrapper'),
+                   lr_scale=scale, recipe_lr=theirs['optimizer']['lr'],
+                   wrapper_type=wrapper.get('type', 'OptimWrapper'),
                    recipe_wrapper_type=theirs.get('type', 'OptimWrapper'), clip_grad=wrapper.get('clip_grad'))
     return wrapper, applied
 
@@ -333,10 +334,10 @@ def backbone_variants(cfg: Any, names: Sequence[str], scale: Optional[float] = N
             backbone, widths, count = l2vit, l2vit_widths, target
             variant_cfg.model.backbone = l2vit
             settings['notes'] += l2vit_notes
-            settings.update(recipe=cfg.filename, optimizer=dict(optimizer=cfg.optim_wrapper.optimizer.to_dict(),
-                                                                  paramwise_cfg=cfg.optim_wrapper.get('paramwise_cfg'),
-                                                                  constructor=cfg.optim_wrapper.get('constructor'),
-                                                                  source='the config, unchanged'))
+            own = cfg.optim_wrapper
+            settings.update(recipe=cfg.filename,
+                            optimizer=dict(optimizer=own.optimizer.to_dict(), paramwise_cfg=own.get('paramwise_cfg'),
+                                           constructor=own.get('constructor'), source='the config, unchanged'))
         else:
             recipe = _recipe(scope, name)
             backbone, notes = _peer_backbone(name, scope, recipe, l2vit, pretrained)
@@ -375,8 +376,8 @@ def _plain(value: Any) -> Any:
 def build_variant(variant: Variant, with_optimizer: bool = True) -> Tuple[Any, Any]:
     """(model, optim_wrapper or None) of a variant, for one process (SyncBN as BN), no pretrained weights, weights
     initialised after ``torch.manual_seed(0)``: as mmengine's runner builds them."""
-    from .detector import build_detector
     from ..apis.config_tree import drop_pretrained, sync_bn_to_bn
+    from .detector import build_detector
     cfg = copy.deepcopy(variant.cfg)
     drop_pretrained(cfg.model)
     sync_bn_to_bn(cfg.model)
@@ -574,6 +575,7 @@ def _progress_hook(name: str, iters: int) -> Any:
 
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
             loss = (outputs or {}).get('loss')
+            loss = loss.detach() if hasattr(loss, 'detach') else loss
             self.losses.append(float(loss) if loss is not None else float('nan'))
             self.bar.update()
 

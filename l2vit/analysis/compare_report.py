@@ -117,6 +117,17 @@ def _plt():
     return plt
 
 
+def _save(plt: Any, fig: Any, path: str) -> None:
+    """Grid and legend on every panel, then the figure to ``path``."""
+    for ax in fig.axes:
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_curves(record: Record, path: str) -> None:
     """Training loss (moving average) and the evaluation metric against iterations, every backbone on one chart."""
     plt = _plt()
@@ -133,13 +144,7 @@ def plot_curves(record: Record, path: str) -> None:
             metric_ax.plot(*zip(*points), marker='o', label=entry['label'])
     loss_ax.set(xlabel='iteration', ylabel='training loss (moving average)', title='loss')
     metric_ax.set(xlabel='iteration', ylabel=record['metric'], title=f'{record["metric"]} on the val split')
-    for ax in (loss_ax, metric_ax):
-        ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_tradeoff(record: Record, path: str) -> None:
@@ -160,13 +165,7 @@ def plot_tradeoff(record: Record, path: str) -> None:
                 title='accuracy against training time')
     flops_ax.set(xlabel=f'whole-model FLOPs (G, {fw}×{fh})', ylabel=record['metric'],
                  title='final accuracy against FLOPs')
-    for ax in (time_ax, flops_ax):
-        ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def write_outputs(record: Record, out_dir: str) -> List[str]:

@@ -12,8 +12,7 @@ equal iteration counts. The command is printed before it runs, so it can be reru
 import argparse
 import os.path as osp
 
-from l2vit.apis.demo import (COMPARE_DEMO_BACKBONES, COMPARE_DEMO_EVAL_INTERVAL, COMPARE_DEMO_ITERS,
-                             compare_demo)
+from l2vit.apis.demo import COMPARE_DEMO_BACKBONES, COMPARE_DEMO_EVAL_INTERVAL, COMPARE_DEMO_ITERS, compare_demo
 from l2vit.errors import error_exit
 
 #: The repository root: every step runs there, and relative paths are relative to it.
