@@ -537,6 +537,10 @@ def train_config(variant: Variant, iters: int, eval_interval: int, seed: int, wo
     hooks.checkpoint = dict(type='CheckpointHook', interval=iters, by_epoch=False, max_keep_ckpts=1)
     if 'visualization' in hooks:
         hooks.visualization.draw = False
+    if cfg.get('visualizer') is not None:
+        # The libraries name their visualizer 'visualizer', an mmengine singleton: a second runner in this process
+        # would get the first one's back, and its scalars would land in the first backbone's work dir.
+        cfg.visualizer.name = f'visualizer_{variant.name}'
     cfg.resume, cfg.load_from = False, None
     return cfg
 
@@ -630,6 +634,15 @@ def train_variant(variant: Variant, iters: int, eval_interval: int, seed: int, o
 
 
 # ------------------------------------------------------------------------------------------------------ the whole
+def _save_partial(record: Dict[str, Any], out_dir: str) -> None:
+    """``out_dir/compare.json`` as far as measured, so that an interrupted run keeps what it measured (the finished
+    run writes it again, whole, with the table and plots)."""
+    import json
+    os.makedirs(out_dir, exist_ok=True)
+    with open(osp.join(out_dir, 'compare.json'), 'w', encoding='utf-8') as f:
+        json.dump(dict(record, complete=False), f, indent=1, ensure_ascii=False)
+
+
 def _machine() -> Dict[str, Any]:
     from .benchmark import machine_info, select_device
     return machine_info(select_device('cpu'))
@@ -667,10 +680,12 @@ def compare(config: str, backbones: Sequence[str], train_iters: Optional[int] = 
         print(f'counting: {variant.name} at {flops_shape[0]}x{flops_shape[1]} ...', file=sys.stderr, flush=True)
         record['backbones'][variant.name]['complexity'] = count_variant(variant, flops_shape)
     record['timings_s']['count'] = time.perf_counter() - start
+    _save_partial(record, out_dir)
     mark = time.perf_counter()
     for name, speed in measure_speed(variants, time_shape, batch, warmup, repeats, budget).items():
         record['backbones'][name].update(speed)
     record['timings_s']['speed'] = time.perf_counter() - mark
+    _save_partial(record, out_dir)
     if train_iters is not None:
         interval = eval_interval or max(1, train_iters // 2)
         seed = seed if seed is not None else int((cfg.get('randomness') or {}).get('seed') or 0)
@@ -679,6 +694,8 @@ def compare(config: str, backbones: Sequence[str], train_iters: Optional[int] = 
         for variant in variants:
             record['backbones'][variant.name]['training'] = train_variant(variant, train_iters, interval, seed,
                                                                           out_dir)
+            _save_partial(record, out_dir)
         record['timings_s']['train'] = time.perf_counter() - mark
     record['timings_s']['total'] = time.perf_counter() - start
+    record['complete'] = True
     return record
