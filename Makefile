@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= auto
 XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
-.PHONY: setup test test-fast lint demo demo-seg clean-venv
+.PHONY: setup test test-fast lint demo demo-seg demo-compare clean-venv
 
 setup: $(SETUP_STAMP)
 
@@ -35,6 +35,11 @@ demo: setup
 # UperNet + a small L2ViT on synthetic ADE20K-layout scenes: generate, train, evaluate (mIoU), draw.
 demo-seg: setup
 	$(PY) tools/demo/run_segmentation_demo.py
+
+# make demo's Mask R-CNN with L2ViT, Swin and ConvNeXt at the same backbone parameter count: FLOPs, speed, memory and
+# a short training of each (tools/analysis/compare_backbones.py); about 15 minutes on 2 CPU cores.
+demo-compare: setup
+	$(PY) tools/demo/run_compare_demo.py
 
 clean-venv:
 	rm -rf $(VENV)

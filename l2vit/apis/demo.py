@@ -163,6 +163,18 @@ def data_root_options(data_root: str, default_root: str, extra: Sequence[str] = 
             *extra]
 
 
+def synthetic_coco(steps: DemoSteps, data_root: str) -> List[str]:
+    """Write ``make demo``'s synthetic COCO set to ``data_root`` unless it is there; return the ``--cfg-options``
+    that point the demo config at it."""
+    if all(osp.isfile(steps.path(data_root, 'annotations', f'instances_{s}2017.json')) for s in ('train', 'val')):
+        print(f'[demo] using the synthetic dataset already in {data_root}/ (delete it to regenerate)')
+    else:
+        steps.run('generate data', ['tools/datasets/make_synthetic_coco.py', data_root])
+    return data_root_options(data_root, 'data/synthetic_coco', [
+        f'val_evaluator.ann_file={data_root}/annotations/instances_val2017.json',
+        f'test_evaluator.ann_file={data_root}/annotations/instances_val2017.json'])
+
+
 DETECTION_DEMO_CONFIG = 'configs/demo/mask-rcnn_l2vit-demo_synthetic.py'
 SEGMENTATION_DEMO_CONFIG = 'configs/demo/l2vit-demo_upernet_synthetic.py'
 
@@ -172,13 +184,7 @@ def detection_demo(root: str, work_dir: str = 'work_dirs/demo_maskrcnn', data_ro
     """``make demo``: synthetic COCO shapes -> Mask R-CNN + a small L2ViT trained from scratch -> COCO bbox/segm mAP
     on the held-out split -> drawn predictions -> where each block attends on one val image."""
     steps, data_root = DemoSteps(root), data_root.rstrip('/')
-    if all(osp.isfile(steps.path(data_root, 'annotations', f'instances_{s}2017.json')) for s in ('train', 'val')):
-        print(f'[demo] using the synthetic dataset already in {data_root}/ (delete it to regenerate)')
-    else:
-        steps.run('generate data', ['tools/datasets/make_synthetic_coco.py', data_root])
-    data_override = data_root_options(data_root, 'data/synthetic_coco', [
-        f'val_evaluator.ann_file={data_root}/annotations/instances_val2017.json',
-        f'test_evaluator.ann_file={data_root}/annotations/instances_val2017.json'])
+    data_override = synthetic_coco(steps, data_root)
     checkpoint, metrics_file, metrics, pictures = steps.train_test_draw(
         DETECTION_DEMO_CONFIG, work_dir, data_override,
         ['tools/demo/image_demo.py', osp.join(data_root, 'val2017'), '--max-images', str(num_images),
@@ -210,3 +216,25 @@ def segmentation_demo(root: str, work_dir: str = 'work_dirs/demo_upernet', data_
     steps.report('UperNet + L2ViT (small, from scratch) on the synthetic scenes val split',
                  {key: f'{metrics[key]:.2f} %' for key in ('mIoU', 'mAcc', 'aAcc')}, checkpoint, metrics_file,
                  pictures)
+
+
+#: ``make demo-compare``'s backbones and run length, sized for about 15 minutes on a 2-core CPU (README).
+COMPARE_DEMO_BACKBONES = ('l2vit-t', 'swin-t', 'convnext-t')
+COMPARE_DEMO_ITERS = 300
+COMPARE_DEMO_EVAL_INTERVAL = 100
+
+
+def compare_demo(root: str, out_dir: str = 'work_dirs/demo_compare', data_root: str = 'data/synthetic_coco',
+                 backbones: Sequence[str] = COMPARE_DEMO_BACKBONES, iters: int = COMPARE_DEMO_ITERS,
+                 eval_interval: int = COMPARE_DEMO_EVAL_INTERVAL) -> None:
+    """``make demo-compare``: ``make demo``'s synthetic COCO shapes and Mask R-CNN, with L2ViT and with Swin and
+    ConvNeXt narrowed to the same backbone parameter count, compared by ``tools/analysis/compare_backbones.py``
+    (FLOPs, speed and memory, then ``iters`` iterations of training each, evaluated every ``eval_interval``)."""
+    steps, data_root = DemoSteps(root), data_root.rstrip('/')
+    data_override = synthetic_coco(steps, data_root)
+    steps.run('compare', ['tools/analysis/compare_backbones.py', DETECTION_DEMO_CONFIG, '--backbones', *backbones,
+                          '--train', str(iters), '--eval-interval', str(eval_interval), '--out-dir', out_dir,
+                          '--time-size', '224', '--batch', '4', *data_override])
+    steps_text = ', '.join(f'{name} {seconds / 60:.1f} min' for name, seconds in steps.timings.items())
+    print(f'[demo] time: {steps_text}, total {sum(steps.timings.values()) / 60:.1f} min')
+    print(f'[demo] outputs: {out_dir}/ (compare.json, compare.md, compare_curves.png, compare_tradeoff.png)')

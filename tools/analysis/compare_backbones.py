@@ -1,0 +1,72 @@
+#!/usr/bin/env python
+"""Compare L²ViT-T with Swin-T, ConvNeXt-T and ResNet-50 in the same detector or segmentor.
+
+    python tools/analysis/compare_backbones.py CONFIG --backbones l2vit-t swin-t convnext-t [r50]
+        [--train ITERS] [--eval-interval N] [--out-dir DIR] [--time-size HxW] [--flops-size HxW]
+
+CONFIG is one of our detection (mmdet) or segmentation (mmseg) configs. Only the backbone changes, plus what must
+follow it: the neck's (or heads') input widths and the optimizer settings of the peer's own library config for that
+backbone (mmdet's Swin-T / ConvNeXt-T / R-50 Mask R-CNN configs, mmseg's UperNet ones), all stated in the output.
+With a custom-width L²ViT (configs/demo/) every peer is narrowed to the same backbone parameter count.
+
+For each backbone: parameters and FLOPs of the backbone and the whole model at the paper's size (1280×800 COCO,
+512×2048 ADE20K); inference images/s and training-iteration time and peak memory of the whole model, measured
+interleaved in one process; with --train ITERS: each backbone trained from the same seed on the config's data with
+the same schedule (mapped onto ITERS iterations), evaluated (COCO mAP / mIoU) every --eval-interval iterations.
+Writes compare.json, compare.md and, with --train, compare_curves.png and compare_tradeoff.png to --out-dir.
+"""
+import argparse
+import sys
+import warnings
+from typing import Optional, Sequence
+
+from l2vit.errors import error_exit
+
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    from mmengine.config import DictAction
+
+    from l2vit.analysis.benchmark import parse_size
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', help='a detection or segmentation config of ours (configs/mask_rcnn, upernet, ...)')
+    parser.add_argument('--backbones', nargs='+', default=['l2vit-t', 'swin-t', 'convnext-t'], metavar='NAME',
+                        help='l2vit-t, swin-t, convnext-t, r50 (default: l2vit-t swin-t convnext-t)')
+    parser.add_argument('--train', type=int, metavar='ITERS', help='also train each backbone ITERS iterations')
+    parser.add_argument('--eval-interval', type=int, metavar='N', help='evaluate every N iterations (default ITERS/2)')
+    parser.add_argument('--out-dir', default='work_dirs/compare_backbones', help='where the outputs go')
+    parser.add_argument('--time-size', type=parse_size, metavar='N|HxW',
+                        help='image size for the timings (default: the FLOPs size)')
+    parser.add_argument('--flops-size', type=parse_size, metavar='N|HxW',
+                        help='image size for FLOPs (default: 800x1280 detection, 512x2048 segmentation)')
+    parser.add_argument('--batch', type=int, default=2, help='images per timed step (default 2)')
+    parser.add_argument('--warmup', type=int, default=1, help='warm-up steps per backbone and mode (default 1)')
+    parser.add_argument('--repeats', type=int, default=3, help='timed rounds per mode (default 3)')
+    parser.add_argument('--budget', type=float, default=120.0, metavar='SECONDS',
+                        help='skip timing a backbone whose first warm-up step takes longer (default 120)')
+    parser.add_argument('--seed', type=int, help='training seed (default: the config\'s randomness.seed, or 0)')
+    parser.add_argument('--lr-scale', type=float,
+                        help='factor on the peers\' recipe learning rates (default: the config\'s lr over the L2ViT '
+                        'recipe\'s, 1 for our COCO/ADE20K configs)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config entries first')
+    args = parser.parse_args(argv)
+    for name in ('batch', 'warmup', 'repeats', 'eval_interval'):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f'--{name.replace("_", "-")} must be a positive integer, got {value}')
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    from l2vit.analysis.compare_report import run_compare_tool
+
+    with error_exit():
+        return run_compare_tool(args, argv)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
