@@ -206,11 +206,13 @@ def command_line(argv: Sequence[str]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------ models
-def _quiet_logger() -> None:
+def quiet_logger(name: str = 'l2vit_benchmark') -> None:
+    """Make an ERROR-level mmengine logger ``name`` the current one (once), so that building models and their
+    ``init_weights`` stay quiet."""
     from mmengine.logging import MMLogger
-    if not MMLogger.check_instance_created('l2vit_benchmark'):
-        # The latest logger is mmengine's current one: building and init_weights stay quiet.
-        MMLogger.get_instance('l2vit_benchmark', log_level='ERROR')
+    if not MMLogger.check_instance_created(name):
+        # The latest logger is mmengine's current one.
+        MMLogger.get_instance(name, log_level='ERROR')
 
 
 def detector_configs(names: Sequence[str]) -> Dict[str, Any]:
@@ -231,7 +233,7 @@ def build_models(names: Sequence[str], with_cp: bool, device: Any) -> Dict[str, 
     from mmseg.registry import MODELS as MMSEG_MODELS
 
     importlib.import_module('mmdet_l2vit')  # registers L2ViT in mmdet's MODELS
-    _quiet_logger()
+    quiet_logger()
     configs = detector_configs([n for n in names if n in DETECTOR_MODELS])
     models = {}
     for name in names:
@@ -252,7 +254,7 @@ def build_detectors(configs: Dict[str, Any], device: Any) -> Dict[str, Any]:
     """The detector of each config (:func:`detector_configs`) with its optimizer wrapper
     (:class:`l2vit.analysis.detector.Detector`, same seed), on ``device``."""
     from .detector import build_detector
-    _quiet_logger()
+    quiet_logger()
     return {name: build_detector(cfg, device) for name, cfg in configs.items()}
 
 

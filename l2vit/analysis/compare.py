@@ -131,12 +131,6 @@ def task_of(cfg: Any) -> str:
 
 
 # --------------------------------------------------------------------------------------------- building variants
-def _quiet_logger() -> None:
-    from mmengine.logging import MMLogger
-    if not MMLogger.check_instance_created('l2vit_compare'):
-        MMLogger.get_instance('l2vit_compare', log_level='ERROR')  # building stays quiet
-
-
 def _build_backbone(backbone: Dict[str, Any], scope: str) -> Any:
     import torch
     from mmengine.registry import MODELS, DefaultScope
@@ -311,7 +305,8 @@ def backbone_variants(cfg: Any, names: Sequence[str], scale: Optional[float] = N
     for name in names:  # the peers' registries (what a config's custom_imports would load)
         if name != 'l2vit-t':
             importlib.import_module(LIBRARIES[name][0] + '.models')
-    _quiet_logger()
+    from .benchmark import quiet_logger
+    quiet_logger('l2vit_compare')
     scale = lr_scale(cfg, scope) if scale is None else scale
     l2vit = cfg.model.backbone.to_dict()
     from ..models import L2ViT
