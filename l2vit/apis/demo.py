@@ -220,8 +220,8 @@ def segmentation_demo(root: str, work_dir: str = 'work_dirs/demo_upernet', data_
 
 #: ``make demo-compare``'s backbones and run length, sized for about 15 minutes on a 2-core CPU (README).
 COMPARE_DEMO_BACKBONES = ('l2vit-t', 'swin-t', 'convnext-t')
-COMPARE_DEMO_ITERS = 300
-COMPARE_DEMO_EVAL_INTERVAL = 100
+COMPARE_DEMO_ITERS = 180
+COMPARE_DEMO_EVAL_INTERVAL = 90
 
 
 def compare_demo(root: str, out_dir: str = 'work_dirs/demo_compare', data_root: str = 'data/synthetic_coco',
