@@ -10,9 +10,12 @@ training targets met, not met and not measured; the committed page is what its J
 import argparse
 import json
 import math
+import os
 import os.path as osp
 import re
 import runpy
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -325,6 +328,23 @@ def test_cpu_peak_memory_is_the_most_held_at_once():
     before = torch.empty(2**21, dtype=torch.uint8)  # held before the step: not counted
     assert benchmark.peak_memory(step, torch.device('cpu')) == 2**20 + 2**19
     del before
+
+
+def test_profiling_prints_nothing_of_its_own():
+    """The profiler's back end prints progress lines and, without a GPU, an 'ERROR' at every profile unless told
+    not to: both measurements that profile keep it quiet (in a fresh process, where the back end starts)."""
+    code = ('import torch\n'
+            'from l2vit.analysis import benchmark, op_profile\n'
+            'step = lambda: torch.ones(8).add_(1)\n'
+            'benchmark.peak_memory(step, torch.device("cpu"))\n'
+            'op_profile.profile_step(step, torch.device("cpu"))\n'
+            'print("measured")\n')
+    env = {k: v for k, v in os.environ.items() if k != 'KINETO_LOG_LEVEL'}
+    done = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == 'measured'
+    assert 'profiler_start' not in done.stderr and 'gpuGetDeviceCount' not in done.stderr, done.stderr
 
 
 class _Tiny(torch.nn.Module):

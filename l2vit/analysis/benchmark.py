@@ -355,6 +355,9 @@ def _cpu_tensor_peak(step: Callable[[], None]) -> int:
     as decimals). The public ``prof.events()`` / ``key_averages()`` give each op only its records summed over the
     op's duration, whose running sum would miss the peaks inside an op (a temporary freed before the op returns)."""
     from torch.profiler import ProfilerActivity, profile
+
+    from .op_profile import quiet_profiler
+    quiet_profiler()
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
     with tempfile.TemporaryDirectory() as folder:

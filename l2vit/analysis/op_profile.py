@@ -16,12 +16,13 @@ own device threads (a GPU's), where the mark, on the calling thread, is no paren
 these steps) is backward if its name looks like one (``..._backward``, ``XBackward0``), else forward. Forward ops
 that gradient checkpointing recomputes during the backward therefore count as backward: that is when they run.
 """
+import os
 import re
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ['FORWARD_MARK', 'BACKWARD_MARK', 'OTHER', 'OP_FAMILIES', 'FAMILY_NAMES', 'DIRECTIONS', 'TOP_OPS',
-           'op_family', 'family_legend', 'event_direction', 'summarize_events', 'profile_step']
+           'op_family', 'family_legend', 'event_direction', 'summarize_events', 'profile_step', 'quiet_profiler']
 
 FORWARD_MARK = 'l2vit_benchmark::forward'
 BACKWARD_MARK = 'l2vit_benchmark::backward'
@@ -176,6 +177,14 @@ def summarize_events(events: Sequence[Any], clock: str = 'cpu', top: int = TOP_O
                 families=rows, top_ops=ops[:top], other_ops=other[:top], other_ops_left=max(0, len(other) - top))
 
 
+def quiet_profiler() -> None:
+    """Keep the profiler's back end (Kineto) from printing at every profile: its progress lines (``USDT ...
+    profiler_start``) and, on a machine without a GPU, ``ERROR ... gpuGetDeviceCount failed``, which is not an
+    error of the run. ``KINETO_LOG_LEVEL`` is read when a profile starts; 6 is above its highest message type
+    (USDT, 5). A value the user has set is left alone."""
+    os.environ.setdefault('KINETO_LOG_LEVEL', '6')
+
+
 def profile_step(step: Callable[[], None], device: Any, top: int = TOP_OPS) -> Dict[str, Any]:
     """Run ``step`` (already warmed up, made with ``marked=True``) once under ``torch.profiler.profile`` (CPU
     activities, and CUDA on a GPU) and summarize it: ``wall_ms`` (the step's wall time, the profiler's overhead
@@ -184,6 +193,7 @@ def profile_step(step: Callable[[], None], device: Any, top: int = TOP_OPS) -> D
     import torch
     from torch.profiler import ProfilerActivity, profile
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
+    quiet_profiler()
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
     with profile(activities=activities) as prof:
