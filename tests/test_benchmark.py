@@ -723,6 +723,7 @@ def test_renderer_profile_of_a_hand_built_record():
         '| other | 10.0 (2) | — | 10.0 | — | — | — |',
         '| all ops | 30.0 (12) | 70.0 (55) | 100.0 | 100.0 (50) | 100.0 (60) | 100.0 |']
     assert table[6] == '| % of the step | 30.0 | 70.0 |  | 50.0 | 50.0 |  |'
+    assert table[7] == '' and table[8].startswith('- GEMM and the rest: L²ViT-T 60.0 + 40.0 ms, Swin-T 200.0 + 0.00 ms')
     assert '- vit-s: skipped: its warm-up step took 9 s, over the budget of 1 s' in section
     assert '- l2vit-t: the profiled step took 101.0 ms wall (100 events)' in section
     ops = section[section.index('#### train 64x64, L²ViT-T: the largest ops (CPU self time)') + 2:]
@@ -737,6 +738,21 @@ def test_renderer_profile_of_a_hand_built_record():
     assert section[-1] == '| other | every op no family above names (listed by name below the tables) |'
     # Printed: one level up.
     assert "## Where the training step's time goes" in benchmark_report.profile_lines(record, '##')
+
+
+def test_gemm_floor_is_the_step_with_the_peers_non_gemm_time():
+    """The bound the profile gives without fewer matrix products: L²ViT-T's GEMM time plus Swin-T's non-GEMM time,
+    over Swin-T's step; and L²ViT-T's GEMM time alone over it. Nothing without both models."""
+    def run(model, gemm, rest):
+        families = [dict(family='GEMM', direction='backward', ms=gemm, share=0, calls=1),
+                    dict(family='copy, layout', direction='forward', ms=rest, share=0, calls=1)]
+        return dict(model=model, clocks=dict(cpu=dict(total_ms=gemm + rest, families=families)))
+
+    lines = benchmark_report.gemm_floor_lines([run('l2vit-t', 60.0, 40.0), run('swin-t', 80.0, 20.0)], 'cpu')
+    assert lines == ['', '- GEMM and the rest: L²ViT-T 60.0 + 40.0 ms, Swin-T 80.0 + 20.0 ms; profiled ratio 1.00. '
+                         "With all of L²ViT-T's non-GEMM work as cheap as Swin-T's (its extra families included) the "
+                         'ratio would be 0.80, and with none at all 0.60.']
+    assert benchmark_report.gemm_floor_lines([run('l2vit-t', 60.0, 40.0)], 'cpu') == []
 
 
 def test_committed_page_is_what_its_json_files_render():

@@ -179,6 +179,30 @@ def profile_family_table(profile: dict, runs: Sequence[dict], clock: str) -> Lis
     return _table(header, rows + [total, split], left=(0, ))
 
 
+def gemm_floor_lines(runs: Sequence[dict], clock: str, model: str = 'l2vit-t', peer: str = 'swin-t') -> List[str]:
+    """What the profile says about how far ``model``'s step can go below ``peer``'s without fewer matrix products:
+    both steps split into GEMM and the rest, and ``model``'s step with its rest as cheap as ``peer``'s whole rest,
+    over ``peer``'s step. Nothing where either run is missing."""
+    by_model = {r['model']: r['clocks'][clock] for r in runs}
+    if model not in by_model or peer not in by_model:
+        return []
+    split = {}
+    for name, summary in by_model.items():
+        gemm = sum(f['ms'] for f in summary['families'] if f['family'] == 'GEMM')
+        split[name] = (gemm, summary['total_ms'] - gemm)
+    (gemm_m, rest_m), (gemm_p, rest_p) = split[model], split[peer]
+    label, peer_label = LABELS.get(model, model), LABELS.get(peer, peer)
+    step_p = gemm_p + rest_p
+    if not step_p:
+        return []
+    profiled = fmt((gemm_m + rest_m) / step_p)
+    return ['', f'- GEMM and the rest: {label} {fmt_ms(gemm_m / 1e3)} + {fmt_ms(rest_m / 1e3)} ms, {peer_label} '
+                f'{fmt_ms(gemm_p / 1e3)} + {fmt_ms(rest_p / 1e3)} ms; profiled ratio {profiled}. '
+                f'With all of {label}\'s non-GEMM work as cheap as {peer_label}\'s (its extra families included) '
+                f'the ratio would be {fmt((gemm_m + rest_p) / step_p)}, and with none at all '
+                f'{fmt(gemm_m / step_p)}.']
+
+
 def profile_ops_table(run: dict, clock: str) -> List[str]:
     summary = run['clocks'][clock]
     rows = [[f'`{op["op"]}`', op['family'], op['direction'], fmt_ms(op['ms'] / 1e3), fmt(op['share'], 1),
@@ -228,7 +252,7 @@ def profile_lines(report: Report, heading: str) -> List[str]:
         for clock in clocks if profiled else clocks[:1]:
             lines += ['', f'{sub} {mode} {profile["size"]}: {clock_text[clock]} by op family', '']
             if profiled:
-                lines += profile_family_table(profile, profiled, clock) + ['']
+                lines += profile_family_table(profile, profiled, clock) + gemm_floor_lines(profiled, clock) + ['']
             if clock == clocks[0]:
                 lines += about
             for run in profiled:
