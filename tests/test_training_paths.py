@@ -12,8 +12,9 @@ from torch import Tensor, nn
 import l2vit
 from helpers import projection_loss, randomize_
 from l2vit.models import autograd_ops
-from l2vit.models.autograd_ops import FAST_WEIGHT_GRAD_WIDTH, after_recomputed, depthwise_conv, depthwise_weight_grad
-from l2vit.models.layers import DepthwiseConv2d, LocalConcentration, Mlp, side_effect_free
+from l2vit.models.autograd_ops import (FAST_WEIGHT_GRAD_WIDTH, after_recomputed, depthwise_conv, depthwise_weight_grad,
+                                      patch_conv, patch_weight_grad)
+from l2vit.models.layers import DepthwiseConv2d, LocalConcentration, Mlp, PatchConv2d, side_effect_free
 from reference_l2vit import ReferenceL2ViT
 
 SMALL = dict(embed_dims=[16, 32, 64, 128], depths=[2, 2, 4, 2], num_heads=[1, 2, 4, 8])
@@ -88,6 +89,64 @@ def test_depthwise_conv2d_takes_the_strip_path_only_where_it_helps(monkeypatch):
     wide.weight.requires_grad_(False)
     wide(x.requires_grad_(True))
     assert len(calls) == 1  # not in inference, not without a weight gradient
+
+
+# ------------------------------------------------------------------------------------------------- patch conv
+@pytest.mark.parametrize('patch', [2, 3])
+@pytest.mark.parametrize('layout', ['contiguous', 'channels_last', 'permuted view'])
+@pytest.mark.parametrize('size', [(8, 10), (9, 11)])  # whole patches, and a remainder the convolution drops
+def test_patch_weight_grad_equals_aten(patch, layout, size):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 5, *size, generator=g, dtype=torch.float64)
+    if layout == 'channels_last':
+        x = channels_last(x)
+    elif layout == 'permuted view':  # how the downsampling layers' maps arrive: (B, H, W, C) tokens viewed as NCHW
+        x = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    weight = torch.randn(7, 5, patch, patch, generator=g, dtype=torch.float64)
+    out = F.conv2d(x, weight, stride=patch)
+    grad = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    expected = torch.ops.aten.convolution_backward(grad, x, weight, None, [patch, patch], [0, 0], [1, 1], False,
+                                                   [0, 0], 1, [False, True, False])[1]
+    got = patch_weight_grad(grad, x, weight)
+    assert got.shape == weight.shape
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_patch_conv_gradcheck():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 6, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 3, 2, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(patch_conv, (x, weight, bias))
+
+
+@pytest.mark.parametrize('bias', [True, False])
+def test_patch_conv2d_module_matches_conv2d(bias, monkeypatch):
+    calls: List[int] = []
+    real = autograd_ops._PatchConv.apply
+    monkeypatch.setattr(autograd_ops._PatchConv, 'apply', lambda *a: calls.append(1) or real(*a))
+    torch.manual_seed(6)
+    ours = PatchConv2d(6, 10, 2, bias=bias).double()
+    plain = nn.Conv2d(6, 10, 2, stride=2, bias=bias).double()
+    plain.load_state_dict(ours.state_dict())
+    x = channels_last(torch.randn(2, 6, 12, 14, dtype=torch.float64))
+    grads = []
+    for m in (ours, plain):
+        inp = x.clone().requires_grad_(True)
+        out = m(inp)
+        (out * torch.linspace(-1, 2, out.numel(), dtype=torch.float64).view(out.shape)).sum().backward()
+        grads.append((out, inp.grad, [p.grad for p in m.parameters()]))
+    assert calls == [1]  # ours took its path in training, once
+    (o1, gx1, gp1), (o2, gx2, gp2) = grads
+    assert torch.equal(o1, o2)
+    torch.testing.assert_close(gx1, gx2, rtol=1e-12, atol=1e-12)
+    for a, b in zip(gp1, gp2):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        ours(x)
+    ours.weight.requires_grad_(False)
+    ours(x.clone().requires_grad_(True))
+    assert calls == [1]  # not in inference, not without a weight gradient
 
 
 # -------------------------------------------------------------------------------------------- after_recomputed

@@ -7,7 +7,7 @@ without copying the tokens back and forth.
 Attribute names are the authors' (their checkpoints load without renaming); the class names say what each part is.
 """
 import os
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +15,7 @@ from mmcv.cnn import build_norm_layer
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .autograd_ops import FAST_WEIGHT_GRAD_WIDTH, after_recomputed, builds_backward_graph, depthwise_conv
+from .autograd_ops import FAST_WEIGHT_GRAD_WIDTH, after_recomputed, builds_backward_graph, depthwise_conv, patch_conv
 
 
 def to_nchw(x: Tensor) -> Tensor:
@@ -51,6 +51,15 @@ class ConditionalPositionEncoding(nn.Module):
         return x + to_nhwc(self.proj(to_nchw(x)))
 
 
+def _autocast_inputs(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """A convolution's inputs cast as CPU autocast casts them (unchanged without autocast), for the convolutions
+    below that run an autograd Function with autocast off."""
+    if not torch.is_autocast_enabled('cpu'):
+        return x, weight, bias
+    dtype = torch.get_autocast_dtype('cpu')
+    return x.to(dtype), weight.to(dtype), bias.to(dtype) if bias is not None else None
+
+
 class DepthwiseConv2d(nn.Conv2d):
     """A stride-1 depthwise ``nn.Conv2d`` (same parameters, same outputs) whose training on the CPU is faster.
 
@@ -69,13 +78,27 @@ class DepthwiseConv2d(nn.Conv2d):
         if not (self.kernel_size[1] > FAST_WEIGHT_GRAD_WIDTH and x.device.type == 'cpu'
                 and self.weight.requires_grad and builds_backward_graph(self.weight)):
             return super().forward(x)
-        weight, bias = self.weight, self.bias
-        if torch.is_autocast_enabled('cpu'):
-            dtype = torch.get_autocast_dtype('cpu')
-            x, weight = x.to(dtype), weight.to(dtype)
-            bias = bias.to(dtype) if bias is not None else None
+        x, weight, bias = _autocast_inputs(x, self.weight, self.bias)
         with torch.autocast('cpu', enabled=False):
             return depthwise_conv(x, weight, bias, self.padding)
+
+
+class PatchConv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` whose kernel is its stride, without padding (same parameters, same outputs), whose training
+    on the CPU is faster: where autograd needs its weight gradient on the CPU, the gradient is computed as matrix
+    products (:func:`~l2vit.models.autograd_ops.patch_weight_grad`) instead of by oneDNN's strided weight-gradient
+    kernel. Elsewhere (inference, GPUs, ``torch.compile``, tracing) it is a plain ``nn.Conv2d``. Under autocast the
+    inputs are cast as autocast casts a convolution's."""
+
+    def __init__(self, in_channels: int, out_channels: int, patch_size: int, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, patch_size, stride=patch_size, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (x.device.type == 'cpu' and self.weight.requires_grad and builds_backward_graph(self.weight)):
+            return super().forward(x)
+        x, weight, bias = _autocast_inputs(x, self.weight, self.bias)
+        with torch.autocast('cpu', enabled=False):
+            return patch_conv(x, weight, bias)
 
 
 def side_effect_free(norm: nn.Module) -> Optional[Callable[[Tensor], Tensor]]:
@@ -215,12 +238,13 @@ class StemEmbed(nn.Module):
 
 
 class Downsample(nn.Module):
-    """Stages 1-3 downsampling: LayerNorm(C_in) on the tokens, pad to even size, Conv 2x2 stride 2 (no norm after)."""
+    """Stages 1-3 downsampling: LayerNorm(C_in) on the tokens, pad to even size, Conv 2x2 stride 2 (no norm after;
+    a :class:`PatchConv2d`)."""
 
     def __init__(self, in_dim: int, out_dim: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(in_dim)
-        self.proj = nn.Conv2d(in_dim, out_dim, kernel_size=2, stride=2)
+        self.proj = PatchConv2d(in_dim, out_dim, 2)
 
     def forward(self, x: Tensor) -> Tensor:
         return to_nhwc(self.proj(pad_nchw_to_multiple(to_nchw(self.norm(x)), 2)))
