@@ -13,7 +13,7 @@ import l2vit
 from helpers import projection_loss, randomize_
 from l2vit.models import autograd_ops
 from l2vit.models.autograd_ops import (FAST_WEIGHT_GRAD_WIDTH, after_recomputed, depthwise_conv, depthwise_weight_grad,
-                                      patch_conv, patch_weight_grad)
+                                       patch_conv, patch_weight_grad)
 from l2vit.models.layers import DepthwiseConv2d, LocalConcentration, Mlp, PatchConv2d, side_effect_free
 from reference_l2vit import ReferenceL2ViT
 

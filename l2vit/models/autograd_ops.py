@@ -10,7 +10,7 @@
   and recomputes ``fn(x)`` there. The plain graph keeps both: ``fn``'s backward needs ``x`` and ``op``'s weight
   gradient needs ``fn(x)``.
 
-Both are used only while eager autograd records a graph (:func:`builds_backward_graph`); otherwise the layers run
+All three are used only while eager autograd records a graph (:func:`builds_backward_graph`); otherwise the layers run
 their plain forward.
 """
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -114,9 +114,10 @@ def is_depthwise(conv: nn.Module) -> bool:
 def patch_weight_grad(grad: Tensor, x: Tensor, weight: Tensor) -> Tensor:
     """The weight gradient of ``F.conv2d(x, weight, stride=kernel_size)`` (no padding, one group), as one matrix
     product per kernel position: entry (p, q) of the kernel sees the input pixels (p + kh·i, q + kw·j), so its
-    gradient is ``grad``ᵀ times those pixels, both as (positions, channels) matrices. The same sums as oneDNN's
-    (in another order): on a 2-core AMD EPYC 4-5 times faster than its weight gradient for L²ViT's downsampling
-    layers at 800x1333, which take more time than the layers' forward and input gradient together."""
+    gradient is ``grad``ᵀ times those pixels, both as (positions, channels) matrices. The same sums as oneDNN's,
+    in another order; its weight gradient for L²ViT's downsampling layers took more time than their forward and
+    input gradient together (with these products, the convolutions' backward in the benchmark's AMD EPYC profile
+    at 800x1333 fell from 1359 to 788 ms)."""
     out_channels, in_channels, kh, kw = weight.shape
     height, width = grad.shape[-2:]
     grad_t = grad.permute(0, 2, 3, 1).reshape(-1, out_channels).t()
