@@ -25,6 +25,32 @@ def channels_last(x: Tensor) -> Tensor:
     return x.to(memory_format=torch.channels_last)
 
 
+def in_layout(x: Tensor, layout: str) -> Tensor:
+    """``x`` (NCHW) as 'contiguous', 'channels_last', or a 'permuted view': (B, H, W, C) tokens viewed as NCHW, which
+    is how the maps of LCM and of the downsampling layers arrive."""
+    if layout == 'channels_last':
+        return channels_last(x)
+    if layout == 'permuted view':
+        return x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    return x
+
+
+def assert_same_layer(ours: nn.Module, plain: nn.Module, x: Tensor) -> None:
+    """``ours`` and ``plain`` (same state dict) trained on ``x`` in float64: equal outputs; the gradients of the
+    input and of every parameter equal to 1e-12."""
+    grads = []
+    for m in (ours, plain):
+        inp = x.clone().requires_grad_(True)
+        out = m(inp)
+        (out * torch.linspace(-1, 2, out.numel(), dtype=torch.float64).view(out.shape)).sum().backward()
+        grads.append((out, inp.grad, [p.grad for p in m.parameters()]))
+    (o1, gx1, gp1), (o2, gx2, gp2) = grads
+    assert torch.equal(o1, o2)
+    torch.testing.assert_close(gx1, gx2, rtol=1e-12, atol=1e-12)
+    for a, b in zip(gp1, gp2):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
 # ---------------------------------------------------------------------------------------------- depthwise conv
 @pytest.mark.parametrize('kernel', [7, 5, 3, (7, 5)])
 @pytest.mark.parametrize('layout', ['contiguous', 'channels_last', 'permuted view'])
@@ -32,11 +58,7 @@ def test_depthwise_weight_grad_equals_aten(kernel, layout):
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     padding = (kh // 2, kw // 2)
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 5, 13, 17, generator=g, dtype=torch.float64)
-    if layout == 'channels_last':
-        x = channels_last(x)
-    elif layout == 'permuted view':  # how LCM's maps arrive: (B, H, W, C) tokens viewed as NCHW
-        x = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    x = in_layout(torch.randn(2, 5, 13, 17, generator=g, dtype=torch.float64), layout)
     weight = torch.randn(5, 1, kh, kw, generator=g, dtype=torch.float64)
     out = F.conv2d(x, weight, padding=padding, groups=5)
     grad = torch.randn(out.shape, generator=g, dtype=torch.float64)
@@ -62,17 +84,7 @@ def test_depthwise_conv2d_module_matches_conv2d(bias):
     plain = nn.Conv2d(6, 6, 7, padding=3, groups=6, bias=bias).double()
     plain.load_state_dict(ours.state_dict())
     x = channels_last(torch.randn(2, 6, 12, 15, dtype=torch.float64))
-    grads = []
-    for m in (ours, plain):
-        inp = x.clone().requires_grad_(True)
-        out = m(inp)
-        (out * torch.linspace(-1, 2, out.numel(), dtype=torch.float64).view(out.shape)).sum().backward()
-        grads.append((out, inp.grad, [p.grad for p in m.parameters()]))
-    (o1, gx1, gp1), (o2, gx2, gp2) = grads
-    assert torch.equal(o1, o2)
-    torch.testing.assert_close(gx1, gx2, rtol=1e-12, atol=1e-12)
-    for a, b in zip(gp1, gp2):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert_same_layer(ours, plain, x)
 
 
 def test_depthwise_conv2d_takes_the_strip_path_only_where_it_helps(monkeypatch):
@@ -97,11 +109,7 @@ def test_depthwise_conv2d_takes_the_strip_path_only_where_it_helps(monkeypatch):
 @pytest.mark.parametrize('size', [(8, 10), (9, 11)])  # whole patches, and a remainder the convolution drops
 def test_patch_weight_grad_equals_aten(patch, layout, size):
     g = torch.Generator().manual_seed(4)
-    x = torch.randn(2, 5, *size, generator=g, dtype=torch.float64)
-    if layout == 'channels_last':
-        x = channels_last(x)
-    elif layout == 'permuted view':  # how the downsampling layers' maps arrive: (B, H, W, C) tokens viewed as NCHW
-        x = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    x = in_layout(torch.randn(2, 5, *size, generator=g, dtype=torch.float64), layout)
     weight = torch.randn(7, 5, patch, patch, generator=g, dtype=torch.float64)
     out = F.conv2d(x, weight, stride=patch)
     grad = torch.randn(out.shape, generator=g, dtype=torch.float64)
@@ -130,18 +138,8 @@ def test_patch_conv2d_module_matches_conv2d(bias, monkeypatch):
     plain = nn.Conv2d(6, 10, 2, stride=2, bias=bias).double()
     plain.load_state_dict(ours.state_dict())
     x = channels_last(torch.randn(2, 6, 12, 14, dtype=torch.float64))
-    grads = []
-    for m in (ours, plain):
-        inp = x.clone().requires_grad_(True)
-        out = m(inp)
-        (out * torch.linspace(-1, 2, out.numel(), dtype=torch.float64).view(out.shape)).sum().backward()
-        grads.append((out, inp.grad, [p.grad for p in m.parameters()]))
+    assert_same_layer(ours, plain, x)
     assert calls == [1]  # ours took its path in training, once
-    (o1, gx1, gp1), (o2, gx2, gp2) = grads
-    assert torch.equal(o1, o2)
-    torch.testing.assert_close(gx1, gx2, rtol=1e-12, atol=1e-12)
-    for a, b in zip(gp1, gp2):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     with torch.no_grad():
         ours(x)
     ours.weight.requires_grad_(False)
