@@ -358,6 +358,80 @@ class _Tiny(torch.nn.Module):
         return (self.conv(x), )
 
 
+class _AutocastProbe(torch.nn.Module):
+    """Records the dtype of its output in every forward, and in backward whether autocast was on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.seen = []
+
+    def forward(self, x):
+        out = self.conv(x)
+        self.seen.append(('forward', out.dtype))
+        if out.requires_grad:
+            out.register_hook(lambda grad: self.seen.append(('backward', torch.is_autocast_enabled('cpu'))))
+        return (out, )
+
+
+def test_autocast_runs_every_forward_in_its_dtype_and_backward_outside(tmp_path, monkeypatch):
+    """--autocast bf16: every timed, memory and profiled step computes its forward in bf16 and its backward with
+    autocast off; the record says so, the reference GEMM is bf16, and the page names the precision."""
+    probes = []
+
+    def build(names, with_cp, device):
+        probes.extend(_AutocastProbe() for _ in names)
+        return dict(zip(names, probes[-len(names):]))
+
+    monkeypatch.setattr(benchmark, 'build_models', build)
+    monkeypatch.setattr(benchmark, 'GEMM_N', 64)
+    options = argparse.Namespace(sizes=[(16, 16)], modes=['infer', 'train'], models=['l2vit-t', 'swin-t'],
+                                 compile=False, batch=1, warmup=1, repeats=2, budget=60.0, device=None, threads=None,
+                                 no_flops=True, out_dir=str(tmp_path), docs=None, profile=True, autocast='bf16')
+    report = benchmark.measure_report(options, ['--autocast', 'bf16'], torch.device('cpu'))
+    assert report['settings']['autocast'] == 'bf16' and report['gemm']['dtype'] == 'bfloat16'
+    assert all(e['status'] == 'measured' for e in report['results'])
+    seen = [s for probe in probes for s in probe.seen]
+    # per model: infer 1 + 2 + 1 (warm-up, rounds, memory) and train the same, then 2 + 2 profiled
+    assert seen.count(('forward', torch.bfloat16)) == 2 * (4 + 4 + 4) and ('forward', torch.float32) not in seen
+    assert seen.count(('backward', False)) == 2 * (4 + 2) and ('backward', True) not in seen
+    lines = benchmark_report.report_lines(report)
+    assert '- precision: bf16 autocast: forward and loss under `torch.autocast` in bfloat16, backward outside it; ' \
+           "the detector iteration with mmengine's `AmpOptimWrapper` in bfloat16" in lines
+    assert any(line.startswith('- GEMM reference: bf16 torch.mm 64×64 by 64×64') for line in lines)
+    title = benchmark_report.section_title(report)
+    assert re.fullmatch(r'CPU: .+, \d+ threads?, bf16 autocast', title), title
+    # without --autocast the same step computes in fp32
+    probe = _AutocastProbe()
+    benchmark.make_step(probe, 'train', torch.randn(1, 3, 8, 8))()
+    assert probe.seen == [('forward', torch.float32), ('backward', False)]
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--autocast', 'bf16', '--modes', 'detector-train', '--device', 'cpu'],
+     "--autocast bf16 with detector-train: the detector iteration runs mmengine's AmpOptimWrapper, as AMP configs "
+     'train, and it needs a GPU. Use --device cuda, or drop detector-train from --modes on the CPU'),
+    (['--autocast', 'fp16', '--modes', 'infer', '--onnxruntime', '--device', 'cpu'],
+     '--autocast fp16 times torch under autocast; l2vit-t+onnxruntime run the exported fp32 file. Measure them in a '
+     'run without --autocast'),
+])
+def test_autocast_combinations_it_cannot_measure_are_clear_errors(tmp_path, argv, message):
+    result = run_main(TOOL, *argv, '--out-dir', str(tmp_path), check=False)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_amp_config_changes_only_the_optimizer_wrapper():
+    """The detector iteration under --autocast trains as our AMP config does: AmpOptimWrapper in the dtype, the
+    optimizer and everything else of the config unchanged."""
+    cfg = detector.detector_config()
+    amp = detector.amp_config(cfg, 'bfloat16')
+    assert amp.optim_wrapper.type == 'AmpOptimWrapper' and amp.optim_wrapper.dtype == 'bfloat16'
+    assert amp.optim_wrapper.optimizer == cfg.optim_wrapper.optimizer
+    assert cfg.optim_wrapper.type == 'OptimWrapper'  # the given config is left alone
+    assert amp.model == cfg.model and amp.train_cfg == cfg.train_cfg
+
+
 def test_measure_report_returns_json_data(tmp_path, monkeypatch):
     """The record is plain JSON data as measured (before any file), with the multiply-adds of the model counted."""
     monkeypatch.setattr(benchmark, 'build_models', lambda names, with_cp, device: {n: _Tiny() for n in names})
@@ -516,15 +590,44 @@ class _Block(torch.nn.Module):
         return (torch.softmax(torch.nn.functional.gelu(self.linear(tokens)), dim=-1), )
 
 
-def _profiled_events(mode: str):
+def _profiled_events(mode: str, record_shapes: bool = False):
     from torch.profiler import ProfilerActivity, profile
     model = _Block()
     model.train(mode != 'infer')
     step = benchmark.make_step(model, mode, torch.randn(1, 3, 8, 8), marked=True)
     step()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=record_shapes) as prof:
         step()
     return prof.events()
+
+
+@pytest.mark.parametrize('name, shapes, flop', [
+    ('aten::mm', [[3, 4], [4, 5]], 2 * 3 * 4 * 5),
+    ('aten::addmm', [[5], [3, 4], [4, 5], [], []], 2 * 3 * 4 * 5),
+    ('aten::_addmm_activation', [[5], [3, 4], [4, 5], [], [], []], 2 * 3 * 4 * 5),
+    ('aten::bmm', [[2, 3, 4], [2, 4, 5]], 2 * 2 * 3 * 4 * 5),
+    ('aten::baddbmm', [[2, 3, 5], [2, 3, 4], [2, 4, 5], [], []], 2 * 2 * 3 * 4 * 5),
+    ('aten::addbmm', [[3, 5], [2, 3, 4], [2, 4, 5], [], []], 2 * 2 * 3 * 4 * 5),
+    ('aten::mv', [[3, 4], [4]], 2 * 3 * 4),
+    ('aten::addmv', [[3], [3, 4], [4], [], []], 2 * 3 * 4),
+    ('aten::dot', [[4], [4]], 2 * 4),
+    ('aten::mm', [], None),  # shapes not recorded
+    ('aten::mm', [[3, 4], [5, 6]], None),  # not a product's shapes
+    ('aten::bmm', [[2, 3, 4], [3, 4, 5]], None),
+    ('aten::linear', [[1, 64, 8], [8, 8], [8]], None),  # composite: the addmm it calls is counted
+    ('aten::convolution', [[1, 3, 8, 8], [8, 3, 3, 3]], None),
+])
+def test_gemm_flop_of_a_product(name, shapes, flop):
+    assert op_profile.gemm_flop(name, shapes) == flop
+
+
+def test_profiled_step_counts_its_matrix_products():
+    """A real train step profiled with shapes: the linear layer's forward addmm and its two backward mm (input and
+    weight gradients), 2 x 64 x 8 x 8 operations each; without shapes, no count."""
+    products = op_profile.summarize_events(_profiled_events('train', record_shapes=True))['gemm_products']
+    assert products['flop'] == 3 * 2 * 64 * 8 * 8 and products['calls'] == 3
+    assert products['ms'] > 0 and math.isclose(products['flop_per_s'], products['flop'] / (products['ms'] / 1e3))
+    assert op_profile.summarize_events(_profiled_events('train'))['gemm_products'] is None
 
 
 def test_every_op_of_a_profiled_step_has_a_family_and_a_direction():
@@ -668,8 +771,10 @@ def test_profile_is_printed_and_on_the_page(profiled):
 
 @pytest.mark.parametrize('argv,message', [
     (['--profile', '0'], "argument --profile: invalid size '0'"),
-    (['--from-json', 'a.json', '--profile'], '--profile and --note measure or record a new run'),
-    (['--from-json', 'a.json', '--note', 'x'], '--profile and --note measure or record a new run'),
+    (['--from-json', 'a.json', '--profile'], '--profile, --note and --autocast measure or record a new run'),
+    (['--from-json', 'a.json', '--note', 'x'], '--profile, --note and --autocast measure or record a new run'),
+    (['--from-json', 'a.json', '--autocast', 'bf16'], '--profile, --note and --autocast measure or record a new run'),
+    (['--autocast', 'fp8'], "argument --autocast: invalid choice: 'fp8'"),
     (['--modes', 'detector-train', '--profile'], '--profile profiles the backbone modes; detector-train is not'),
 ])
 def test_bad_profile_arguments_are_clear_errors(argv, message):
@@ -755,6 +860,20 @@ def test_gemm_floor_is_the_step_with_the_peers_non_gemm_time():
     assert benchmark_report.gemm_floor_lines([run('l2vit-t', 60.0, 40.0)], 'cpu') == []
 
 
+def test_gemm_rate_line_gives_operations_time_and_rate():
+    def run(model, products):
+        return dict(model=model, clocks=dict(cpu=dict(gemm_products=products)))
+
+    runs = [run('l2vit-t', dict(flop=92e9, ms=1500.0, calls=300, flop_per_s=92e9 / 1.5)),
+            run('swin-t', dict(flop=100e9, ms=1600.0, calls=1, flop_per_s=100e9 / 1.6))]
+    assert benchmark_report.gemm_rate_lines(runs, 'cpu') == [
+        '', '- matrix products (mm, addmm, bmm, baddbmm, mv, dot, counted from the shapes the profiler recorded; 2 '
+        'operations per multiply-add): L²ViT-T 92.0 GFLOP in 1500 ms (300 calls), 61.3 GFLOP/s, 0.92× Swin-T\'s '
+        'operations; Swin-T 100.0 GFLOP in 1600 ms (1 call), 62.5 GFLOP/s.']
+    # a record made before the products were counted has none: no line
+    assert benchmark_report.gemm_rate_lines([run('l2vit-t', None), run('swin-t', None)], 'cpu') == []
+
+
 def test_committed_page_is_what_its_json_files_render():
     """docs/benchmarks.md is generated: rendering the JSON files its header names gives it back, byte for byte."""
     page = (ROOT / 'docs' / 'benchmarks.md').read_text(encoding='utf-8')
@@ -825,7 +944,8 @@ def test_detector_mode_flow_with_stand_ins(tmp_path, monkeypatch):
     step an optimizer step, the detectors built once, no FLOPs, no profile."""
     built, detectors = [], {}
 
-    def stand_ins(configs, device):
+    def stand_ins(configs, device, autocast=None):
+        assert autocast is None
         built.append(sorted(configs))
         detectors.update({name: _StandInDetector() for name in configs})
         return dict(detectors)
@@ -872,8 +992,8 @@ def detector_run(tmp_path_factory):
     unchanged = {}
     real = benchmark.build_detectors
 
-    def recording(configs, device):
-        detectors = real(configs, device)
+    def recording(configs, device, autocast=None):
+        detectors = real(configs, device, autocast)
         before[0] = {name: [p.detach().clone() for p in d.model.parameters()] for name, d in detectors.items()}
         kept.update(detectors)
         return detectors
@@ -920,3 +1040,36 @@ def test_detector_train_through_the_tool(detector_run):
     assert '| detector-train at 800×1333: L²ViT-T / Swin-T Mask R-CNN iteration time ≤ 1.00 | — | not measured |' \
         in stdout
     assert '- settings: batch 1 (detector-train: 2), 1 warm-up step' in stdout
+
+
+# ---------------------------------------------------------------------------------------------------- the GPU script
+CUDA_SCRIPT = osp.join(ROOT, 'tools', 'analysis', 'cuda_benchmark.sh')
+
+
+def _cuda_script(out, **env):
+    return subprocess.run(['bash', CUDA_SCRIPT, str(out)], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, PYTHON=sys.executable, **env))
+
+
+def test_cuda_benchmark_script_measures_and_renders(tmp_path):
+    """tools/analysis/cuda_benchmark.sh, pointed at the CPU with tiny settings: one benchmark run per precision with
+    the script's models, sizes and modes, its tables in log.txt, and the page rendered from its JSON files."""
+    result = _cuda_script(tmp_path, DEVICE='cpu', SIZES='64', MODES='infer train', PRECISIONS='fp32', PROFILE='',
+                          REPEATS='1', WARMUP='1')
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / 'fp32' / 'benchmark.json').read_text())
+    settings = report['settings']
+    assert (settings['device'], settings['sizes'], settings['modes'], settings['models']) == (
+        'cpu', ['64x64'], ['infer', 'train'], ['l2vit-t', 'swin-t'])
+    assert settings['autocast'] is None and settings['repeats'] == 1 and 'profile' not in report
+    assert all(e['status'] == 'measured' for e in report['results'])
+    assert '## train' in (tmp_path / 'fp32' / 'log.txt').read_text()
+    page = (tmp_path / 'benchmarks.md').read_text()
+    assert f'`python tools/analysis/benchmark.py --from-json {tmp_path}/fp32/benchmark.json' in page
+    assert '## CPU: ' in page and '### train' in page
+
+
+def test_cuda_benchmark_script_rejects_an_unknown_precision(tmp_path):
+    result = _cuda_script(tmp_path, DEVICE='cpu', PRECISIONS='fp8')
+    assert result.returncode == 2
+    assert "error: PRECISIONS: unknown precision 'fp8'; use fp32, bf16 or fp16" in result.stderr

@@ -36,6 +36,12 @@ other modes 1), packed as a data loader packs them: uint8 images with ``DetDataS
 labels and masks each (mmdet's ``demo_mm_inputs``, seeded). Only ``l2vit-t`` and ``swin-t`` have a detector here
 (:data:`DETECTOR_MODELS`); the mode is not profiled (``--profile``) and has no FLOPs.
 
+Precision: fp32 unless ``--autocast bf16|fp16`` (the record's ``settings.autocast``): then every backbone step runs
+its forward and its loss under ``torch.autocast`` in that dtype and its backward outside it, as mixed-precision
+training does; the detector iteration trains with mmengine's ``AmpOptimWrapper`` in that dtype (what an AMP config
+such as ``configs/mask_rcnn/mask-rcnn_l2vit-t_fpn_amp-ms-crop-3x_coco.py`` uses; GPU only), and the reference GEMM
+(below) runs in that dtype.
+
 How it is measured, per mode and size (sizes in increasing pixel count, one random batch of :func:`mode_batch`
 images the same for every model):
 
@@ -69,7 +75,8 @@ table, picked by mode, size...), each met, not met or not measured.
 The functions that measure take the tool's options as one object with its attributes (``sizes`` as (H, W) pairs,
 ``modes``, ``models``, ``compile``, ``batch`` (None: per mode, :func:`mode_batch`), ``warmup``, ``repeats``,
 ``budget``, ``device``, ``threads``, ``no_flops``, ``out_dir``, ``docs``, and optionally ``profile``: None, True or
-an (H, W) pair, and ``note``: texts to record in the notes), e.g. the tool's ``argparse.Namespace``.
+an (H, W) pair, ``note``: texts to record in the notes, and ``autocast``: None or a key of :data:`AUTOCAST_DTYPES`),
+e.g. the tool's ``argparse.Namespace``.
 """
 import argparse
 import datetime
@@ -98,7 +105,8 @@ __all__ = [
     'DEFAULT_BATCH', 'MODE_BATCH', 'DEFAULT_SIZES', 'LABELS', 'TARGETS', 'parse_size', 'size_key', 'ordered_sizes',
     'command_line', 'detector_configs', 'build_models', 'build_detectors', 'peak_memory', 'mode_batch', 'new_entry',
     'measure', 'derive', 'evaluate_targets', 'machine_info', 'select_device', 'profile_size', 'measure_profile',
-    'measure_report', 'save_report', 'load_report', 'ONNXRUNTIME', 'OPENVINO', 'ONNX_OPSET'
+    'measure_report', 'save_report', 'load_report', 'ONNXRUNTIME', 'OPENVINO', 'ONNX_OPSET', 'AUTOCAST_DTYPES',
+    'autocast_dtype', 'check_autocast'
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,6 +141,8 @@ GEMM_N = 2048
 #: Sizes of the two-point scaling exponent, and the smallest size of the fitted one.
 EXPONENT_FROM, EXPONENT_TO = 512 * 512, 1536 * 1536
 TARGET_SIZE = '800x1333'
+#: ``--autocast``: the lower precisions a run can measure in (torch.autocast's dtype), by the option's name.
+AUTOCAST_DTYPES = {'bf16': 'bfloat16', 'fp16': 'float16'}
 
 
 def _target(key: str, text: str, op: str, limit: float, table: str, field: str, **where: str) -> Dict[str, Any]:
@@ -250,11 +260,15 @@ def build_models(names: Sequence[str], with_cp: bool, device: Any) -> Dict[str, 
     return models
 
 
-def build_detectors(configs: Dict[str, Any], device: Any) -> Dict[str, Any]:
+def build_detectors(configs: Dict[str, Any], device: Any, autocast: Optional[str] = None) -> Dict[str, Any]:
     """The detector of each config (:func:`detector_configs`) with its optimizer wrapper
-    (:class:`l2vit.analysis.detector.Detector`, same seed), on ``device``."""
-    from .detector import build_detector
+    (:class:`l2vit.analysis.detector.Detector`, same seed), on ``device``; with ``autocast`` (a key of
+    :data:`AUTOCAST_DTYPES`) the optimizer wrapper is mmengine's ``AmpOptimWrapper`` in that dtype
+    (:func:`l2vit.analysis.detector.amp_config`), as an AMP config trains."""
+    from .detector import amp_config, build_detector
     quiet_logger()
+    if autocast:
+        configs = {name: amp_config(cfg, AUTOCAST_DTYPES[autocast]) for name, cfg in configs.items()}
     return {name: build_detector(cfg, device) for name, cfg in configs.items()}
 
 
@@ -297,13 +311,17 @@ def time_step(step: Callable[[], None], device: Any) -> float:
     return time.perf_counter() - begin
 
 
-def make_step(model: Any, mode: str, images: Any, marked: bool = False) -> Callable[[], None]:
+def make_step(model: Any, mode: str, images: Any, marked: bool = False,
+              autocast: Optional[str] = None) -> Callable[[], None]:
     """One step of ``mode`` (the caller has put the model in eval or train mode) on ``images``
     (:func:`step_inputs`). ``marked``: the same step with its forward (the loss included) and its backward each
     inside a ``torch.profiler.record_function`` range (:data:`~l2vit.analysis.op_profile.FORWARD_MARK`,
     :data:`~l2vit.analysis.op_profile.BACKWARD_MARK`), which is how a profile tells them apart; timed steps are not
-    marked. ``detector-train``: one training iteration of the :class:`~l2vit.analysis.detector.Detector` (its own
-    backward happens inside mmengine's ``train_step``, so it cannot be marked)."""
+    marked. ``autocast`` (a key of :data:`AUTOCAST_DTYPES`): the forward and the loss run under ``torch.autocast``
+    in that dtype on the images' device, the backward outside it, as mixed-precision training does.
+    ``detector-train``: one training iteration of the :class:`~l2vit.analysis.detector.Detector` (its own backward
+    happens inside mmengine's ``train_step``, so it cannot be marked; its autocast is its optimizer wrapper's, see
+    :func:`build_detectors`)."""
     import contextlib
 
     import torch
@@ -314,6 +332,11 @@ def make_step(model: Any, mode: str, images: Any, marked: bool = False) -> Calla
     def mark(name: str) -> Any:
         return record_function(name) if marked else contextlib.nullcontext()
 
+    def cast() -> Any:
+        if autocast is None or mode == DETECTOR_MODE:
+            return contextlib.nullcontext()
+        return torch.autocast(images.device.type, dtype=getattr(torch, AUTOCAST_DTYPES[autocast]))
+
     if mode == DETECTOR_MODE:
         if marked:
             raise ValueError(f'a {DETECTOR_MODE} step cannot be marked (its backward is inside train_step)')
@@ -322,12 +345,12 @@ def make_step(model: Any, mode: str, images: Any, marked: bool = False) -> Calla
             model.train_step(images)
     elif mode == 'infer':
         def step() -> None:
-            with mark(FORWARD_MARK), torch.no_grad():
+            with mark(FORWARD_MARK), torch.no_grad(), cast():
                 model(images)
     else:
         def step() -> None:
             try:
-                with mark(FORWARD_MARK):
+                with mark(FORWARD_MARK), cast():
                     loss = sum(out.float().mean() for out in model(images))
                 with mark(BACKWARD_MARK):
                     loss.backward()
@@ -388,12 +411,13 @@ def peak_memory(step: Callable[[], None], device: Any) -> int:
     return _cpu_tensor_peak(step)
 
 
-def gemm_step(device: Any) -> Callable[[], None]:
-    """One fp32 GEMM of 2048×2048 by 2048×2048, the machine's reference speed."""
+def gemm_step(device: Any, dtype: str = 'float32') -> Callable[[], None]:
+    """One GEMM of 2048×2048 by 2048×2048 in ``dtype`` (fp32 unless a run measures under autocast: then in its
+    dtype), the machine's reference speed."""
     import torch
     generator = torch.Generator().manual_seed(0)
-    a = torch.randn(GEMM_N, GEMM_N, generator=generator).to(device)
-    b = torch.randn(GEMM_N, GEMM_N, generator=generator).to(device)
+    a = torch.randn(GEMM_N, GEMM_N, generator=generator).to(device, getattr(torch, dtype))
+    b = torch.randn(GEMM_N, GEMM_N, generator=generator).to(device, getattr(torch, dtype))
 
     def step() -> None:
         torch.mm(a, b)
@@ -405,9 +429,9 @@ def gemm_flops_per_s(seconds: float) -> float:
     return 2 * GEMM_N**3 / seconds
 
 
-def gemm_summary(times: List[float]) -> Dict[str, Any]:
+def gemm_summary(times: List[float], dtype: str = 'float32') -> Dict[str, Any]:
     median = statistics.median(times)
-    return dict(op='torch.mm', dtype='float32', m=GEMM_N, n=GEMM_N, k=GEMM_N, times_s=times, median_s=median,
+    return dict(op='torch.mm', dtype=dtype, m=GEMM_N, n=GEMM_N, k=GEMM_N, times_s=times, median_s=median,
                 min_s=min(times), flops_per_s=gemm_flops_per_s(median))
 
 
@@ -422,6 +446,31 @@ def random_images(size: Tuple[int, int], batch: int, device: Any) -> Any:
 def mode_batch(options: Options, mode: str) -> int:
     """Images per step in ``mode``: ``--batch``, else :data:`MODE_BATCH` or :data:`DEFAULT_BATCH`."""
     return options.batch or MODE_BATCH.get(mode, DEFAULT_BATCH)
+
+
+def autocast_dtype(options: Options) -> str:
+    """The dtype the run's steps compute in: ``--autocast``'s (:data:`AUTOCAST_DTYPES`), else float32."""
+    name = getattr(options, 'autocast', None)
+    return AUTOCAST_DTYPES[name] if name else 'float32'
+
+
+def check_autocast(options: Options, device: Any) -> None:
+    """What ``--autocast`` cannot be combined with, as a :class:`~l2vit.errors.ToolError` that says what to do: the
+    exported runtimes (fp32 files), and ``detector-train`` off a GPU (mmengine's ``AmpOptimWrapper``, which AMP
+    configs train with, runs on GPUs only)."""
+    name = getattr(options, 'autocast', None)
+    if not name:
+        return
+    if name not in AUTOCAST_DTYPES:
+        raise ToolError(f'--autocast {name}: unknown; choose one of {", ".join(AUTOCAST_DTYPES)}')
+    exported = _exported(options)
+    if exported:
+        raise ToolError(f'--autocast {name} times torch under autocast; {", ".join(exported)} run the exported fp32 '
+                        'file. Measure them in a run without --autocast')
+    if DETECTOR_MODE in options.modes and device.type != 'cuda':
+        raise ToolError(f'--autocast {name} with {DETECTOR_MODE}: the detector iteration runs mmengine\'s '
+                        'AmpOptimWrapper, as AMP configs train, and it needs a GPU. Use --device cuda, or drop '
+                        f'{DETECTOR_MODE} from --modes on the CPU')
 
 
 def step_inputs(mode: str, size: Tuple[int, int], batch: int, device: Any) -> Any:
@@ -479,7 +528,7 @@ def measure_size(models: Dict[str, Any], mode: str, size: Tuple[int, int], optio
         if name in stopped:
             entry.update(status='skipped', reason=stopped[name])
             continue
-        step = steps[name] = make_step(model, mode, images)
+        step = steps[name] = make_step(model, mode, images, autocast=getattr(options, 'autocast', None))
         for i in range(options.warmup):
             seconds = guarded(entry, lambda: time_step(step, device))
             if seconds is None:
@@ -518,7 +567,7 @@ def models_for_mode(mode: str, options: Options, device: Any, cache: Dict[str, D
     if mode == DETECTOR_MODE:
         if 'detector' not in cache:
             configs = detector_configs([n for n in options.models if n in DETECTOR_MODELS])
-            cache['detector'] = build_detectors(configs, device)
+            cache['detector'] = build_detectors(configs, device, getattr(options, 'autocast', None))
             cache['detector_settings'] = detector_settings(configs)
         for detector in cache['detector'].values():
             detector.train()
@@ -605,7 +654,7 @@ def measure(options: Options, device: Any,
     """Every entry (model × mode × size), the GEMM reference and notes. ``cache``: where the models built are kept
     (:func:`models_for_mode`), to be used again after."""
     sizes = ordered_sizes(options.sizes)
-    gemm = gemm_step(device)
+    gemm = gemm_step(device, autocast_dtype(options))
     for _ in range(options.warmup):
         time_step(gemm, device)
     cache = {} if cache is None else cache
@@ -625,7 +674,7 @@ def measure(options: Options, device: Any,
         if entry['macs'] is not None and entry['median_s']:
             entry['flops_per_s'] = 2 * entry['macs'] / entry['median_s']
             entry['gemm_percent'] = 100 * entry['flops_per_s'] / gemm_flops_per_s(entry['gemm_median_s'])
-    return entries, gemm_summary(gemm_times), notes
+    return entries, gemm_summary(gemm_times, autocast_dtype(options)), notes
 
 
 def profile_size(options: Options) -> Optional[Tuple[int, int]]:
@@ -661,7 +710,7 @@ def measure_profile(options: Options, device: Any, cache: Dict[str, Dict[str, An
             print(f'profile {mode} {size_key(size)} {name} ...', file=sys.stderr, flush=True)
             run = dict(model=name, mode=mode, size=size_key(size), status='profiled', reason=None, warmup_s=None)
             runs.append(run)
-            step = make_step(models[name], mode, images, marked=True)
+            step = make_step(models[name], mode, images, marked=True, autocast=getattr(options, 'autocast', None))
             try:
                 run['warmup_s'] = time_step(step, device)
                 if run['warmup_s'] > options.budget:
@@ -836,6 +885,7 @@ def measure_report(options: Options, argv: Sequence[str], device: Any) -> Report
     targets, notes (``options.note`` first) and, with ``options.profile``, the ``profile``
     (:func:`measure_profile`)."""
     import torch
+    check_autocast(options, device)
     date = datetime.datetime.now().astimezone().isoformat(timespec='seconds')
     cache: Dict[str, Dict[str, Any]] = {}
     entries, gemm, notes = measure(options, device, cache)
@@ -851,6 +901,7 @@ def measure_report(options: Options, argv: Sequence[str], device: Any) -> Report
                       batch=mode_batch(options, 'train'), batches={m: mode_batch(options, m) for m in options.modes},
                       warmup=options.warmup, repeats=options.repeats, budget_s=options.budget,
                       device=device.type, threads=torch.get_num_threads(), flops=not options.no_flops,
+                      autocast=getattr(options, 'autocast', None),
                       out_dir=options.out_dir, docs=options.docs, profile=size_key(size) if size else None),
         gemm=gemm, results=entries,
         skipped=[dict(model=e['model'], mode=e['mode'], size=e['size'], status=e['status'], reason=e['reason'])

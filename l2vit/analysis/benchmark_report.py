@@ -11,7 +11,10 @@ import os.path as osp
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .benchmark import DETECTOR_MODE, LABELS, MIB, Report, command_line
+from .benchmark import AUTOCAST_DTYPES, DETECTOR_MODE, LABELS, MIB, Report, command_line
+
+#: How the page names a reference GEMM's dtype.
+DTYPE_NAMES = {'float32': 'fp32', 'bfloat16': 'bf16', 'float16': 'fp16'}
 
 __all__ = ['report_lines', 'profile_lines', 'render_markdown', 'print_report', 'plot', 'image_names', 'write_docs']
 
@@ -129,9 +132,14 @@ def machine_lines(report: Report) -> List[str]:
              f'mmseg {m["mmseg"]}',
              f'- settings: batch {s["batch"]}{other_batches}, {plural(s["warmup"], "warm-up step")}, median (and min) '
              f'of {plural(s["repeats"], "interleaved round")}, budget {s["budget_s"]:g} s per first warm-up step',
-             f'- GEMM reference: fp32 {g["op"]} {g["m"]}×{g["k"]} by {g["k"]}×{g["n"]}, timed once in every round: '
+             f'- GEMM reference: {DTYPE_NAMES.get(g["dtype"], g["dtype"])} {g["op"]} {g["m"]}×{g["k"]} by '
+             f'{g["k"]}×{g["n"]}, timed once in every round: '
              f'median {fmt_ms(g["median_s"])} ms, {g["flops_per_s"] / 1e9:.1f} GFLOP/s (each size\'s % of GEMM uses '
              f'the GEMM times of its own rounds)']
+    if s.get('autocast'):
+        lines.insert(4, f'- precision: {s["autocast"]} autocast: forward and loss under `torch.autocast` in '
+                        f'{AUTOCAST_DTYPES[s["autocast"]]}, backward outside it; the detector iteration with '
+                        f'mmengine\'s `AmpOptimWrapper` in {AUTOCAST_DTYPES[s["autocast"]]}')
     if m['device'] == 'cuda':
         lines.append(f'- TF32: matmul {m.get("matmul_allow_tf32")}, cuDNN {m.get("cudnn_allow_tf32")}')
     return lines
@@ -203,6 +211,27 @@ def gemm_floor_lines(runs: Sequence[dict], clock: str, model: str = 'l2vit-t', p
                 f'{fmt(gemm_m / step_p)}.']
 
 
+def gemm_rate_lines(runs: Sequence[dict], clock: str, peer: str = 'swin-t') -> List[str]:
+    """The matrix products of each run (``gemm_products`` of its summary, runs profiled with shapes): their
+    operations, their time and the rate they ran at, and each model's operations over ``peer``'s. Nothing where no
+    run has them (records made before they were counted)."""
+    counted = [(r['model'], r['clocks'][clock].get('gemm_products')) for r in runs]
+    counted = [(model, p) for model, p in counted if p]
+    if not counted:
+        return []
+    peer_flop = dict(counted).get(peer, {}).get('flop')
+    parts = []
+    for model, products in counted:
+        rate = products['flop_per_s']
+        part = (f'{LABELS.get(model, model)} {products["flop"] / 1e9:.1f} GFLOP in {fmt_ms(products["ms"] / 1e3)} ms '
+                f'({plural(products["calls"], "call")}), ' + (f'{rate / 1e9:.1f} GFLOP/s' if rate else 'no time'))
+        if peer_flop and model != peer:
+            part += f', {fmt(products["flop"] / peer_flop)}× {LABELS.get(peer, peer)}\'s operations'
+        parts.append(part)
+    return ['', '- matrix products (mm, addmm, bmm, baddbmm, mv, dot, counted from the shapes the profiler recorded; '
+                '2 operations per multiply-add): ' + '; '.join(parts) + '.']
+
+
 def profile_ops_table(run: dict, clock: str) -> List[str]:
     summary = run['clocks'][clock]
     rows = [[f'`{op["op"]}`', op['family'], op['direction'], fmt_ms(op['ms'] / 1e3), fmt(op['share'], 1),
@@ -252,7 +281,8 @@ def profile_lines(report: Report, heading: str) -> List[str]:
         for clock in clocks if profiled else clocks[:1]:
             lines += ['', f'{sub} {mode} {profile["size"]}: {clock_text[clock]} by op family', '']
             if profiled:
-                lines += profile_family_table(profile, profiled, clock) + gemm_floor_lines(profiled, clock) + ['']
+                lines += profile_family_table(profile, profiled, clock) + gemm_floor_lines(profiled, clock)
+                lines += gemm_rate_lines(profiled, clock) + ['']
             if clock == clocks[0]:
                 lines += about
             for run in profiled:
@@ -300,10 +330,10 @@ def report_lines(report: Report, heading: str = '###') -> List[str]:
 
 
 def section_title(report: Report) -> str:
-    m = report['machine']
-    if m['device'] == 'cuda':
-        return f'GPU: {m["device_name"]}'
-    return f'CPU: {m["cpu"]}, {plural(m["threads"], "thread")}'
+    m, precision = report['machine'], report['settings'].get('autocast')
+    where = (f'GPU: {m["device_name"]}' if m['device'] == 'cuda'
+             else f'CPU: {m["cpu"]}, {plural(m["threads"], "thread")}')
+    return f'{where}, {precision} autocast' if precision else where
 
 
 def render_markdown(reports: Sequence[Report], json_paths: Sequence[str], docs_path: str,
@@ -353,7 +383,8 @@ def plot(report: Report, path: str) -> None:
                 ax.plot(*zip(*points), marker='o', label=LABELS.get(model, model))
         ax.set_xscale('log')
         ax.set_yscale('log')
-        ax.set_title(f'{mode} ({report["machine"]["device"]}, batch {batch_of(report, mode)})')
+        precision = f', {report["settings"]["autocast"]} autocast' if report['settings'].get('autocast') else ''
+        ax.set_title(f'{mode} ({report["machine"]["device"]}{precision}, batch {batch_of(report, mode)})')
         ax.set_xlabel('pixels (H × W)')
         ax.set_ylabel('median time per step (ms)')
         ax.grid(True, which='both', alpha=0.3)

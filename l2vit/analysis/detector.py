@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 __all__ = ['MASK_RCNN_CONFIG', 'SWIN_T_CONFIG', 'SWIN_T_CHANNELS', 'COCO_CLASSES', 'BOXES', 'base_config',
-           'swin_t_backbone', 'detector_config', 'Detector', 'build_detector', 'packed_batch']
+           'swin_t_backbone', 'detector_config', 'amp_config', 'Detector', 'build_detector', 'packed_batch']
 
 MASK_RCNN_CONFIG = Path(__file__).resolve().parents[2] / 'configs' / 'maskrcnn_l2vit.py'
 SWIN_T_CONFIG = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
@@ -50,6 +50,15 @@ def detector_config(backbone: Optional[Dict[str, Any]] = None, in_channels: Opti
         cfg.model.neck.in_channels = list(in_channels)
     drop_pretrained(cfg.model)
     sync_bn_to_bn(cfg.model)
+    return cfg
+
+
+def amp_config(cfg: Any, dtype: str) -> Any:
+    """A copy of ``cfg`` that trains in mixed precision: its ``optim_wrapper`` becomes mmengine's ``AmpOptimWrapper``
+    computing in ``dtype`` ('bfloat16' or 'float16'; dynamic loss scaling, mmengine's default), its optimizer and
+    the rest kept. This is how an AMP config of ours changes its base (it needs a GPU)."""
+    cfg = copy.deepcopy(cfg)
+    cfg.optim_wrapper = dict(cfg.optim_wrapper, type='AmpOptimWrapper', dtype=dtype)
     return cfg
 
 

@@ -22,7 +22,8 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ['FORWARD_MARK', 'BACKWARD_MARK', 'OTHER', 'OP_FAMILIES', 'FAMILY_NAMES', 'DIRECTIONS', 'TOP_OPS',
-           'op_family', 'family_legend', 'event_direction', 'summarize_events', 'profile_step', 'quiet_profiler']
+           'op_family', 'family_legend', 'event_direction', 'gemm_flop', 'summarize_events', 'profile_step',
+           'quiet_profiler']
 
 FORWARD_MARK = 'l2vit_benchmark::forward'
 BACKWARD_MARK = 'l2vit_benchmark::backward'
@@ -129,6 +130,33 @@ def event_direction(event: Any) -> str:
     return 'backward' if _BACKWARD_NAME.search(event.name) else 'forward'
 
 
+#: Where the operands of a matrix product are in its recorded ``input_shapes``, by op (without namespace): the index
+#: of the left operand; the right one follows it. An added term (``addmm``'s first input) comes before.
+_PRODUCT_OPERANDS = {'mm': 0, 'bmm': 0, 'mv': 0, 'dot': 0, 'vdot': 0, 'addmm': 1, '_addmm_activation': 1,
+                     'baddbmm': 1, 'addbmm': 1, 'addmv': 1}
+
+
+def gemm_flop(name: str, shapes: Sequence[Sequence[int]]) -> Optional[int]:
+    """The floating-point operations (2 per multiply-add) of the matrix product op ``name`` (as the profiler names
+    it, e.g. ``aten::addmm``) on operands of ``shapes`` (the event's ``input_shapes``, recorded with
+    ``record_shapes=True``): mm, bmm, mv, dot and their ``add*`` forms. None for any other op, or when the shapes
+    are not recorded or not those of the op (the composite ops, ``matmul`` or ``linear``, call one of these, which
+    is counted)."""
+    index = _PRODUCT_OPERANDS.get(name.rsplit('::', 1)[-1])
+    if index is None or len(shapes) < index + 2:
+        return None
+    left, right = (list(s) for s in shapes[index:index + 2])
+    if len(left) == 3 and len(right) == 3 and left[0] == right[0] and left[2] == right[1]:  # (b, m, k) @ (b, k, n)
+        return 2 * left[0] * left[1] * left[2] * right[2]
+    if len(left) == 2 and len(right) == 2 and left[1] == right[0]:  # (m, k) @ (k, n)
+        return 2 * left[0] * left[1] * right[1]
+    if len(left) == 2 and len(right) == 1 and left[1] == right[0]:  # (m, k) @ (k,)
+        return 2 * left[0] * left[1]
+    if len(left) == 1 and len(right) == 1 and left[0] == right[0]:  # (k,) . (k,)
+        return 2 * left[0]
+    return None
+
+
 def _launching_op(event: Any) -> Any:
     """The op whose work a device runtime call (a kernel launch) does: its nearest parent that is not one."""
     while event.cpu_parent is not None and op_family(event.name) == 'device runtime':
@@ -142,10 +170,15 @@ def summarize_events(events: Sequence[Any], clock: str = 'cpu', top: int = TOP_O
     that has time or calls, in table order: family, direction, ms, share of the total in %, calls), ``top_ops``
     (the ``top`` largest ops by self time, per name and direction) and ``other_ops`` (the ``top`` largest of family
     "other", with ``other_ops_left`` the count of the rest). ``clock`` 'cpu': the events' self CPU time; 'cuda':
-    the kernels' durations, each counted for the op that launched it (a launch call's kernels for its op)."""
+    the kernels' durations, each counted for the op that launched it (a launch call's kernels for its op).
+
+    With shapes recorded (``record_shapes=True``) also ``gemm_products``: the matrix product ops whose operations
+    :func:`gemm_flop` counts, their ``flop`` summed, ``ms`` (their time in this clock), ``calls``, and
+    ``flop_per_s``, the rate at which the step ran its matrix products; None without shapes."""
     import torch
     cpu = torch.autograd.DeviceType.CPU
     by_op: Dict[Tuple[str, str], List[float]] = {}
+    products = dict(flop=0, ms=0.0, calls=0)
     for event in events:
         if event.device_type != cpu or event.is_async:
             continue
@@ -155,8 +188,18 @@ def summarize_events(events: Sequence[Any], clock: str = 'cpu', top: int = TOP_O
             owner, micros = _launching_op(event), sum(kernel.duration for kernel in event.kernels)
         cell = by_op.setdefault((owner.name, event_direction(owner)), [0.0, 0])
         cell[0] += micros / 1e3
+        flop = gemm_flop(owner.name, getattr(owner, 'input_shapes', None) or [])
+        if flop is not None:
+            products['ms'] += micros / 1e3
         if owner is event:
             cell[1] += 1
+            if flop is not None:
+                products['flop'] += flop
+                products['calls'] += 1
+    gemm_products = None
+    if products['calls']:
+        seconds = products['ms'] / 1e3
+        gemm_products = dict(products, flop_per_s=products['flop'] / seconds if seconds else None)
     total = sum(ms for ms, _ in by_op.values())
 
     def share(ms: float) -> Optional[float]:
@@ -174,7 +217,8 @@ def summarize_events(events: Sequence[Any], clock: str = 'cpu', top: int = TOP_O
     other = [op for op in ops if op['family'] == OTHER]
     return dict(clock=clock, total_ms=total,
                 by_direction={d: sum(r['ms'] for r in rows if r['direction'] == d) for d in DIRECTIONS},
-                families=rows, top_ops=ops[:top], other_ops=other[:top], other_ops_left=max(0, len(other) - top))
+                families=rows, top_ops=ops[:top], other_ops=other[:top], other_ops_left=max(0, len(other) - top),
+                gemm_products=gemm_products)
 
 
 def quiet_profiler() -> None:
@@ -187,16 +231,16 @@ def quiet_profiler() -> None:
 
 def profile_step(step: Callable[[], None], device: Any, top: int = TOP_OPS) -> Dict[str, Any]:
     """Run ``step`` (already warmed up, made with ``marked=True``) once under ``torch.profiler.profile`` (CPU
-    activities, and CUDA on a GPU) and summarize it: ``wall_ms`` (the step's wall time, the profiler's overhead
-    included), ``events`` (how many CPU-side events it recorded) and ``clocks`` (``cpu``, and ``cuda`` on a GPU:
-    :func:`summarize_events`)."""
+    activities, and CUDA on a GPU; input shapes recorded, so that the matrix products' operations can be counted)
+    and summarize it: ``wall_ms`` (the step's wall time, the profiler's overhead included), ``events`` (how many
+    CPU-side events it recorded) and ``clocks`` (``cpu``, and ``cuda`` on a GPU: :func:`summarize_events`)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
     quiet_profiler()
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
-    with profile(activities=activities) as prof:
+    with profile(activities=activities, record_shapes=True) as prof:
         begin = time.perf_counter()
         step()
         if device.type == 'cuda':

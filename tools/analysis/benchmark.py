@@ -4,7 +4,8 @@ training iteration with L²ViT-T against Swin-T, in one process.
 
     python tools/analysis/benchmark.py [--sizes 224 512 800x1333 ...] [--modes infer train train-cp detector-train]
         [--models l2vit-t swin-t vit-s] [--compile] [--onnxruntime] [--openvino] [--repeats 5] [--warmup 2]
-        [--budget 60] [--batch N] [--device cpu|cuda] [--threads N] [--no-flops] [--profile [N|HxW]] [--note TEXT]
+        [--budget 60] [--batch N] [--device cpu|cuda] [--threads N] [--autocast bf16|fp16] [--no-flops]
+        [--profile [N|HxW]] [--note TEXT]
         [--out-dir work_dirs/benchmark] [--docs docs/benchmarks.md]
     python tools/analysis/benchmark.py --from-json A.json [B.json ...] --docs docs/benchmarks.md
 
@@ -28,6 +29,11 @@ rounds (``--no-flops`` skips the counting). A model whose first warm-up step at 
 ``--budget`` seconds is skipped there and at every larger size of that mode. Derived: ratios against Swin-T,
 scaling exponents (log time and log memory against log pixels), the train-cp / train memory ratio and the project's
 targets. What exactly is measured, and how: the docstring of ``l2vit/analysis/benchmark.py``.
+
+``--autocast bf16|fp16``: measure in mixed precision instead of fp32: each backbone step's forward and loss under
+``torch.autocast`` in that dtype (backward outside, as AMP training does), the detector iteration with mmengine's
+``AmpOptimWrapper`` in that dtype (GPU only, as our AMP configs), the reference GEMM in that dtype. E.g. on a GPU:
+``--device cuda --autocast bf16``.
 
 ``--profile [N|HxW]``: also, after the timing, profile one step (after one warm-up step) of each model of
 ``--models`` in each backbone mode of ``--modes`` (not ``detector-train``) at that size (``--profile`` alone: the
@@ -53,8 +59,9 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 # mmdet's Swin calls torch.utils.checkpoint without use_reentrant (with_cp=True); the warning is theirs to fix.
 warnings.filterwarnings('ignore', message='torch.utils.checkpoint: the use_reentrant parameter', category=UserWarning)
 
-from l2vit.analysis.benchmark import (COMPILED, DEFAULT_BATCH, DEFAULT_MODES, DEFAULT_SIZES,  # noqa: E402
-                                      DETECTOR_MODE, MODE_BATCH, MODEL_NAMES, MODES, ONNXRUNTIME, OPENVINO, parse_size)
+from l2vit.analysis.benchmark import (AUTOCAST_DTYPES, COMPILED, DEFAULT_BATCH, DEFAULT_MODES,  # noqa: E402
+                                      DEFAULT_SIZES, DETECTOR_MODE, MODE_BATCH, MODEL_NAMES, MODES, ONNXRUNTIME,
+                                      OPENVINO, parse_size)
 from l2vit.errors import error_exit  # noqa: E402
 
 
@@ -84,6 +91,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         '(default 60)')
     parser.add_argument('--device', choices=('cpu', 'cuda'), help='default: cuda if available, else cpu')
     parser.add_argument('--threads', type=int, help='torch intra-op threads (default: torch\'s default)')
+    parser.add_argument('--autocast', choices=tuple(AUTOCAST_DTYPES),
+                        help='measure in mixed precision: forward and loss under torch.autocast in this dtype '
+                        '(detector-train: mmengine\'s AmpOptimWrapper, GPU only); default fp32')
     parser.add_argument('--no-flops', action='store_true', help='do not count FLOPs (no FLOP/s, no %% of GEMM)')
     parser.add_argument('--profile', nargs='?', const=True, type=parse_size, metavar='N|HxW',
                         help='also profile one step of each model and backbone mode (not detector-train) at this size '
@@ -105,8 +115,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error(f'--budget must be a positive number of seconds, got {args.budget}')
     if args.profile and not [mode for mode in args.modes if mode != DETECTOR_MODE]:
         parser.error(f'--profile profiles the backbone modes; {DETECTOR_MODE} is not profiled')
-    if args.from_json and (args.profile or args.note):
-        parser.error('--profile and --note measure or record a new run; --from-json renders saved ones')
+    if args.from_json and (args.profile or args.note or args.autocast):
+        parser.error('--profile, --note and --autocast measure or record a new run; --from-json renders saved ones')
     if args.from_json and args.docs is None:
         print('note: --from-json without --docs only prints the tables', file=sys.stderr)
     return args
