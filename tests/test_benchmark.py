@@ -533,8 +533,8 @@ def profiled(tmp_path_factory):
 
 
 @pytest.mark.parametrize('name,family', [
-    ('aten::mm', 'GEMM'), ('aten::addmm', 'GEMM'), ('aten::bmm', 'GEMM'), ('aten::matmul', 'GEMM'),
-    ('aten::linear', 'GEMM'), ('aten::einsum', 'GEMM'),
+    ('aten::mm', 'GEMM'), ('aten::addmm', 'GEMM'), ('aten::bmm', 'GEMM'), ('aten::baddbmm_', 'GEMM'),
+    ('aten::matmul', 'GEMM'), ('aten::linear', 'GEMM'), ('aten::einsum', 'GEMM'),
     ('aten::scaled_dot_product_attention', 'attention (fused)'),
     ('aten::_scaled_dot_product_flash_attention_for_cpu_backward', 'attention (fused)'),
     ('aten::conv2d', 'convolution'), ('aten::convolution', 'convolution'), ('aten::_convolution', 'convolution'),
@@ -607,6 +607,8 @@ def _profiled_events(mode: str, record_shapes: bool = False):
     ('aten::_addmm_activation', [[5], [3, 4], [4, 5], [], [], []], 2 * 3 * 4 * 5),
     ('aten::bmm', [[2, 3, 4], [2, 4, 5]], 2 * 2 * 3 * 4 * 5),
     ('aten::baddbmm', [[2, 3, 5], [2, 3, 4], [2, 4, 5], [], []], 2 * 2 * 3 * 4 * 5),
+    ('aten::baddbmm_', [[2, 3, 5], [2, 3, 4], [2, 4, 5], [], []], 2 * 2 * 3 * 4 * 5),  # in place
+    ('aten::addmm_', [[3, 5], [3, 4], [4, 5], [], []], 2 * 3 * 4 * 5),
     ('aten::addbmm', [[3, 5], [2, 3, 4], [2, 4, 5], [], []], 2 * 2 * 3 * 4 * 5),
     ('aten::mv', [[3, 4], [4]], 2 * 3 * 4),
     ('aten::addmv', [[3], [3, 4], [4], [], []], 2 * 3 * 4),

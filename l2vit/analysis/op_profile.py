@@ -39,8 +39,8 @@ TOP_OPS = 15
 OP_FAMILIES: Tuple[Tuple[str, str, str], ...] = (
     ('GEMM', 'matrix products: mm, addmm, bmm, matmul, linear, einsum (their own time; the products they call are '
      'counted as such)',
-     r'mm|addmm|_addmm_activation|bmm|baddbmm|addbmm|mv|addmv|dot|vdot|outer|matmul|linear|mkldnn_linear|_mkl_linear'
-     r'|einsum|tensordot|bilinear'),
+     r'mm|addmm_?|_addmm_activation|bmm|baddbmm_?|addbmm_?|mv|addmv_?|dot|vdot|outer|matmul|linear|mkldnn_linear'
+     r'|_mkl_linear|einsum|tensordot|bilinear'),
     ('attention (fused)', 'fused scaled-dot-product attention kernels, forward and backward',
      r'_?scaled_dot_product\w*|_flash_attention\w*|_efficient_attention\w*|_cudnn_attention\w*'),
     ('convolution', 'convolutions and their backward: convolution, mkldnn_convolution, _slow_conv2d, '
@@ -131,17 +131,18 @@ def event_direction(event: Any) -> str:
 
 
 #: Where the operands of a matrix product are in its recorded ``input_shapes``, by op (without namespace): the index
-#: of the left operand; the right one follows it. An added term (``addmm``'s first input) comes before.
-_PRODUCT_OPERANDS = {'mm': 0, 'bmm': 0, 'mv': 0, 'dot': 0, 'vdot': 0, 'addmm': 1, '_addmm_activation': 1,
-                     'baddbmm': 1, 'addbmm': 1, 'addmv': 1}
+#: of the left operand; the right one follows it. An added term (``addmm``'s first input) comes before, also in the
+#: in-place forms (``baddbmm_``).
+_PRODUCT_OPERANDS = {'mm': 0, 'bmm': 0, 'mv': 0, 'dot': 0, 'vdot': 0, '_addmm_activation': 1,
+                     **{op + suffix: 1 for op in ('addmm', 'baddbmm', 'addbmm', 'addmv') for suffix in ('', '_')}}
 
 
 def gemm_flop(name: str, shapes: Sequence[Sequence[int]]) -> Optional[int]:
     """The floating-point operations (2 per multiply-add) of the matrix product op ``name`` (as the profiler names
     it, e.g. ``aten::addmm``) on operands of ``shapes`` (the event's ``input_shapes``, recorded with
-    ``record_shapes=True``): mm, bmm, mv, dot and their ``add*`` forms. None for any other op, or when the shapes
-    are not recorded or not those of the op (the composite ops, ``matmul`` or ``linear``, call one of these, which
-    is counted)."""
+    ``record_shapes=True``): mm, bmm, mv, dot and their ``add*`` forms (in place too). None for any other op, or
+    when the shapes are not recorded or not those of the op (the composite ops, ``matmul`` or ``linear``, call one of
+    these, which is counted)."""
     index = _PRODUCT_OPERANDS.get(name.rsplit('::', 1)[-1])
     if index is None or len(shapes) < index + 2:
         return None
