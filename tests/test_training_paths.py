@@ -2,7 +2,7 @@
 graph, checked by gradcheck in float64, against an independent re-statement of the model (tests/reference_l2vit.py)
 in training mode, with and without gradient checkpointing, and under bf16 autocast; and they save what they claim."""
 import copy
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import pytest
 import torch
@@ -35,6 +35,17 @@ def in_layout(x: Tensor, layout: str) -> Tensor:
     return x
 
 
+def aten_weight_grad(x: Tensor, weight: Tensor, generator: torch.Generator, stride: Sequence[int] = (1, 1),
+                     padding: Sequence[int] = (0, 0), groups: int = 1) -> Tuple[Tensor, Tensor]:
+    """A random gradient (drawn from ``generator``) of ``F.conv2d(x, weight, ...)``'s output, and aten's weight
+    gradient for it: the reference our weight gradients are checked against."""
+    out = F.conv2d(x, weight, stride=stride, padding=padding, groups=groups)
+    grad = torch.randn(out.shape, generator=generator, dtype=x.dtype)
+    expected = torch.ops.aten.convolution_backward(grad, x, weight, None, list(stride), list(padding), [1, 1], False,
+                                                   [0, 0], groups, [False, True, False])[1]
+    return grad, expected
+
+
 def assert_same_layer(ours: nn.Module, plain: nn.Module, x: Tensor) -> None:
     """``ours`` and ``plain`` (same state dict) trained on ``x`` in float64: equal outputs; the gradients of the
     input and of every parameter equal to 1e-12."""
@@ -60,10 +71,7 @@ def test_depthwise_weight_grad_equals_aten(kernel, layout):
     g = torch.Generator().manual_seed(0)
     x = in_layout(torch.randn(2, 5, 13, 17, generator=g, dtype=torch.float64), layout)
     weight = torch.randn(5, 1, kh, kw, generator=g, dtype=torch.float64)
-    out = F.conv2d(x, weight, padding=padding, groups=5)
-    grad = torch.randn(out.shape, generator=g, dtype=torch.float64)
-    expected = torch.ops.aten.convolution_backward(grad, x, weight, None, [1, 1], list(padding), [1, 1], False, [0, 0],
-                                                   5, [False, True, False])[1]
+    grad, expected = aten_weight_grad(x, weight, g, padding=padding, groups=5)
     got = depthwise_weight_grad(grad, x, weight, padding)
     assert got.shape == weight.shape
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
@@ -111,10 +119,7 @@ def test_patch_weight_grad_equals_aten(patch, layout, size):
     g = torch.Generator().manual_seed(4)
     x = in_layout(torch.randn(2, 5, *size, generator=g, dtype=torch.float64), layout)
     weight = torch.randn(7, 5, patch, patch, generator=g, dtype=torch.float64)
-    out = F.conv2d(x, weight, stride=patch)
-    grad = torch.randn(out.shape, generator=g, dtype=torch.float64)
-    expected = torch.ops.aten.convolution_backward(grad, x, weight, None, [patch, patch], [0, 0], [1, 1], False,
-                                                   [0, 0], 1, [False, True, False])[1]
+    grad, expected = aten_weight_grad(x, weight, g, stride=(patch, patch))
     got = patch_weight_grad(grad, x, weight)
     assert got.shape == weight.shape
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
