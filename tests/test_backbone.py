@@ -142,61 +142,25 @@ def test_parity_with_reference(parity_models, size):
     assert ref_logits.std() > 1e-2
 
 
-@pytest.mark.parametrize('size', PARITY_SIZES)
-def test_cache_blocked_inference_matches_reference(parity_models, size, monkeypatch):
-    """CPU inference runs the MLPs in chunks of tokens and the window attention in bands of window rows; with pieces
-    small enough that every map is split (odd counts: a last, partial piece), the outputs are still the reference's,
-    and equal those of the unsplit path (taken when autograd is on)."""
-    from l2vit.models.blocks import LocalWindowBlock
-    from l2vit.models.layers import Mlp
-    ref, ours = parity_models
-    monkeypatch.setattr(Mlp, 'chunk_tokens', 7)
-    monkeypatch.setattr(LocalWindowBlock, 'band_tokens', 1)  # one row of windows per band
-    x = torch.randn(2, 3, *size, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
-    with torch.no_grad():
-        blocked = ours(x)
-        ref_maps = ref.forward_features(x)
-    whole = ours(x)  # autograd on: no chunks, no bands
-    assert whole[0].requires_grad
-    for i, (b, w, m) in enumerate(zip(blocked, whole, ref_maps)):
-        norm = getattr(ours, f'norm{i}')
-        torch.testing.assert_close(b, layer_norm_nchw(m, norm.weight, norm.bias), rtol=1e-10, atol=1e-10)
-        torch.testing.assert_close(b, w.detach(), rtol=1e-13, atol=1e-13)
-
-
-def test_cache_blocked_switch(monkeypatch):
-    """``layers.CACHE_BLOCKED`` (env ``L2VIT_CACHE_BLOCKED``) turns the cache-blocked CPU paths off: the MLP then
-    runs whole (one fc1 call per forward) with the same outputs; a bad environment value is a clear error."""
-    import subprocess
-    import sys
-
-    from l2vit.models import layers
-    from l2vit.models.layers import Mlp
-    monkeypatch.setattr(Mlp, 'chunk_tokens', 7)
-    model = l2vit.L2ViT(arch=SMALL, window_size=WINDOW).eval()
-    fc1 = model.stages[0][0].mlp.fc1
-    calls = []
-    fc1.register_forward_hook(lambda *args: calls.append(1))
-    x = torch.randn(1, 3, 40, 52)
-    with torch.no_grad():
-        blocked = model(x)
-        blocked_calls, calls[:] = len(calls), []
-        monkeypatch.setattr(layers, 'CACHE_BLOCKED', False)
-        plain = model(x)
-    assert blocked_calls > 1 and len(calls) == 1, (blocked_calls, len(calls))
-    for b, p in zip(blocked, plain):
-        torch.testing.assert_close(b, p, rtol=1e-5, atol=1e-5)
-
-    for value, expected in (('0', False), ('false', False), ('1', True), ('', True)):
-        monkeypatch.setenv('L2VIT_CACHE_BLOCKED', value)
-        assert layers._env_switch('L2VIT_CACHE_BLOCKED', True) is expected
-    monkeypatch.setenv('L2VIT_CACHE_BLOCKED', 'maybe')
-    with pytest.raises(ValueError, match="L2VIT_CACHE_BLOCKED='maybe': expected 1/true"):
-        layers._env_switch('L2VIT_CACHE_BLOCKED', True)
-    env = dict(os.environ, L2VIT_CACHE_BLOCKED='0')
-    out = subprocess.run([sys.executable, '-c', 'from l2vit.models import layers; print(layers.CACHE_BLOCKED)'],
-                         env=env, capture_output=True, text=True, check=True).stdout
-    assert out.strip() == 'False'
+def test_torch_export_with_dynamic_height_and_width():
+    """``torch.export`` with dynamic H and W: one program serves sizes that need padding (to whole windows, to even
+    sizes before downsampling) and sizes that need none, and computes what eager mode computes. torch.export
+    specializes dimensions of size 1, so the program asks for at least two windows a side in the last stage."""
+    from torch.export import Dim
+    model = randomize_(l2vit.L2ViT(arch=copy.deepcopy(SMALL), window_size=WINDOW), seed=40).eval()
+    dynamic = {2: Dim.DYNAMIC, 3: Dim.DYNAMIC}
+    exported = torch.export.export(model, (torch.randn(1, 3, 192, 224), ), dynamic_shapes=(dynamic, )).module()
+    # 192: 48, 24, 12, 6 tokens a side, whole windows everywhere; the others are padded at every stage
+    for size in [(192, 192), (131, 157), (100, 250)]:
+        x = torch.randn(1, 3, *size)
+        with torch.no_grad():
+            expected = model(x)
+        got = exported(x)
+        for a, b in zip(got, expected):
+            assert a.shape == b.shape
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    with pytest.raises(AssertionError, match='Guard failed'):  # one window a side in the last stage
+        exported(torch.randn(1, 3, 61, 75))
 
 
 # ---------------------------------------------------------------------------------------------------- attention cores

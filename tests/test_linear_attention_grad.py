@@ -1,4 +1,5 @@
-"""The linear attention core's hand-written backward (:class:`~l2vit.models.attention.LinearAttentionFunction`):
+"""The linear attention core's hand-written backward (:class:`~l2vit.models.cpu.functions.LinearAttentionFunction`,
+used by the CPU variant of the module):
 gradients against finite differences and against plain autograd, on both sides of the denominator's clamp, with
 non-contiguous inputs, under bf16 autocast, and what it keeps for the backward."""
 from typing import Callable, List, Tuple
@@ -9,9 +10,12 @@ import torch.utils.checkpoint as cp
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
-from l2vit.models import attention as attention_module
-from l2vit.models.attention import (LINEAR_ATTENTION_DENOM_MIN, LinearAttention, LinearAttentionFunction,
-                                    linear_attention)
+from l2vit.models.attention import LINEAR_ATTENTION_DENOM_MIN, LinearAttention
+from l2vit.models.cpu.functions import LinearAttentionFunction
+from l2vit.models.cpu.modules import CPULinearAttention
+
+#: The core of the CPU variant: the Function where autograd records on the CPU, the plain ops elsewhere.
+fast_core = CPULinearAttention.core
 
 B, N, H, D = 2, 12, 2, 3
 REGIMES = ['clamped', 'unclamped', 'mixed']
@@ -103,7 +107,7 @@ def grads(core: Callable[..., Tensor], qkv: Tensor, temperature: Tensor, upstrea
 def test_equals_plain_autograd_float64(regime):
     qkv, temperature = make_qkv(regime, seed=2), make_temperature()
     upstream = torch.randn(B, N, H, D, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    new = grads(linear_attention, qkv, temperature, upstream)
+    new = grads(fast_core, qkv, temperature, upstream)
     old = grads(plain_linear_attention, qkv, temperature, upstream)
     assert torch.equal(new[0], old[0])  # the same forward ops
     for a, b in zip(new[1:], old[1:]):
@@ -141,7 +145,7 @@ def test_only_the_needed_gradients(needed):
     inputs.append(make_temperature(requires_grad='t' in needed))
     wanted = [t for t in inputs if t.requires_grad]
     upstream = torch.randn(B, N, H, D, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
-    out = linear_attention(*inputs)
+    out = fast_core(*inputs)
     assert type(out.grad_fn).__name__ == 'LinearAttentionFunctionBackward'
     with FlopCounterMode(display=False) as counter:
         new = torch.autograd.grad(out, wanted, upstream)
@@ -178,35 +182,33 @@ def test_low_precision_inputs_get_gradients_in_their_dtype():
 # ---------------------------------------------------------------------------------------------------- dispatch
 def test_plain_ops_where_autograd_is_not_needed():
     qkv, temperature = make_qkv('mixed', seed=10, dtype=torch.float32), make_temperature(torch.float32)
-    with_grad = linear_attention(*qkv.unbind(2), temperature)
+    with_grad = fast_core(*qkv.unbind(2), temperature)
     assert type(with_grad.grad_fn).__name__ == 'LinearAttentionFunctionBackward'
     with torch.no_grad():
-        inference = linear_attention(*qkv.unbind(2), temperature)
+        inference = fast_core(*qkv.unbind(2), temperature)
     assert inference.grad_fn is None and torch.equal(inference, with_grad)
     # A TorchScript trace (ONNX export, FLOP counting) records the plain ops even when autograd is on.
-    graph = torch.jit.trace(linear_attention, (*qkv.unbind(2), temperature), check_trace=False).graph
+    graph = torch.jit.trace(fast_core, (*qkv.unbind(2), temperature), check_trace=False).graph
     kinds = [node.kind() for node in graph.nodes()]
     assert kinds.count('aten::einsum') == 3 and 'prim::PythonOp' not in kinds, kinds
 
 
 # ---------------------------------------------------------------------------------------------------- in the module
-def module_run(monkeypatch, core: Callable[..., Tensor], autocast: bool) -> Tuple[Tensor, List[Tensor], dict]:
-    """Output, saved tensors and gradients of a LinearAttention with ``core`` as its linear attention."""
+def module_run(cls: type, autocast: bool) -> Tuple[Tensor, List[Tensor], dict]:
+    """Output, saved tensors and gradients of a LinearAttention (``cls``: the plain module or its CPU variant)."""
     torch.manual_seed(11)
-    module = LinearAttention(32, 2)
+    module = cls(32, 2)
     x = torch.randn(2, 64, 32, requires_grad=True)
-    monkeypatch.setattr(attention_module, 'linear_attention', core)
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
         out, saved = saved_tensors_of(lambda: module(x))
     out.float().pow(2).sum().backward()
-    monkeypatch.undo()
     return out, saved, dict(module.named_parameters(), x=x)
 
 
 @pytest.mark.parametrize('autocast', [False, True], ids=['float32', 'bf16_autocast'])
-def test_module_against_plain_core(monkeypatch, autocast):
-    new_out, new_saved, new = module_run(monkeypatch, linear_attention, autocast)
-    old_out, old_saved, old = module_run(monkeypatch, plain_linear_attention, autocast)
+def test_module_against_plain_core(autocast):
+    new_out, new_saved, new = module_run(CPULinearAttention, autocast)
+    old_out, old_saved, old = module_run(LinearAttention, autocast)
     assert torch.equal(new_out, old_out)
     tol = dict(rtol=2e-2, atol=2e-3) if autocast else dict(rtol=1e-5, atol=1e-6)
     for name, p in new.items():
@@ -225,7 +227,7 @@ def test_function_saves_only_its_inputs():
     q, k, v = qkv.unbind(2)
     temperature = make_temperature(torch.float32)
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        _, saved = saved_tensors_of(lambda: linear_attention(q, k, v, temperature))
+        _, saved = saved_tensors_of(lambda: fast_core(q, k, v, temperature))
         _, plain_saved = saved_tensors_of(lambda: plain_linear_attention(q, k, v, temperature))
     assert len(saved) == 4
     for got, given in zip(saved, (q, k, v, temperature)):
@@ -236,7 +238,7 @@ def test_function_saves_only_its_inputs():
 
 def test_non_reentrant_checkpoint():
     torch.manual_seed(13)
-    module = LinearAttention(32, 2).double()
+    module = CPULinearAttention(32, 2).double()
     x = torch.randn(2, 64, 32, dtype=torch.float64, requires_grad=True)
     results = []
     for run in (module, lambda t: cp.checkpoint(module, t, use_reentrant=False)):

@@ -13,11 +13,10 @@ The input is the image after the data preprocessor: ``(B, 3, H, W)`` float32, no
 std (channel order as its ``bgr_to_rgb`` says); those values are also stored in the file's metadata.
 
 The exporter is torch's TorchScript-based one (``torch.onnx.export(..., dynamo=False)``): it traces the plain
-inference path of the model (the training-only autograd paths and the cache-blocked CPU loops switch off under
-``torch.jit.is_tracing()``) and, with ``dynamic=True``, records the sizes as graph values, so the padding to whole
-windows and whole strides is computed from each input's size (:mod:`l2vit.models.blocks`,
-:mod:`l2vit.models.layers`). Layers that would fix the size otherwise are swapped for exact stand-ins first
-(:mod:`l2vit.deploy.traceable`).
+model (a config's ``cpu_fast_paths`` are swapped out of the exported copy) and, with ``dynamic=True``, records the
+sizes as graph values, so the padding to whole windows and whole strides, always applied (by 0 where nothing is
+missing), is computed from each input's size (:mod:`l2vit.models.blocks`, :mod:`l2vit.models.layers`). Layers
+that would fix the size otherwise are swapped for exact stand-ins first (:mod:`l2vit.deploy.traceable`).
 
 Opsets (:data:`DEFAULT_OPSET`, :data:`OPSET_NEEDS`): ``scaled_dot_product_attention`` (the window attention)
 needs 14, ``einsum`` (the linear attention) 12; from 17 LayerNorm is one ``LayerNormalization`` node instead of a
@@ -35,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, ToolError
+from ..models.cpu import use_cpu_fast_paths
 from .traceable import replace_adaptive_pools
 
 __all__ = [
@@ -331,7 +331,7 @@ def export_onnx(request: ExportRequest) -> Exported:
         weights = 'none: the config\'s initialisation (pretrained init_cfg not loaded)'
     scope = cfg.default_scope
     reference = part_module(model, scope, request.part).eval()
-    exported_module = copy.deepcopy(reference)
+    exported_module = use_cpu_fast_paths(copy.deepcopy(reference), enable=False)  # the plain model is exported
     replace_adaptive_pools(exported_module)
 
     image = torch.randn(request.batch, 3, *shape, generator=torch.Generator().manual_seed(0))

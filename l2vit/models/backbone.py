@@ -12,6 +12,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import CheckpointError
 from .blocks import LinearGlobalBlock, LocalWindowBlock
+from .cpu import use_cpu_fast_paths
 from .layers import Downsample, StemEmbed
 from .state_dict import adapt_state_dict
 
@@ -39,8 +40,17 @@ class L2ViT(BaseModule):
         with_cp: gradient checkpointing of every block and every downsampling layer, the convolutional stem
             included (saves memory, same outputs and gradients).
         norm_cfg: norm of the convolutional stem and of every LCM; BN by default, SyncBN for distributed training.
+        cpu_fast_paths: swap in the eager-CPU variants of the blocks (see the note below).
         init_cfg: mmengine init config, a dict or a list of dicts. ``dict(type='Pretrained', checkpoint=PATH_OR_URL[,
             prefix='backbone.'])`` accepts a converted checkpoint as well as the authors' released file.
+
+    Note:
+        ``cpu_fast_paths=True`` (what the demo configs use) runs :func:`l2vit.models.cpu.use_cpu_fast_paths` on the
+        backbone: its blocks become CPU variants that, in eager CPU training, recompute cheap activations in
+        backward instead of keeping them (about half the activation memory) and compute some gradients with
+        hand-written functions, and in eager CPU inference go through large layers in cache-sized pieces. Outputs,
+        gradients and BatchNorm statistics equal the plain model's. Elsewhere (GPUs, ``torch.compile``,
+        ``torch.export``, ONNX export) the variants run the plain forward, so the option changes nothing there.
 
     Loading weights: however a state dict reaches this module (``init_cfg``, ``load_from``, mmengine's
     ``load_checkpoint``, ``load_state_dict``), the authors' layout is understood (``norm.*`` is ``norm3.*``, ``head.*``
@@ -70,6 +80,7 @@ class L2ViT(BaseModule):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  norm_cfg: Optional[dict] = None,
+                 cpu_fast_paths: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         arch = self.parse_arch(arch)
@@ -112,6 +123,8 @@ class L2ViT(BaseModule):
             self.add_module(f'norm{i}', nn.LayerNorm(dims[i]))
         #: Every state-dict entry this module holds, with its shape: what a checkpoint must provide to fit.
         self.state_dict_shapes: Dict[str, Tuple[int, ...]] = {k: tuple(v.shape) for k, v in self.state_dict().items()}
+        if cpu_fast_paths:
+            use_cpu_fast_paths(self)
         self._freeze_stages()
 
     # ------------------------------------------------------------------ configuration

@@ -1,24 +1,29 @@
-"""Autograd functions that make L²ViT's training step cheaper in time or memory, with the same results.
+"""Autograd functions that make L²ViT's eager training step on the CPU cheaper in time or memory, with the same
+results as the plain layers (float64 tests: ``tests/test_cpu_fast_paths.py``).
 
-* :func:`depthwise_conv`: a stride-1 depthwise convolution whose weight gradient is computed on the CPU in strips of
-  kernel columns (:func:`depthwise_weight_grad`), which oneDNN runs several times faster than a 7-wide kernel's.
+* :func:`depthwise_conv`: a stride-1 depthwise convolution whose weight gradient is computed in strips of kernel
+  columns (:func:`depthwise_weight_grad`), which oneDNN runs several times faster than a 7-wide kernel's.
 * :func:`patch_conv`: a convolution whose kernel equals its stride (a linear map of non-overlapping patches, as
-  L²ViT's downsampling layers are), with its weight gradient computed on the CPU as matrix products
-  (:func:`patch_weight_grad`), which oneDNN's own weight gradient for these convolutions is several times slower than.
+  L²ViT's downsampling layers are), with its weight gradient computed as matrix products (:func:`patch_weight_grad`),
+  which oneDNN's own weight gradient for these convolutions is several times slower than.
 * :func:`after_recomputed`: ``op(fn(x))``, ``op`` a linear layer or a depthwise convolution and ``fn`` cheap
   element-wise work in front of it (LayerNorm, GELU, BatchNorm, padding, reshapes), that keeps only ``x`` for backward
   and recomputes ``fn(x)`` there. The plain graph keeps both: ``fn``'s backward needs ``x`` and ``op``'s weight
   gradient needs ``fn(x)``.
+* :class:`LinearAttentionFunction`: the linear attention core with a backward that recomputes its small
+  intermediates instead of keeping them.
 
-All three are used only while eager autograd records a graph (:func:`builds_backward_graph`); otherwise the layers run
-their plain forward.
+The modules of :mod:`l2vit.models.cpu.modules` use them only while eager autograd records a graph on the CPU
+(:func:`builds_backward_graph`).
 """
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
+
+from ..attention import LINEAR_ATTENTION_DENOM_MIN, linear_attention
 
 #: The widest depthwise kernel whose weight gradient oneDNN computes with its depthwise kernel (``jit_dw``). For
 #: wider kernels it falls back to a generic grouped convolution that is many times slower than the forward (7x7,
@@ -29,10 +34,10 @@ Grads = Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]
 
 
 def builds_backward_graph(*tensors: Tensor) -> bool:
-    """Whether eager autograd is recording a graph through any of ``tensors``, on the CPU: where the functions here
-    are used. ``torch.compile`` makes its own choices of what to save and recompute, and ``torch.jit.trace`` (FLOP
-    counting, ONNX export) cannot trace through Python autograd functions, so both get the plain layers. On GPUs the
-    plain layers run too until these paths have been checked and timed there."""
+    """Whether eager autograd is recording a graph through any of ``tensors``, all on the CPU: where the functions
+    here are used. ``torch.compile`` and ``torch.export`` make their own choices of what to save and recompute, and
+    ``torch.jit.trace`` (FLOP counting, ONNX export) cannot trace through Python autograd functions, so all of them
+    get the plain layers; so do GPUs, where these paths have not been measured."""
     if not torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.jit.is_tracing():
         return False
     return all(t.device.type == 'cpu' for t in tensors) and any(t.requires_grad for t in tensors)
@@ -329,3 +334,101 @@ def after_recomputed(op: nn.Module, fn: Callable[[Tensor], Tensor], x: Tensor, f
     if rowwise and not isinstance(op, nn.Linear):
         raise TypeError(f'after_recomputed: rowwise needs a linear op, got {op!r}')
     return _AfterRecomputed.apply(op, fn, recompute or fn, rowwise, x, op.weight, op.bias, *fn_params)
+
+
+# ---------------------------------------------------------------------------------------- linear attention core
+class LinearAttentionFunction(torch.autograd.Function):
+    """The linear attention core with a hand-written backward that recomputes its small intermediates.
+
+    Per batch element and head, with ``Q = relu(q)``, ``K = relu(k)`` (N x d), ``V = v`` (N x e), ``t`` the
+    temperature::
+
+        S = K^T V (d x e),  KV = t S,  s = sum_n K_n (d),  z = Q s (N),  D = max(z, 100),  out = (Q KV) / D
+
+    Saved for the backward: ``q``, ``k``, ``v`` as given (bf16 under autocast: views of the ``qkv`` projection's
+    output, no float32 copy) and ``temperature``; not the ReLU outputs, not the N x e numerator ``Q KV``. The
+    backward recomputes ``Q``, ``K``, ``S``, ``s``, ``z``, ``D`` (``S`` is one more N x d x e product, the rest is
+    O(N d)) and, with ``g`` the output's gradient and ``G = g / D`` (row-wise)::
+
+        P = G KV^T                              # N x d
+        g_z = -sum_d(Q * P) / D  where z > 100, else 0
+                                                # since sum_e(g * Q KV) = sum_d(Q * g KV^T): no numerator needed
+        g_Q = P + g_z s^T,   g_KV = Q^T G,   g_t = sum(g_KV * S),   g_S = t g_KV
+        g_s = Q^T g_z,       g_K = V g_S^T + 1 g_s^T,   g_V = K g_S
+        g_q = g_Q where q > 0, else 0;  g_k likewise
+
+    The masks are those of ``clamp_min``'s and ``relu``'s own backward (a tie with the clamp, or an input of exactly
+    0, gets no gradient); ``g_t`` is summed over the batch (and every other broadcast dimension). Everything runs in
+    the forward's dtype with autocast disabled, on (B * heads, N, d) copies that batched matrix products take without
+    further copies; the gradients come back in each input's dtype, only those ``needs_input_grad`` asks for. The
+    backward is not itself differentiable (no double backward).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, q: Tensor, k: Tensor, v: Tensor, temperature: Tensor) -> Tensor:
+        """The plain core's ops (bit-identical output); saves the inputs as they are."""
+        ctx.save_for_backward(q, k, v, temperature)
+        return linear_attention(q, k, v, temperature)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> Tuple[Optional[Tensor], ...]:
+        """Gradients of ``q``, ``k``, ``v``, ``temperature`` (None for those not needed)."""
+        q, k, v, temperature = ctx.saved_tensors
+        need_q, need_k, need_v, need_t = ctx.needs_input_grad[:4]
+        B, h = q.shape[0], q.shape[2]
+        dtype = torch.promote_types(q.dtype, torch.float32)
+        grad_q = grad_k = grad_v = grad_t = None
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            qr = torch.relu_(_heads_major(q, dtype))  # (B*h, N, d)
+            kr = torch.relu_(_heads_major(k, dtype))
+            ks = kr.sum(dim=1, keepdim=True)  # (B*h, 1, d)
+            z = torch.bmm(qr, ks.transpose(1, 2))  # (B*h, N, 1)
+            denom = z.clamp_min(LINEAR_ATTENTION_DENOM_MIN)
+            g = _heads_major(grad, dtype).div_(denom)  # (B*h, N, e)
+            t = temperature.to(dtype)
+            if need_q or need_k or need_t:
+                vf = _heads_major(v, dtype)
+                s = torch.bmm(kr.transpose(1, 2), vf)  # (B*h, d, e)
+            if need_q or need_k:
+                p = torch.bmm(g, _times_temperature(s, B, t).transpose(1, 2))  # (B*h, N, d)
+                grad_z = torch.einsum('bnd,bnd->bn', qr, p).unsqueeze(-1).div_(denom).neg_()
+                grad_z = _threshold_backward(grad_z, z, LINEAR_ATTENTION_DENOM_MIN)
+                if need_q:
+                    grad_q = _tokens_major(_threshold_backward(p.baddbmm_(grad_z, ks), qr, 0), B, q.dtype)
+                del p
+            if need_k or need_v or need_t:
+                grad_kv = torch.bmm(qr.transpose(1, 2), g)  # (B*h, d, e)
+            if need_t:
+                grad_t = (grad_kv * s).view(B, h, *s.shape[1:]).sum_to_size(temperature.shape).to(temperature.dtype)
+            if need_k or need_v:
+                grad_s = _times_temperature(grad_kv, B, t)
+                if need_v:
+                    grad_v = _tokens_major(torch.bmm(kr, grad_s), B, v.dtype)
+                if need_k:
+                    grad_kr = torch.bmm(vf, grad_s.transpose(1, 2)).add_(torch.bmm(grad_z.transpose(1, 2), qr))
+                    grad_k = _tokens_major(_threshold_backward(grad_kr, kr, 0), B, k.dtype)
+        return grad_q, grad_k, grad_v, grad_t
+
+
+def _heads_major(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """(B, N, heads, d) of any strides -> a contiguous (B * heads, N, d) copy in ``dtype`` (one pass)."""
+    B, N, h, d = x.shape
+    out = torch.empty((B, h, N, d), dtype=dtype, device=x.device)
+    out.copy_(x.transpose(1, 2))
+    return out.view(B * h, N, d)
+
+
+def _tokens_major(x: Tensor, batch: int, dtype: torch.dtype) -> Tensor:
+    """Inverse of :func:`_heads_major` (a view where ``dtype`` is ``x``'s): (B * heads, N, d) -> (B, N, heads, d)."""
+    return x.view(batch, -1, *x.shape[1:]).transpose(1, 2).to(dtype)
+
+
+def _times_temperature(x: Tensor, batch: int, temperature: Tensor) -> Tensor:
+    """(B * heads, d, e) ``x`` times the temperature, which broadcasts against ``x`` seen as (B, heads, d, e)."""
+    return (x.view(batch, -1, *x.shape[1:]) * temperature).view(x.shape)
+
+
+def _threshold_backward(grad: Tensor, x: Tensor, threshold: float) -> Tensor:
+    """``grad`` where ``x > threshold``, else 0: the backward of ``relu`` and of ``clamp_min`` (ties get 0)."""
+    return torch.ops.aten.threshold_backward(grad, x, threshold)
