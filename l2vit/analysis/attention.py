@@ -130,7 +130,6 @@ def split_qkv(attn: nn.Module, tokens: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     return qkv.select(-3, 0), qkv.select(-3, 1), qkv.select(-3, 2)
 
 
-# ---------------------------------------------------------------------------------------------------- capture
 @dataclass
 class BlockInput:
     """What one block's attention module saw in the last forward: its place (stage, block, depth over all stages),
@@ -198,7 +197,6 @@ class AttentionRecorder:
         return hook
 
 
-# ---------------------------------------------------------------------------------------------------- per query
 @dataclass
 class BlockAttention:
     """The attention of one query token (``query_yx`` in the stage's (H, W) map) in one block: ``weights`` (heads,

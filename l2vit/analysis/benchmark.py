@@ -1,17 +1,12 @@
 """Time and peak memory of backbones and whole detectors, measured side by side in one process; plain data out.
 
-:func:`measure_steps` is the core: warm-up steps, then rounds that time every step once in turn (interleaved, so that
-the machine's drift hits all of them alike; ``torch.utils.benchmark``'s accelerator-synchronising clock, medians
-from its ``Measurement``), then the peak tensor memory of one more step. :func:`benchmark_backbones` runs it for
-L²ViT-T (the backbone of the config it is given), mmdet's Swin-T and mmseg's ViT-S/16 per mode and size and returns
-the JSON-able record (``schema`` :data:`SCHEMA`) that ``tools/analysis/benchmark.py`` saves and renders.
-
-Modes: ``infer`` (eval, no_grad forward), ``train`` (forward, loss = sum of the outputs' means, backward, gradients
-dropped), ``train-cp`` (the same built with ``with_cp=True``) and ``detector-train`` (one ``model.train_step(data,
-optim_wrapper)`` of the config's whole detector, and of the same config with Swin-T's backbone: data preprocessor,
-losses, backward, optimizer step). Under ``autocast`` the forward and loss run in that dtype and backward outside it;
-the detector trains with mmengine's ``AmpOptimWrapper`` (GPU only). Peak memory: ``torch.cuda.max_memory_allocated``
-on a GPU; on the CPU the running sum of the allocation records of ``torch.profiler`` (``profile_memory=True``).
+:func:`measure_steps` times plain callables in interleaved rounds (so that the machine's drift hits all alike) with
+``torch.utils.benchmark``'s accelerator-synchronising clock and ``Measurement`` medians, then their peak tensor
+memory (a GPU's ``max_memory_allocated``; on the CPU the running sum of ``torch.profiler``'s allocation records).
+:func:`benchmark_backbones` runs it for L²ViT-T (a config's), Swin-T and ViT-S/16 per mode (``infer``, ``train``:
+loss = sum of the outputs' means, backward; ``train-cp``: built ``with_cp``; ``detector-train``: one
+``model.train_step`` of the config's detector, and with Swin-T's backbone) and size, and returns the record that
+``tools/analysis/benchmark.py`` saves and renders.
 """
 import contextlib
 import copy
@@ -32,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from ..errors import ToolError
 
 __all__ = ['SCHEMA', 'MODELS', 'MODES', 'DETECTOR_MODE', 'measure_steps', 'peak_memory', 'derive', 'slope',
-           'benchmark_backbones', 'machine_info', 'base_config', 'detector_config', 'one_process', 'build_detector',
+           'benchmark_backbones', 'machine_info', 'base_config', 'one_process', 'build_detector',
            'packed_batch']
 
 SCHEMA = 'l2vit-benchmark/1'
@@ -58,7 +53,6 @@ def _progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-# ---------------------------------------------------------------------------------------------------------- timing
 def _release(device: Any) -> None:
     import torch
     gc.collect()
@@ -176,24 +170,10 @@ def measure_steps(steps: Dict[str, Callable[[], Any]], device: Any, warmup: int 
     return results, reference_times
 
 
-# ---------------------------------------------------------------------------------------------------------- models
 def base_config(config: str) -> Any:
     """An mmengine ``Config`` of a file or of a library config named ``pkg::path`` (as a ``_base_`` names one)."""
     from mmengine.config import Config
     return Config.fromstring(f'_base_ = {config!r}', '.py') if '::' in config else Config.fromfile(config)
-
-
-def detector_config(config: str, backbone: Optional[dict] = None, in_channels: Optional[Sequence[int]] = None) -> Any:
-    """``config`` (a detector of ours) for one process, SyncBN as BN and no pretrained weights; with ``backbone``,
-    ``model.backbone`` replaced by it (a new dict, nothing of the old kept) and the neck's ``in_channels`` by
-    ``in_channels`` (required then). Nothing else changes."""
-    cfg = base_config(config)
-    if backbone is not None:
-        if in_channels is None:
-            raise ValueError('detector_config: a backbone needs its output widths (in_channels of the neck)')
-        cfg.model.backbone = copy.deepcopy(dict(backbone))
-        cfg.model.neck.in_channels = list(in_channels)
-    return one_process(cfg)
 
 
 def one_process(cfg: Any) -> Any:
@@ -235,9 +215,16 @@ def _quiet_logger(name: str = 'l2vit_benchmark') -> None:
 
 
 def _detector_configs(config: str, names: Sequence[str]) -> Dict[str, Any]:
-    swin = dict(base_config(SWIN_T_CONFIG).model.backbone.to_dict(), init_cfg=None)
-    return {name: detector_config(config) if name == 'l2vit-t' else detector_config(config, swin, SWIN_T_CHANNELS)
-            for name in names if name in ('l2vit-t', 'swin-t')}
+    """``config`` (our Mask R-CNN) for one process, and the same with only the backbone replaced by mmdet's Swin-T
+    (and the neck's in_channels by its widths), for the named models that have one."""
+    configs = {}
+    for name in (n for n in names if n in ('l2vit-t', 'swin-t')):
+        configs[name] = cfg = base_config(config)
+        if name == 'swin-t':
+            cfg.model.backbone = dict(base_config(SWIN_T_CONFIG).model.backbone.to_dict(), init_cfg=None)
+            cfg.model.neck.in_channels = list(SWIN_T_CHANNELS)
+        one_process(cfg)
+    return configs
 
 
 def _build_backbones(config: str, names: Sequence[str], with_cp: bool, device: Any) -> Dict[str, Any]:
@@ -293,7 +280,6 @@ def _backbone_step(model: Any, mode: str, images: Any, autocast: Optional[str], 
     return infer if mode == 'infer' else train
 
 
-# ---------------------------------------------------------------------------------------------------------- derived
 def slope(points: Sequence[Tuple[float, float]]) -> Optional[float]:
     """Least-squares slope of log(y) against log(x): the exponent of a power law; None with fewer than two distinct
     x or a y that is not positive."""
@@ -343,7 +329,6 @@ def derive(entries: List[dict]) -> Dict[str, list]:
     return dict(ratios=ratios, exponents=scaling, checkpoint_memory=checkpoint, vs_eager=vs_eager)
 
 
-# ---------------------------------------------------------------------------------------------------------- machine
 def machine_info(device: Any) -> Dict[str, Any]:
     """The CPU, the device, the versions and the threads, for a record."""
     import mmdet
@@ -351,22 +336,19 @@ def machine_info(device: Any) -> Dict[str, Any]:
     import mmseg
     import torch
     cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        with open('/proc/cpuinfo') as f:
-            cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
-    info = dict(cpu=cpu, cpu_count=os.cpu_count(), cpus_available=len(os.sched_getaffinity(0)) if hasattr(
-        os, 'sched_getaffinity') else os.cpu_count(), platform=platform.platform(), device=device.type,
-                device_name=None, cuda=None, python=platform.python_version(), torch=torch.__version__,
-                mmengine=mmengine.__version__, mmdet=mmdet.__version__, mmseg=mmseg.__version__,
-                threads=torch.get_num_threads())
-    if device.type == 'cuda':
-        info.update(device_name=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
+    with contextlib.suppress(OSError), open('/proc/cpuinfo') as f:
+        cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
+    cuda = device.type == 'cuda'
+    return dict(cpu=cpu, cpu_count=os.cpu_count(), cpus_available=len(os.sched_getaffinity(0)),
+                platform=platform.platform(), device=device.type, device_name=torch.cuda.get_device_name(device) if
+                cuda else None, cuda=torch.version.cuda if cuda else None, python=platform.python_version(),
+                torch=torch.__version__, mmengine=mmengine.__version__, mmdet=mmdet.__version__,
+                mmseg=mmseg.__version__, threads=torch.get_num_threads(), **(dict(
                     matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
-                    cudnn_allow_tf32=torch.backends.cudnn.allow_tf32, cudnn_benchmark=torch.backends.cudnn.benchmark)
-    return info
+                    cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
+                    cudnn_benchmark=torch.backends.cudnn.benchmark) if cuda else {}))
 
 
-# ---------------------------------------------------------------------------------------------------------- the run
 def benchmark_backbones(config: str, sizes: Sequence[Tuple[int, int]], modes: Sequence[str] = MODES[:3],
                         models: Sequence[str] = MODELS, device: Optional[str] = None, threads: Optional[int] = None,
                         batch: Optional[int] = None, warmup: int = 2, repeats: int = 5, budget: float = 60.0,
@@ -375,15 +357,13 @@ def benchmark_backbones(config: str, sizes: Sequence[Tuple[int, int]], modes: Se
                         notes: Sequence[str] = (), command: str = '', gemm_size: int = 2048) -> Dict[str, Any]:
     """Measure the backbones ``models`` (``l2vit-t``: ``config``'s, a Mask R-CNN config of ours; ``swin-t``: mmdet's
     Swin-T; ``vit-s``: mmseg's ViT-S/16) in every mode of ``modes`` at every (H, W) of ``sizes``; return the record
-    (JSON-able; nothing is written but the exported files of ``runtimes`` in ``export_dir``).
-
-    ``device``: 'cpu' or 'cuda' (None: cuda if available); ``batch``: images per step (None: 1, and 2 for
-    ``detector-train``); ``budget``: a model whose first warm-up step at a size takes longer is skipped there and at
-    the larger sizes of that mode. ``compile``: also ``torch.compile`` of L²ViT-T (infer, train); ``runtimes``: also
-    L²ViT-T exported to ONNX and run by 'onnxruntime' / 'openvino' (infer, CPU). ``autocast``: 'bf16' or 'fp16'.
-    ``flops``: count multiply-adds for FLOP/s in infer, also as a share of a ``gemm_size``³ GEMM timed once in each
-    round. ``profile``: an (H, W) at which one step per model and backbone mode is profiled
-    (:func:`l2vit.analysis.op_profile.profile_step`). ``notes`` and ``command`` are recorded."""
+    (JSON-able; nothing is written but the exported files of ``runtimes`` in ``export_dir``). ``device``: 'cpu' or
+    'cuda' (None: cuda if available); ``batch``: images per step (None: 1, and 2 for ``detector-train``); ``budget``:
+    a model whose first warm-up step at a size takes longer is skipped there and at the larger sizes of that mode;
+    ``compile``: also ``torch.compile`` of L²ViT-T (infer, train); ``runtimes``: also L²ViT-T exported to ONNX and
+    run by 'onnxruntime' / 'openvino' (infer, CPU); ``autocast``: 'bf16' or 'fp16'; ``flops``: count multiply-adds
+    for FLOP/s in infer, also as a share of a ``gemm_size``³ GEMM timed once in each round; ``profile``: an (H, W)
+    at which one step per model and backbone mode is profiled (:func:`l2vit.analysis.op_profile.profile_step`)."""
     import torch
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     unknown = [m for m in [*modes, *models, *runtimes, autocast or 'bf16'] if m not in (

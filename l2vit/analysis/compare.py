@@ -1,15 +1,9 @@
-"""One detection or segmentation config of ours with its L²ViT backbone swapped for Swin-T (mmdet's
-``SwinTransformer``), ConvNeXt-T (``mmpretrain.ConvNeXt``) or ResNet-50 (mmdet's ``ResNet``), everything else kept:
-what ``tools/analysis/compare_backbones.py`` measures (:func:`compare`).
-
-Each peer is written as a user would write its config (:func:`backbone_variants`): ``model.backbone`` is the dict
-of the peer library's own config for the task (:data:`PEER_RECIPES`) with the config's ``out_indices``,
-``drop_path_rate`` and BN type, ImageNet weights only when the config's L²ViT has them; narrowed to the L²ViT's
-parameter count when the L²ViT has custom widths (:func:`match_width`); the neck's or heads' ``in_channels`` follow
-the built backbone's widths; the optimizer is the recipe's (lr scaled by the config's over the L²ViT recipe's,
-:data:`L2VIT_RECIPE_LR`). Measured: parameters and FLOPs (:mod:`l2vit.analysis.flops`), the whole model's
-``test_step`` and ``train_step`` time and memory (:func:`measure_speed`), and with ``train_iters`` a short training of
-each by mmengine's runner from the same seed (:func:`train_variant`).
+"""A detection or segmentation config of ours with its L²ViT backbone swapped for Swin-T, ConvNeXt-T or ResNet-50,
+everything else kept (``tools/analysis/compare_backbones.py``). Each peer is written as a user would write its config
+(:func:`backbone_variants`): the backbone dict of the peer library's own config for the task (:data:`PEER_RECIPES`)
+with the config's ``out_indices``, ``drop_path_rate`` and BN, narrowed to the L²ViT's parameter count when that has
+custom widths (:func:`match_width`), the neck's or heads' ``in_channels`` following it, the recipe's optimizer.
+:func:`compare` counts, times (``test_step``, ``train_step``) and optionally trains every variant.
 """
 import contextlib
 import copy
@@ -17,6 +11,7 @@ import functools
 import importlib
 import inspect
 import io
+import numbers
 import os
 import os.path as osp
 import time
@@ -33,13 +28,10 @@ SCHEMA = 'l2vit-compare/1'
 BACKBONES = ('l2vit-t', 'swin-t', 'convnext-t', 'r50')
 LABELS = {'l2vit-t': 'L²ViT-T', 'swin-t': 'Swin-T', 'convnext-t': 'ConvNeXt-T', 'r50': 'ResNet-50'}
 #: (package, what of it builds the backbone, pip requirement) per backbone.
-LIBRARIES = {
-    'l2vit-t': ('l2vit', 'L2ViT', 'pip install -e . (this repository)'),
-    'swin-t': ('mmdet', 'mmdet.SwinTransformer', "pip install 'mmdet>=3.0,<3.4' (or pip install -e .[det])"),
-    'convnext-t': ('mmpretrain', 'mmpretrain.ConvNeXt',
-                   "pip install 'mmpretrain>=1.0,<1.3' (or pip install -e .[pretrain])"),
-    'r50': ('mmdet', 'mmdet.ResNet', "pip install 'mmdet>=3.0,<3.4' (or pip install -e .[det])"),
-}
+LIBRARIES = {'l2vit-t': ('l2vit', 'L2ViT', 'pip install -e . (this repository)'),
+             'swin-t': ('mmdet', 'mmdet.SwinTransformer', 'pip install -e .[det]'),
+             'convnext-t': ('mmpretrain', 'mmpretrain.ConvNeXt', 'pip install -e .[pretrain]'),
+             'r50': ('mmdet', 'mmdet.ResNet', 'pip install -e .[det]')}
 #: The library config each peer's backbone settings and optimizer are read from, per task.
 PEER_RECIPES = {
     'mmdet': {
@@ -106,7 +98,6 @@ def task_of(cfg: Any) -> str:
     return scope
 
 
-# --------------------------------------------------------------------------------------------- building variants
 def _built(backbone: Dict[str, Any], scope: str, widths: bool = True) -> Tuple[int, List[int]]:
     """(parameters, output widths from a 64×64 forward pass, or [] without ``widths``) of a backbone dict."""
     import torch
@@ -307,7 +298,6 @@ def build_variant(variant: Variant, with_optimizer: bool = True) -> Tuple[Any, A
     return model, optim_wrapper if with_optimizer else None
 
 
-# ------------------------------------------------------------------------------------------------------ measuring
 def packed_inputs(scope: str, size: Tuple[int, int], batch: int, num_classes: int) -> Dict[str, Any]:
     """A batch as the data loader packs one, with random ground truth (seeded): mmdet's boxes, labels and masks
     (:func:`l2vit.analysis.benchmark.packed_batch`) or mmseg's label maps."""
@@ -378,7 +368,6 @@ def count_variant(variant: Variant, shape: Tuple[int, int]) -> Dict[str, Any]:
     return dict(shape=list(shape), backbone=counted['backbone'], model=counted['whole model'], notes=notes)
 
 
-# ------------------------------------------------------------------------------------------------------ training
 def iteration_schedule(cfg: Any, iters: int) -> List[Dict[str, Any]]:
     """The config's ``param_scheduler`` over ``iters`` iterations: positions in epochs (``by_epoch=True``) and, in an
     iteration-based config, in iterations, mapped proportionally (epoch e of E -> iteration e/E·iters); an
@@ -434,20 +423,14 @@ def _progress_hook(name: str, iters: int) -> Any:
     from mmengine.utils import ProgressBar
 
     class CompareProgress(Hook):
-        priority = 'VERY_LOW'
-
-        def __init__(self) -> None:
-            self.losses, self.evals, self.val_seconds = [], [], 0.0
-            self.silenced = contextlib.ExitStack()
+        priority, val_seconds, silenced = 'VERY_LOW', 0.0, contextlib.ExitStack()
 
         def before_train(self, runner) -> None:
             print(f'training {name}: {iters} iterations', flush=True)
-            self.bar, self.start = ProgressBar(iters), time.perf_counter()
+            self.bar, self.start, self.losses, self.evals = ProgressBar(iters), time.perf_counter(), [], []
 
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-            loss = (outputs or {}).get('loss')
-            self.losses.append(float(loss.detach() if hasattr(loss, 'detach') else loss) if loss is not None
-                               else float('nan'))
+            self.losses.append(float((outputs or {}).get('loss', float('nan'))))
             self.bar.update()
 
         def before_val_epoch(self, runner) -> None:
@@ -460,19 +443,13 @@ def _progress_hook(name: str, iters: int) -> Any:
             self.val_seconds += now - self.val_start
             self.evals.append(dict(iter=runner.iter, train_s=now - self.start - self.val_seconds,
                                    eval_s=now - self.val_start,
-                                   metrics={k: _number(v) for k, v in (metrics or {}).items()}))
+                                   metrics={k: float(v) if isinstance(v, numbers.Number) else str(v)
+                                            for k, v in (metrics or {}).items()}))
 
         def after_train(self, runner) -> None:
             print(flush=True)
 
     return CompareProgress()
-
-
-def _number(value: Any) -> Any:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return str(value)
 
 
 def train_variant(variant: Variant, iters: int, eval_interval: int, seed: int, out_dir: str) -> Dict[str, Any]:
@@ -494,7 +471,6 @@ def train_variant(variant: Variant, iters: int, eval_interval: int, seed: int, o
                 train_s=hook.evals[-1]['train_s'] if hook.evals else None, schedule=_plain(cfg.param_scheduler))
 
 
-# ------------------------------------------------------------------------------------------------------ the whole
 def compare(config: str, backbones: Sequence[str], train_iters: Optional[int] = None,
             eval_interval: Optional[int] = None, out_dir: str = 'work_dirs/compare_backbones',
             time_size: Optional[Tuple[int, int]] = None, flops_size: Optional[Tuple[int, int]] = None,

@@ -27,17 +27,11 @@ __all__ = ['sdpa_flop_jit', 'einsum_flop_jit', 'flop_analyzer', 'count_flops', '
 #: The input (H, W) counted per library when none is asked for (an mmpretrain config's test size comes first).
 DEFAULT_SHAPES = {'mmpretrain': (224, 224), 'mmdet': (800, 1333), 'mmseg': (512, 512)}
 
-# The fused attention kernels take (query, key, value, ...) first, all shaped (..., L, E) like the public op.
-# (aten::_flash_attention_forward / _efficient_attention_forward use (B, L, H, E) and are not listed: a trace of a
-# model records the public op or these, never those.)
-_SDPA_OPS = (
-    'aten::scaled_dot_product_attention',
-    'aten::_scaled_dot_product_attention_math',
-    'aten::_scaled_dot_product_flash_attention',
-    'aten::_scaled_dot_product_flash_attention_for_cpu',
-    'aten::_scaled_dot_product_efficient_attention',
-    'aten::_scaled_dot_product_cudnn_attention',
-)
+# The public op and its fused kernels take (query, key, value, ...) first, all (..., L, E).
+_SDPA_OPS = tuple(f'aten::{name}' for name in (
+    'scaled_dot_product_attention', '_scaled_dot_product_attention_math', '_scaled_dot_product_flash_attention',
+    '_scaled_dot_product_flash_attention_for_cpu', '_scaled_dot_product_efficient_attention',
+    '_scaled_dot_product_cudnn_attention'))
 
 
 def sdpa_macs(q_shape: Sequence[int], k_shape: Sequence[int], v_shape: Sequence[int]) -> int:
@@ -97,8 +91,7 @@ def einsum_flop_jit(inputs: List[Any], outputs: List[Any]) -> Union[int, Any]:
 
 
 #: Handles added to (or replacing) mmengine's defaults.
-ATTENTION_FLOP_HANDLES = {op: sdpa_flop_jit for op in _SDPA_OPS}
-ATTENTION_FLOP_HANDLES['aten::einsum'] = einsum_flop_jit
+ATTENTION_FLOP_HANDLES = {**{op: sdpa_flop_jit for op in _SDPA_OPS}, 'aten::einsum': einsum_flop_jit}
 
 
 def flop_analyzer(model: nn.Module, inputs: Union[Tensor, Tuple[Any, ...]]) -> FlopAnalyzer:
@@ -131,7 +124,6 @@ def count_flops(model: nn.Module, inputs: Union[Tensor, Tuple[Any, ...]],
     return flops, params, complexity_stats_table(analyzer, max_depth=max_depth, show_param_shapes=False)
 
 
-# ---------------------------------------------------------------------------------------------------- configs
 def build_model(config: str, cfg_options: Optional[dict] = None):
     """The config's model, built in its default scope without pretrained weights, in eval mode; its scope and the
     loaded config. Raises :class:`~l2vit.errors.ToolError` for a config this cannot count."""

@@ -5,7 +5,6 @@ by its name. Recomputed (checkpointed) forward ops count as backward: that is wh
 duration is also counted for the op that launched it."""
 import os
 import re
-import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ['FORWARD_MARK', 'BACKWARD_MARK', 'OP_FAMILIES', 'FAMILY_NAMES', 'op_family', 'family_legend',
@@ -207,19 +206,13 @@ def profile_step(step: Callable[[], None], device: Any, top: int = TOP_OPS) -> D
     :func:`summarize_events`)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
+    from torch.utils.benchmark import timer  # synchronises the accelerator before reading the clock
     os.environ.setdefault('KINETO_LOG_LEVEL', '6')  # no profiler progress lines or a CPU machine's 'ERROR'
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-    with profile(activities=activities, record_shapes=True) as prof:
-        begin = time.perf_counter()
+    clocks = ['cpu'] + (['cuda'] if device.type == 'cuda' else [])
+    with profile(activities=[getattr(ProfilerActivity, c.upper()) for c in clocks], record_shapes=True) as prof:
+        begin = timer()
         step()
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        wall = time.perf_counter() - begin
+        wall = timer() - begin
     events = prof.events()
-    clocks = {'cpu': summarize_events(events, 'cpu', top)}
-    if device.type == 'cuda':
-        clocks['cuda'] = summarize_events(events, 'cuda', top)
     return dict(wall_ms=wall * 1e3, events=sum(1 for e in events if e.device_type == torch.autograd.DeviceType.CPU),
-                clocks=clocks)
+                clocks={clock: summarize_events(events, clock, top) for clock in clocks})
