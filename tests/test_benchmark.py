@@ -264,10 +264,10 @@ def test_detector_configs_differ_only_in_the_backbone():
 
 @pytest.mark.slow
 def test_detector_train_through_the_tool(tmp_path):
-    result = run_main(TOOL, '--modes', 'detector-train', '--sizes', '64x96', '--repeats', '1', '--warmup', '1',
-                      '--out-dir', tmp_path)
+    result = run_main(TOOL, '--modes', 'detector-train', '--sizes', '64x96', '--batch', '1', '--repeats', '1',
+                      '--warmup', '1', '--out-dir', tmp_path)
     report = json.loads((tmp_path / 'benchmark.json').read_text())
-    assert report['settings']['batches'] == {'detector-train': 2}
+    assert report['settings']['batches'] == {'detector-train': 1}
     assert report['settings']['detector']['backbones'] == {'l2vit-t': 'L2ViT', 'swin-t': 'SwinTransformer'}
     entries = {e['model']: e for e in report['results']}
     assert sorted(entries) == ['l2vit-t', 'swin-t'] and all(e['memory_bytes'] > 0 for e in entries.values())

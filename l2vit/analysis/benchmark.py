@@ -128,8 +128,7 @@ def measure_steps(steps: Dict[str, Callable[[], Any]], device: Any, warmup: int 
     import torch
     results = {name: dict(status='measured', reason=None, warmup_s=[], times_s=[], median_s=None, min_s=None,
                           memory_bytes=None) for name in steps}
-    live = dict(steps)
-    tolerate = tolerate or {}
+    live, tolerate = dict(steps), tolerate or {}
 
     def attempt(name: str, action: Callable[[], Any]) -> Any:
         try:

@@ -430,7 +430,8 @@ def _progress_hook(name: str, iters: int) -> Any:
             self.bar, self.start, self.losses, self.evals = ProgressBar(iters), time.perf_counter(), [], []
 
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-            self.losses.append(float((outputs or {}).get('loss', float('nan'))))
+            loss = (outputs or {}).get('loss', float('nan'))
+            self.losses.append(float(loss.detach() if hasattr(loss, 'detach') else loss))
             self.bar.update()
 
         def before_val_epoch(self, runner) -> None:
