@@ -219,6 +219,16 @@ def test_the_page_is_rendered_again_from_the_json_alone(run):
     assert both.read_text(encoding='utf-8').count('## CPU: ') == 2 and (docs.parent / 'both_cpu2.png').exists()
 
 
+def test_over_the_budget_a_model_is_skipped_at_that_size_and_the_larger_ones(tmp_path):
+    result = run_main(TOOL, '--sizes', '48', '32', '--modes', 'infer', '--models', 'l2vit-t', '--budget', '1e-9',
+                      '--repeats', '1', '--warmup', '1', '--no-flops', '--out-dir', tmp_path)
+    entries = json.loads((tmp_path / 'benchmark.json').read_text())['results']
+    assert [(e['size'], e['status'], len(e['warmup_s'])) for e in entries] == [('32x32', 'skipped', 1),
+                                                                               ('48x48', 'skipped', 0)]
+    assert entries[1]['reason'].startswith('at 32x32, a smaller size, its first warm-up step took')
+    assert f'note: infer 32x32 l2vit-t: skipped: {entries[0]["reason"]}' in result.stdout
+
+
 def test_targets_are_met_not_met_or_not_measured():
     tool = runpy.run_path(TOOL, run_name='l2vit_tool_under_test')
     value, targets = tool['target_value'], {t['key']: t for t in tool['TARGETS']}
