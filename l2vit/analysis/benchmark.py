@@ -406,7 +406,7 @@ def benchmark_backbones(config: str, sizes: Sequence[Tuple[int, int]], modes: Se
             built[key] = _build_backbones(config, names, key == 'cp', device)
         chosen = {name: built[key][name] for name in models}
         if compile and mode in ('infer', 'train'):
-            chosen[COMPILED] = built.setdefault(COMPILED, torch.compile(built['plain']['l2vit-t']))
+            chosen[COMPILED] = built[COMPILED] = built.get(COMPILED) or torch.compile(built['plain']['l2vit-t'])
         for runtime in runtimes if mode == 'infer' else ():
             if runtime not in built:
                 from ..deploy.runtime import OnnxRuntimeModel, OpenVinoModel, require_onnxruntime
