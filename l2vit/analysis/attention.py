@@ -1,27 +1,17 @@
-"""Where L²ViT's blocks attend: the attention distribution of chosen query tokens, block by block.
+"""Where L²ViT's blocks attend: the attention distribution of chosen query tokens, block by block, recomputed
+from each block's recorded input (:class:`AttentionRecorder`'s forward hooks; the model is not changed) and its own
+``qkv`` projection, one query at a time in O(N) memory: no N×N matrix is formed.
 
-The model is not changed: :class:`AttentionRecorder` registers forward hooks that keep, for every block, the
-LayerNorm-ed token map its attention module receives (the zero-padded map for window blocks); the weights of one
-query are then recomputed from that map and the module's own ``qkv`` projection, one query at a time, in O(N)
-memory. No N×N matrix is ever formed.
+* Linear global blocks: the output for query ``i`` is per head ``Σ_j w_ij v_j`` with the implied weights
+  ``w_ij = relu(q_i)·relu(k_j) · temperature / max(relu(q_i)·Σ_j relu(k_j), 100)``
+  (:func:`linear_attention_weights`); for display and statistics a row is normalised to a distribution,
+  ``relu(q_i)·relu(k_j) / Σ_j relu(q_i)·relu(k_j)``, as the authors visualise linear attention.
+* Local window blocks: the softmax of the query over its own window (:func:`window_attention_weights`); the
+  zero-padded tokens take part as keys (the model does not mask them): their share is ``padded_mass``.
 
-* **Linear global blocks.** The linear attention's output for query ``i`` is, per head, exactly
-  ``out_i = Σ_j w_ij v_j`` with the *implied weights* ::
-
-      w_ij = relu(q_i)·relu(k_j) · temperature / max(relu(q_i)·Σ_j relu(k_j), 100)
-
-  (:func:`linear_attention_weights`). They sum to ``temperature · min(1, q·Σk / 100)``, not to 1: the clamp and the
-  temperature only scale a query's row. For display and statistics the row is normalised to a distribution,
-  ``relu(q_i)·relu(k_j) / Σ_j relu(q_i)·relu(k_j)``, as the authors do when they visualise linear attention.
-* **Local window blocks.** The softmax weights of the query over the keys of its own window (zero elsewhere)
-  (:func:`window_attention_weights`). The zero-padded tokens on the right/bottom take part as keys (the model does
-  not mask them), so part of the mass may sit on positions outside the image; that share is reported as
-  ``padded_mass`` and the padded positions are cropped from the returned maps.
-
-Statistics (:func:`attention_statistics`), per head, of the normalised distribution: the entropy in nats, and the
-share of the mass within ``radius`` tokens of the query in Chebyshev distance (a (2r+1)×(2r+1) square of tokens at
-the block's stage resolution; r = 3 is the 7×7 neighbourhood of the LCM's depthwise convolutions and of a 7×7
-window). Radii are in tokens, so the same radius covers more of the image in deeper stages.
+Statistics (:func:`attention_statistics`), per head: entropy (nats) and the share of the mass within ``radius``
+tokens (Chebyshev) of the query, at the block's stage resolution (r = 3: the 7×7 neighbourhood of the LCM's
+depthwise convolutions and of a 7×7 window).
 """
 import math
 from dataclasses import dataclass, field
@@ -35,11 +25,8 @@ from ..models.attention import LINEAR_ATTENTION_DENOM_MIN
 from ..models.backbone import L2ViT
 from ..models.blocks import LinearGlobalBlock, LocalWindowBlock
 
-__all__ = [
-    'LinearAttentionWeights', 'linear_attention_weights', 'window_attention_weights', 'attention_statistics',
-    'split_qkv', 'BlockInput', 'AttentionRecorder', 'BlockAttention', 'block_attention', 'token_of_pixel',
-    'analyse_attention'
-]
+__all__ = ['linear_attention_weights', 'window_attention_weights', 'attention_statistics', 'AttentionRecorder',
+           'block_attention', 'analyse_attention']
 
 
 class LinearAttentionWeights(NamedTuple):
@@ -60,16 +47,9 @@ def _float_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def linear_attention_weights(q: Tensor, k: Tensor, temperature: Tensor, query_index: int) -> LinearAttentionWeights:
-    """The implied attention weights of query ``query_index`` in the linear attention.
-
-    Args:
-        q, k: (N, heads, head_dim) queries and keys as the ``qkv`` projection gives them (before the ReLU).
-        temperature: the module's per-head temperature, any shape with ``heads`` elements.
-        query_index: the query token, in ``range(N)``.
-
-    Computed like :func:`l2vit.models.attention.linear_attention` (float32, or float64 for float64 inputs) in
-    O(N · heads · head_dim) time and memory.
-    """
+    """The implied weights of query ``query_index`` in the linear attention, from ``q``, ``k`` (N, heads, head_dim)
+    as the ``qkv`` projection gives them and the module's per-head ``temperature``; computed like
+    :func:`l2vit.models.attention.linear_attention` (at least float32) in O(N · heads · head_dim)."""
     if q.dim() != 3 or k.shape != q.shape:
         raise ValueError(f'q and k must both be (N, heads, head_dim), got {tuple(q.shape)} and {tuple(k.shape)}')
     if not -q.shape[0] <= query_index < q.shape[0]:
@@ -89,17 +69,9 @@ def linear_attention_weights(q: Tensor, k: Tensor, temperature: Tensor, query_in
 
 def window_attention_weights(q: Tensor, k: Tensor, window_size: int, query_yx: Tuple[int, int],
                              scale: Optional[float] = None) -> Tensor:
-    """Softmax weights of the query at ``query_yx`` over the keys of its window, per head.
-
-    Args:
-        q, k: (Hp, Wp, heads, head_dim) queries and keys of the padded map (Hp, Wp multiples of ``window_size``),
-            or at least of the rows/columns up to the end of the query's window.
-        window_size: side of the non-overlapping windows (the block's ``window_size``).
-        query_yx: (row, column) of the query token in the map.
-        scale: logit scale; ``head_dim ** -0.5`` (the model's, SDPA's default) when None.
-
-    Returns (heads, Hp, Wp) weights: the softmax inside the query's window, zero elsewhere; each head sums to 1.
-    """
+    """Softmax weights (heads, Hp, Wp) of the query at ``query_yx`` over the keys of its window (zero elsewhere):
+    ``q``, ``k`` (Hp, Wp, heads, head_dim) of the padded map (or its rows/columns up to the query's window's end);
+    ``scale`` None: ``head_dim ** -0.5``, the model's."""
     if q.dim() != 4 or k.shape != q.shape:
         raise ValueError(f'q and k must both be (H, W, heads, head_dim), got {tuple(q.shape)} and {tuple(k.shape)}')
     Hp, Wp, heads, head_dim = q.shape
@@ -158,23 +130,19 @@ def split_qkv(attn: nn.Module, tokens: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     return qkv.select(-3, 0), qkv.select(-3, 1), qkv.select(-3, 2)
 
 
-# ---------------------------------------------------------------------------------------------------- capture
 @dataclass
 class BlockInput:
-    """What one block's attention module saw in the last forward."""
+    """What one block's attention module saw in the last forward: its place (stage, block, depth over all stages),
+    ``kind`` ('window' or 'linear'), the block, its map ``size`` (H, W) and ``tokens`` (B, H', W', C), the
+    LayerNorm-ed map the attention receives (zero-padded to whole windows for window blocks); ``cache`` keeps a
+    linear block's (q, k) per batch index for further queries."""
     stage: int
     block: int
-    #: position of the block over all stages, counting from 0
     depth: int
-    #: 'window' (LocalWindowBlock) or 'linear' (LinearGlobalBlock)
     kind: str
     module: nn.Module
-    #: (H, W) of the block's token map
     size: Tuple[int, int]
-    #: (B, H', W', C) LayerNorm-ed map the attention receives: (H, W) for linear blocks, the zero-padded
-    #: (multiple of window_size) map for window blocks
     tokens: Tensor
-    #: per-batch-index (q, k) of linear blocks, kept by :func:`block_attention` for further queries
     cache: Dict[int, Tuple[Tensor, Tensor]] = field(default_factory=dict, repr=False)
 
     @property
@@ -183,16 +151,9 @@ class BlockInput:
 
 
 class AttentionRecorder:
-    """Context manager recording every block's attention input during forwards of an :class:`L2ViT`::
-
-        with torch.no_grad(), AttentionRecorder(backbone) as recorder:
-            backbone(images)
-        recorder.records  # [BlockInput, ...] in depth order
-
-    Each block's ``norm1`` (whose output is the attention's input) gets a forward hook that returns nothing, so the
-    model's outputs are unchanged; the hooks are removed on exit. A later forward overwrites the records of an
-    earlier one.
-    """
+    """Context manager recording every block's attention input (:class:`BlockInput`, ``records`` in depth order)
+    during forwards of an :class:`L2ViT`: a forward hook on each block's ``norm1`` that returns nothing, so the
+    outputs are unchanged; removed on exit. A later forward overwrites the records of an earlier one."""
 
     def __init__(self, backbone: nn.Module) -> None:
         if not isinstance(backbone, L2ViT):
@@ -236,29 +197,24 @@ class AttentionRecorder:
         return hook
 
 
-# ---------------------------------------------------------------------------------------------------- per query
 @dataclass
 class BlockAttention:
-    """The attention of one query token in one block."""
+    """The attention of one query token (``query_yx`` in the stage's (H, W) map) in one block: ``weights`` (heads,
+    H, W), normalised per head (window blocks: the softmax, padded positions cropped; linear blocks: relu(q)·relu(k_j)
+    over all tokens), ``mean_weights`` (H, W) over the heads that attend to anything, ``statistics``
+    (:func:`block_attention`), a linear block's ``implied_weights`` (Σ_j w_j v_j is the head's output) and a window
+    block's ``window`` (y0, x0, y1, x1) in tokens, end exclusive."""
     stage: int
     block: int
     depth: int
     kind: str
     num_heads: int
-    #: (H, W) of the stage's token map
     size: Tuple[int, int]
-    #: (row, column) of the query token in that map
     query_yx: Tuple[int, int]
-    #: (heads, H, W) normalised weights per head (window blocks: the softmax, padded positions cropped, so a head
-    #: sums to 1 - its padded mass; linear blocks: relu(q)·relu(k_j) normalised over all tokens)
     weights: Tensor
-    #: (H, W) mean of ``weights`` over the heads that attend to anything
     mean_weights: Tensor
-    #: per-block statistics (see :func:`block_attention`)
     statistics: Dict[str, object] = field(default_factory=dict)
-    #: linear blocks: (heads, H, W) implied weights w_j (Σ_j w_j v_j is the head's output); None for window blocks
     implied_weights: Optional[Tensor] = None
-    #: window blocks: the query's window (y0, x0, y1, x1) in token coordinates, end exclusive, cropped to the map
     window: Optional[Tuple[int, int, int, int]] = None
 
 

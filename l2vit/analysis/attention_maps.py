@@ -1,24 +1,17 @@
-"""The attention-map analysis of a trained model on one image (what ``tools/analysis/attention_maps.py`` does):
-build the config's model with the checkpoint's backbone weights, resize and normalise the image as the model expects,
-run :func:`~l2vit.analysis.attention.analyse_attention` for the query points, and write one PNG grid per point
-(:mod:`l2vit.analysis.attention_render`), ``stats.json`` (:func:`attention_stats`) and ``stats_by_depth.png``.
-
-The image is resized like the config's test pipeline (its first ``Resize``/``ResizeEdge``; crops are skipped so the
-whole image is analysed), or to a given size (one number: the longer side; two: height and width; 0: as it is), then
-normalised with the model's data preprocessor (mean, std, BGR→RGB). No batch padding is applied: the backbone pads to
-its strides itself. Problems the user must fix raise :class:`~l2vit.errors.ToolError`.
-"""
-import json
-import os
+"""The attention-map analysis of a trained model on one image (``tools/analysis/attention_maps.py`` draws it):
+the config's model with the checkpoint's backbone weights, the image resized like the config's test pipeline (its
+first ``Resize``/``ResizeEdge``; crops skipped) or to a given size and normalised by the model's data preprocessor
+(no batch padding: the backbone pads itself), :func:`~l2vit.analysis.attention.analyse_attention` for the query
+points, and the statistics as JSON-able data (:func:`attention_stats`)."""
 import os.path as osp
 import sys
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import ToolError
 
-__all__ = ['build_backbone', 'resize_image', 'preprocess', 'block_entry', 'attention_stats', 'write_attention_maps']
+__all__ = ['build_backbone', 'resize_image', 'preprocess', 'attention_stats', 'image_attention']
 
 Point = Tuple[float, float]
 
@@ -121,35 +114,20 @@ def attention_stats(results: list, points: Sequence[Point], points_in: Sequence[
                 for (y, x), (yi, xi), blocks in zip(points, points_in, results)])
 
 
-def _summary(stats: dict) -> List[str]:
-    lines = []
-    for kind in ('window', 'linear'):
-        ent = [b['entropy'] for p in stats['points'] for b in p['blocks']
-               if b['kind'] == kind and b['entropy'] is not None]
-        loc = [b['local_mass'] for p in stats['points'] for b in p['blocks']
-               if b['kind'] == kind and b['local_mass'] is not None]
-        if ent:
-            lines.append(f'{kind:6s} blocks: mean entropy {sum(ent) / len(ent):.3f} nats, mean local mass '
-                         f'{sum(loc) / len(loc):.3f} (radius {stats["radius"]:g})')
-    return lines
-
-
-def write_attention_maps(config: str, checkpoint: str, image_path: str, out_dir: str,
-                         points: Optional[Sequence[Point]] = None, radius: float = 3,
-                         size: Optional[Sequence[int]] = None, device: str = 'cpu',
-                         cfg_options: Optional[dict] = None) -> dict:
+def image_attention(config: str, checkpoint: str, image_path: str, points: Optional[Sequence[Point]] = None,
+                    radius: float = 3, size: Optional[Sequence[int]] = None, device: str = 'cpu',
+                    cfg_options: Optional[dict] = None) -> Dict[str, Any]:
     """Analyse ``image_path`` with the model of ``config`` and ``checkpoint`` for the query ``points`` ((row,
-    column) in pixels; default: the centre and the centres of the top-left and bottom-right quarters); write
-    ``attention_p<k>_y<Y>_x<X>.png`` per point, ``stats.json`` and ``stats_by_depth.png`` to ``out_dir``, print
-    where they are and a summary; return the statistics (what ``stats.json`` holds)."""
+    column) in pixels; default: the centre and the centres of the top-left and bottom-right quarters). Returns
+    ``stats`` (what ``stats.json`` holds, :func:`attention_stats`), ``results`` (per point, every block's
+    :class:`~l2vit.analysis.attention.BlockAttention`), ``input`` (the resized BGR image), ``points`` and
+    ``points_in`` (the points in its pixels) and ``depths`` (the backbone's): what the tool draws."""
     for path, what in ((config, 'config'), (checkpoint, 'checkpoint'), (image_path, 'image')):
         if not osp.isfile(path):
             raise ToolError(f'{what} not found: {path}')
     import cv2
 
     from .attention import analyse_attention
-    from .attention_render import draw_grid, plot_by_depth
-
     image = cv2.imread(image_path, cv2.IMREAD_COLOR)
     if image is None:
         raise ToolError(f'cannot read the image {image_path} (not an image file OpenCV can decode)')
@@ -159,38 +137,13 @@ def write_attention_maps(config: str, checkpoint: str, image_path: str, out_dir:
         if not (0 <= y < h and 0 <= x < w):
             raise ToolError(f'point {y:g},{x:g} lies outside the {h}x{w} image (points are Y,X: row, column in '
                             'pixels)')
-
     cfg, model, backbone = build_backbone(config, checkpoint, cfg_options, device)
     resized, how = resize_image(image, cfg, size)
     rh, rw = resized.shape[:2]
     points_in = [(y * rh / h, x * rw / w) for y, x in points]
-    inputs = preprocess(resized, model.data_preprocessor, device)
-    results = analyse_attention(backbone, inputs, points_in, radius=radius)
+    results = analyse_attention(backbone, preprocess(resized, model.data_preprocessor, device), points_in, radius)
     stats = attention_stats(results, points, points_in, radius, backbone.window_size, config=config,
                             checkpoint=checkpoint, image=image_path, image_size=[h, w], input_size=[rh, rw],
                             resize=how)
-
-    os.makedirs(out_dir, exist_ok=True)
-    written = []
-    name = osp.basename(image_path)
-    for k, ((y, x), (yi, xi), blocks) in enumerate(zip(points, points_in, results)):
-        grid = draw_grid(resized, blocks, (yi, xi), backbone.depths, [
-            f'{name}: query y={y:g} x={x:g} (input {rh}x{rw})',
-            'head-averaged attention; each tile scaled to its own max',
-            f'H: entropy / max (nats); loc: mass within r={radius:g} tokens / uniform',
-        ])
-        out = osp.join(out_dir, f'attention_p{k}_y{round(y)}_x{round(x)}.png')
-        cv2.imwrite(out, grid)
-        written.append(out)
-    json_path = osp.join(out_dir, 'stats.json')
-    with open(json_path, 'w') as f:
-        json.dump(stats, f, indent=1)
-    plot_path = osp.join(out_dir, 'stats_by_depth.png')
-    plot_by_depth(stats, plot_path)
-    for out in written:
-        print(f'attention maps: {out}')
-    print(f'statistics:     {json_path}')
-    print(f'by depth:       {plot_path}')
-    for line in _summary(stats):
-        print(line)
-    return stats
+    return dict(stats=stats, results=results, input=resized, points=points, points_in=points_in,
+                depths=list(backbone.depths))

@@ -1,29 +1,14 @@
-"""FLOP counting for L²ViT models with mmengine's :class:`~mmengine.analysis.FlopAnalyzer`, attention included.
+"""FLOP counting with mmengine's :class:`~mmengine.analysis.FlopAnalyzer`, attention included; mmengine's
+convention: one multiply-add is one flop, element-wise ops (residuals, activations, softmax) are not counted.
 
-Convention: mmengine's. One multiply-add is one flop (a Linear layer on N tokens costs N·C_in·C_out, a convolution
-kernel_elements·output_elements); element-wise operations (additions of residuals, activations, the division and the
-clamp of the linear attention, softmax) are not counted, normalisation layers are counted as mmengine does.
-
-mmengine's jit-trace handles do not know ``aten::scaled_dot_product_attention`` (the window attention uses it), so
-without help the window attention's two matrix products would silently count as zero. :func:`sdpa_flop_jit` counts
-them as multiply-adds: ``q·kᵀ`` and ``attn·v`` each cost ``batch·heads·N_q·N_k·head_dim``.
-
-The linear attention is written with ``torch.einsum``, which the trace records as ``aten::einsum``. mmengine's own
-einsum handle already counts multiply-adds, but reads them from the text numpy's ``einsum_path`` prints, rounded to
-four significant digits; :func:`einsum_flop_jit` counts a two-operand einsum exactly (one multiply-add per element
-of the joint index space: ``N·heads·d·d`` for ``kᵀv`` and for ``q·(kᵀv)``, ``N·heads·d`` for ``q·Σk``) and leaves
-other einsums to mmengine's handle.
-
-    >>> flops, params, table = count_flops(model.eval(), (torch.randn(1, 3, 224, 224), ))
-
-For a whole config (what ``tools/analysis/get_flops.py`` prints): :func:`build_model` builds its model without
-pretrained weights, :func:`count_model` counts it (mmpretrain: the whole classifier; mmdet and mmseg: the backbone,
-and the whole model in tensor mode through :func:`whole_model_forward`), :func:`print_model_flops` does both and
-prints the table.
+Two handles are added: :func:`sdpa_flop_jit` for ``aten::scaled_dot_product_attention`` (the window attention),
+which mmengine would count as zero (``q·kᵀ`` and ``attn·v``: ``batch·heads·N_q·N_k·head_dim`` each), and
+:func:`einsum_flop_jit`, exact for a two-operand einsum (the linear attention's ``kᵀv``, ``q·(kᵀv)``, ``q·Σk``),
+where mmengine's reads the count from numpy's printed ``einsum_path``, rounded to four digits.
+:func:`build_model` and :func:`count_model` are what ``tools/analysis/get_flops.py`` prints: a config's model, counted
+(mmpretrain: the whole classifier; mmdet, mmseg: the backbone, and the whole model in tensor mode).
 """
 import math
-import sys
-import time
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -36,27 +21,17 @@ from torch import Tensor, nn
 
 from ..errors import ToolError
 
-__all__ = [
-    'sdpa_flop_jit', 'einsum_flop_jit', 'ATTENTION_FLOP_HANDLES', 'flop_analyzer', 'count', 'count_flops',
-    'sdpa_macs', 'DEFAULT_SHAPES', 'build_model', 'classifier_test_size', 'whole_model_forward', 'count_model',
-    'format_table', 'print_model_flops'
-]
+__all__ = ['sdpa_flop_jit', 'einsum_flop_jit', 'flop_analyzer', 'count_flops', 'sdpa_macs', 'build_model',
+           'count_model']
 
 #: The input (H, W) counted per library when none is asked for (an mmpretrain config's test size comes first).
 DEFAULT_SHAPES = {'mmpretrain': (224, 224), 'mmdet': (800, 1333), 'mmseg': (512, 512)}
-NOTE = 'FLOPs: multiply-adds (mmengine convention), attention products included.'
 
-# The fused attention kernels take (query, key, value, ...) first, all shaped (..., L, E) like the public op.
-# (aten::_flash_attention_forward / _efficient_attention_forward use (B, L, H, E) and are not listed: a trace of a
-# model records the public op or these, never those.)
-_SDPA_OPS = (
-    'aten::scaled_dot_product_attention',
-    'aten::_scaled_dot_product_attention_math',
-    'aten::_scaled_dot_product_flash_attention',
-    'aten::_scaled_dot_product_flash_attention_for_cpu',
-    'aten::_scaled_dot_product_efficient_attention',
-    'aten::_scaled_dot_product_cudnn_attention',
-)
+# The public op and its fused kernels take (query, key, value, ...) first, all (..., L, E).
+_SDPA_OPS = tuple(f'aten::{name}' for name in (
+    'scaled_dot_product_attention', '_scaled_dot_product_attention_math', '_scaled_dot_product_flash_attention',
+    '_scaled_dot_product_flash_attention_for_cpu', '_scaled_dot_product_efficient_attention',
+    '_scaled_dot_product_cudnn_attention'))
 
 
 def sdpa_macs(q_shape: Sequence[int], k_shape: Sequence[int], v_shape: Sequence[int]) -> int:
@@ -116,8 +91,7 @@ def einsum_flop_jit(inputs: List[Any], outputs: List[Any]) -> Union[int, Any]:
 
 
 #: Handles added to (or replacing) mmengine's defaults.
-ATTENTION_FLOP_HANDLES = {op: sdpa_flop_jit for op in _SDPA_OPS}
-ATTENTION_FLOP_HANDLES['aten::einsum'] = einsum_flop_jit
+ATTENTION_FLOP_HANDLES = {**{op: sdpa_flop_jit for op in _SDPA_OPS}, 'aten::einsum': einsum_flop_jit}
 
 
 def flop_analyzer(model: nn.Module, inputs: Union[Tensor, Tuple[Any, ...]]) -> FlopAnalyzer:
@@ -150,7 +124,6 @@ def count_flops(model: nn.Module, inputs: Union[Tensor, Tuple[Any, ...]],
     return flops, params, complexity_stats_table(analyzer, max_depth=max_depth, show_param_shapes=False)
 
 
-# ---------------------------------------------------------------------------------------------------- configs
 def build_model(config: str, cfg_options: Optional[dict] = None):
     """The config's model, built in its default scope without pretrained weights, in eval mode; its scope and the
     loaded config. Raises :class:`~l2vit.errors.ToolError` for a config this cannot count."""
@@ -249,44 +222,3 @@ def count_model(model, scope: str, shape: Tuple[int, int],
         notes.append('the parameters include the auxiliary head (training only); the FLOPs do not.')
     tables.append(('whole model', analyzer))
     return rows, notes, tables
-
-
-def format_table(rows: Sequence[Row]) -> str:
-    """The rows as a Markdown table: parameters in M, FLOPs in G, two decimals (``n/a`` for None)."""
-    lines = [f'| {"part":<12} | {"params (M)":>10} | {"FLOPs (G)":>9} |', f'|{"-" * 14}|{"-" * 11}:|{"-" * 10}:|']
-    for name, params, flops in rows:
-        p = f'{params / 1e6:.2f}' if params is not None else 'n/a'
-        f = f'{flops / 1e9:.2f}' if flops is not None else 'n/a'
-        lines.append(f'| {name:<12} | {p:>10} | {f:>9} |')
-    return '\n'.join(lines)
-
-
-def print_model_flops(config: str, shape: Optional[Sequence[int]] = None, cfg_options: Optional[dict] = None,
-                      show_table: bool = False, max_depth: int = 3) -> None:
-    """What ``tools/analysis/get_flops.py`` prints for a config: its model's parameters and FLOPs (the backbone's
-    too) on one random image of ``shape`` ((H, W) or (N, ): a square; default: :data:`DEFAULT_SHAPES`, or an
-    mmpretrain config's test size), the notes, and with ``show_table`` mmengine's per-module tables."""
-    from ..models import L2ViT
-
-    torch.manual_seed(0)
-    model, scope, cfg = build_model(config, cfg_options)
-    backbone = getattr(model, 'backbone', None)
-    if not isinstance(backbone, L2ViT):
-        print(f'note: model.backbone is {type(backbone).__name__}, not L2ViT; counting it all the same.')
-    if shape is None:
-        size = (scope == 'mmpretrain' and classifier_test_size(cfg)) or DEFAULT_SHAPES[scope]
-    else:
-        size = (shape[0], shape[-1])
-    start = time.perf_counter()
-    rows, notes, tables = count_model(model, scope, size, config)
-    print(f'config: {config} ({scope}, {type(model).__name__})')
-    print(f'input shape: 1x3x{size[0]}x{size[1]}')
-    print(format_table(rows))
-    print(NOTE)
-    for note in notes:
-        print(f'note: {note}')
-    if show_table:
-        for name, analyzer in tables:
-            print(f'\n{name}, per module:')
-            print(complexity_stats_table(analyzer, max_depth=max_depth, show_param_shapes=False))
-    print(f'(counted in {time.perf_counter() - start:.1f} s)', file=sys.stderr)

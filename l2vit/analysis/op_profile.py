@@ -1,29 +1,14 @@
-"""Where one step's time goes: the self time of the ops of one step, recorded by ``torch.profiler.profile`` (its
-public API only) and summed by op family (:data:`OP_FAMILIES`) and by direction (forward or backward). What
-``tools/analysis/benchmark.py --profile`` puts in the record (:func:`l2vit.analysis.benchmark.measure_profile`).
-
-Self time: an event's duration minus the durations of the events inside it (``FunctionEvent.self_cpu_time_total``),
-so that every microsecond of the step is counted once, in the innermost op that spent it. On a GPU the device clock
-is summed too: each kernel's duration (``FunctionEvent.kernels``) counted for the op that launched it.
-
-Direction. The step runs its forward inside ``record_function(FORWARD_MARK)`` and its ``loss.backward()`` inside
-``record_function(BACKWARD_MARK)`` (:func:`l2vit.analysis.benchmark.make_step` with ``marked=True``); autograd's
-engine wraps every node it runs in an ``autograd::engine::evaluate_function: XBackward0`` event. An event is
-backward when it is, or lies inside (its ``cpu_parent`` chain), the backward mark or one of the engine's events, and
-forward when it lies inside the forward mark. The engine's events catch the backward ops that run on the engine's
-own device threads (a GPU's), where the mark, on the calling thread, is no parent; the mark catches what
-``backward()`` runs outside the engine's nodes (the seed gradient's ``ones_like``). An event outside both (none in
-these steps) is backward if its name looks like one (``..._backward``, ``XBackward0``), else forward. Forward ops
-that gradient checkpointing recomputes during the backward therefore count as backward: that is when they run.
-"""
+"""Where one step's time goes: ``torch.profiler`` self times of its ops summed by op family (:data:`OP_FAMILIES`)
+and direction. An op is backward when it lies (``cpu_parent`` chain) inside ``BACKWARD_MARK`` (the step's
+``loss.backward()``) or one of autograd's ``evaluate_function`` events, forward inside ``FORWARD_MARK``; outside both,
+by its name. Recomputed (checkpointed) forward ops count as backward: that is when they run. On a GPU each kernel's
+duration is also counted for the op that launched it."""
 import os
 import re
-import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-__all__ = ['FORWARD_MARK', 'BACKWARD_MARK', 'OTHER', 'OP_FAMILIES', 'FAMILY_NAMES', 'DIRECTIONS', 'TOP_OPS',
-           'op_family', 'family_legend', 'event_direction', 'gemm_flop', 'summarize_events', 'profile_step',
-           'quiet_profiler']
+__all__ = ['FORWARD_MARK', 'BACKWARD_MARK', 'OP_FAMILIES', 'FAMILY_NAMES', 'op_family', 'family_legend',
+           'gemm_flop', 'summarize_events', 'profile_step']
 
 FORWARD_MARK = 'l2vit_benchmark::forward'
 BACKWARD_MARK = 'l2vit_benchmark::backward'
@@ -138,11 +123,9 @@ _PRODUCT_OPERANDS = {'mm': 0, 'bmm': 0, 'mv': 0, 'dot': 0, 'vdot': 0, '_addmm_ac
 
 
 def gemm_flop(name: str, shapes: Sequence[Sequence[int]]) -> Optional[int]:
-    """The floating-point operations (2 per multiply-add) of the matrix product op ``name`` (as the profiler names
-    it, e.g. ``aten::addmm``) on operands of ``shapes`` (the event's ``input_shapes``, recorded with
-    ``record_shapes=True``): mm, bmm, mv, dot and their ``add*`` forms (in place too). None for any other op, or
-    when the shapes are not recorded or not those of the op (the composite ops, ``matmul`` or ``linear``, call one of
-    these, which is counted)."""
+    """Floating-point operations (2 per multiply-add) of the matrix product op ``name`` (e.g. ``aten::addmm``) on
+    operands of ``shapes`` (the event's ``input_shapes``): mm, bmm, mv, dot and their ``add*`` forms. None for other
+    ops (``matmul``, ``linear`` call one of these) or shapes that are not a product's."""
     index = _PRODUCT_OPERANDS.get(name.rsplit('::', 1)[-1])
     if index is None or len(shapes) < index + 2:
         return None
@@ -166,16 +149,11 @@ def _launching_op(event: Any) -> Any:
 
 
 def summarize_events(events: Sequence[Any], clock: str = 'cpu', top: int = TOP_OPS) -> Dict[str, Any]:
-    """Self time (ms) of the CPU-side events of one profiled step (``prof.events()``) summed by family and direction
-    and by op: ``total_ms``, ``by_direction`` (ms per direction), ``families`` (one row per family and direction
-    that has time or calls, in table order: family, direction, ms, share of the total in %, calls), ``top_ops``
-    (the ``top`` largest ops by self time, per name and direction) and ``other_ops`` (the ``top`` largest of family
-    "other", with ``other_ops_left`` the count of the rest). ``clock`` 'cpu': the events' self CPU time; 'cuda':
-    the kernels' durations, each counted for the op that launched it (a launch call's kernels for its op).
-
-    With shapes recorded (``record_shapes=True``) also ``gemm_products``: the matrix product ops whose operations
-    :func:`gemm_flop` counts, their ``flop`` summed, ``ms`` (their time in this clock), ``calls``, and
-    ``flop_per_s``, the rate at which the step ran its matrix products; None without shapes."""
+    """Self time (ms) of one profiled step's CPU-side events (``prof.events()``; ``clock`` 'cuda': their kernels'
+    durations, counted for the launching op) by family and direction (``families``, ``by_direction``,
+    ``total_ms``), the ``top`` largest ops (``top_ops``) and of family "other" (``other_ops``, ``other_ops_left``),
+    and with shapes recorded ``gemm_products``: the matrix products' operations (:func:`gemm_flop`), time, calls
+    and rate."""
     import torch
     cpu = torch.autograd.DeviceType.CPU
     by_op: Dict[Tuple[str, str], List[float]] = {}
@@ -222,34 +200,19 @@ def summarize_events(events: Sequence[Any], clock: str = 'cpu', top: int = TOP_O
                 gemm_products=gemm_products)
 
 
-def quiet_profiler() -> None:
-    """Keep the profiler's back end (Kineto) from printing at every profile: its progress lines (``USDT ...
-    profiler_start``) and, on a machine without a GPU, ``ERROR ... gpuGetDeviceCount failed``, which is not an
-    error of the run. ``KINETO_LOG_LEVEL`` is read when a profile starts; 6 is above its highest message type
-    (USDT, 5). A value the user has set is left alone."""
-    os.environ.setdefault('KINETO_LOG_LEVEL', '6')
-
-
 def profile_step(step: Callable[[], None], device: Any, top: int = TOP_OPS) -> Dict[str, Any]:
-    """Run ``step`` (already warmed up, made with ``marked=True``) once under ``torch.profiler.profile`` (CPU
-    activities, and CUDA on a GPU; input shapes recorded, so that the matrix products' operations can be counted)
-    and summarize it: ``wall_ms`` (the step's wall time, the profiler's overhead included), ``events`` (how many
-    CPU-side events it recorded) and ``clocks`` (``cpu``, and ``cuda`` on a GPU: :func:`summarize_events`)."""
+    """Run ``step`` (warmed up, marked) once under ``torch.profiler.profile`` with input shapes recorded: its
+    ``wall_ms`` (profiler overhead included), ``events`` and ``clocks`` (``cpu``, and ``cuda`` on a GPU:
+    :func:`summarize_events`)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
-    quiet_profiler()
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-    with profile(activities=activities, record_shapes=True) as prof:
-        begin = time.perf_counter()
+    from torch.utils.benchmark import timer  # synchronises the accelerator before reading the clock
+    os.environ.setdefault('KINETO_LOG_LEVEL', '6')  # no profiler progress lines or a CPU machine's 'ERROR'
+    clocks = ['cpu'] + (['cuda'] if device.type == 'cuda' else [])
+    with profile(activities=[getattr(ProfilerActivity, c.upper()) for c in clocks], record_shapes=True) as prof:
+        begin = timer()
         step()
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        wall = time.perf_counter() - begin
+        wall = timer() - begin
     events = prof.events()
-    clocks = {'cpu': summarize_events(events, 'cpu', top)}
-    if device.type == 'cuda':
-        clocks['cuda'] = summarize_events(events, 'cuda', top)
     return dict(wall_ms=wall * 1e3, events=sum(1 for e in events if e.device_type == torch.autograd.DeviceType.CPU),
-                clocks=clocks)
+                clocks={clock: summarize_events(events, clock, top) for clock in clocks})

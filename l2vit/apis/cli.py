@@ -1,5 +1,7 @@
 """Command-line arguments that several tools take, defined once."""
 import argparse
+import re
+from typing import Tuple
 
 from mmengine.config import DictAction
 
@@ -34,3 +36,12 @@ def add_image_args(parser: argparse.ArgumentParser, config_example: str) -> None
     parser.add_argument('--out-dir', required=True, help='folder for the drawn PNGs')
     parser.add_argument('--max-images', type=int, default=8, help='at most this many images from a folder')
     parser.add_argument('--device', default='cpu', help='cpu, cuda, cuda:1, ...')
+
+
+def image_size(text: str) -> Tuple[int, int]:
+    """An argparse type: '512' -> (512, 512); '800x1333' -> (800, 1333) (height × width)."""
+    match = re.fullmatch(r'\s*(\d+)\s*(?:[x×]\s*(\d+)\s*)?', text)
+    if not match or int(match.group(1)) < 1 or (match.group(2) is not None and int(match.group(2)) < 1):
+        raise argparse.ArgumentTypeError(
+            f'invalid size {text!r}: expected a positive integer N (an N×N image) or HxW such as 800x1333')
+    return int(match.group(1)), int(match.group(2) or match.group(1))
