@@ -213,12 +213,15 @@ def _quiet_logger(name: str = 'l2vit_benchmark') -> None:
         MMLogger.get_instance(name, log_level='ERROR')  # the latest logger is mmengine's current one
 
 
-def _detector_configs(config: str, names: Sequence[str]) -> Dict[str, Any]:
+def _detector_configs(config: str, names: Sequence[str], device: Any) -> Dict[str, Any]:
     """``config`` (our Mask R-CNN) for one process, and the same with only the backbone replaced by mmdet's Swin-T
-    (and the neck's in_channels by its widths), for the named models that have one."""
+    (and the neck's in_channels by its widths), for the named models that have one. On a CPU L²ViT runs its CPU
+    fast paths (``cpu_fast_paths=True``)."""
     configs = {}
     for name in (n for n in names if n in ('l2vit-t', 'swin-t')):
         configs[name] = cfg = base_config(config)
+        if name == 'l2vit-t' and device.type == 'cpu':
+            cfg.model.backbone.cpu_fast_paths = True
         if name == 'swin-t':
             cfg.model.backbone = dict(base_config(SWIN_T_CONFIG).model.backbone.to_dict(), init_cfg=None)
             cfg.model.neck.in_channels = list(SWIN_T_CHANNELS)
@@ -234,7 +237,7 @@ def _build_backbones(config: str, names: Sequence[str], with_cp: bool, device: A
 
     import mmdet_l2vit  # noqa: F401  (registers L2ViT in mmdet's MODELS)
 
-    configs = _detector_configs(config, names)
+    configs = _detector_configs(config, names, device)
     models = {}
     for name in names:
         cfg, scope = (configs[name].model.backbone, 'mmdet') if name in configs else (VIT_S, 'mmseg')
@@ -426,7 +429,7 @@ def benchmark_backbones(config: str, sizes: Sequence[Tuple[int, int]], modes: Se
     def detectors(size: Tuple[int, int]) -> Dict[str, Callable[[], Any]]:
         """One training iteration of each detector on a packed batch of ``size``; built once."""
         if DETECTOR_MODE not in built:
-            configs = _detector_configs(config, models)
+            configs = _detector_configs(config, models, device)
             for cfg in configs.values() if autocast else ():
                 cfg.optim_wrapper = dict(cfg.optim_wrapper, type='AmpOptimWrapper', dtype=dtype)
             built[DETECTOR_MODE] = {name: build_detector(cfg, device) for name, cfg in configs.items()}

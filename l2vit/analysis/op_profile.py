@@ -76,7 +76,7 @@ OP_FAMILIES: Tuple[Tuple[str, str, str], ...] = (
      r'cuda[A-Z]\w*|cu[A-Z]\w*|hip[A-Z]\w*'),
     ('between ops', 'the step\'s own time outside any op: Python between the ops (also inside the forward of '
      'autograd Functions: gradient checkpointing\'s CheckpointFunction, the linear attention\'s '
-     'LinearAttentionFunction, l2vit.models.autograd_ops\' _AfterRecomputed and _DepthwiseConv; on a GPU also the '
+     'LinearAttentionFunction, l2vit.models.cpu\'s _AfterRecomputed and _DepthwiseConv; on a GPU also the '
      'wait for the autograd engine\'s device thread)',
      re.escape(FORWARD_MARK) + '|' + re.escape(BACKWARD_MARK)
      + '|CheckpointFunction|LinearAttentionFunction|_AfterRecomputed|_DepthwiseConv'),
