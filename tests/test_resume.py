@@ -15,7 +15,7 @@ from l2vit.checkpoint import load_checkpoint_file
 from l2vit.testing import generate_coco_instances
 from test_detection_e2e import DEMO_CONFIG, data_options
 
-EPOCHS = 4
+EPOCHS = 3
 
 
 def options(data: str):
@@ -59,7 +59,7 @@ def train_and_kill_after_first_checkpoint(train_tool: str, data: str, work_dir: 
 @pytest.mark.slow
 def test_resume_after_sigkill_is_bit_identical(tmp_path):
     data = str(tmp_path / 'coco')
-    generate_coco_instances(data, num_train=6, num_val=2, seed=4, progress=False)
+    generate_coco_instances(data, num_train=4, num_val=1, seed=4, progress=False)
 
     straight = str(tmp_path / 'straight')
     tool('tools/train.py', DEMO_CONFIG, '--work-dir', straight, *options(data))

@@ -1,14 +1,34 @@
 """Every script under tools/ answers ``--help``: exit code 0 and argparse's usage text, without building anything.
 
-The scripts are found by globbing, so a new tool is covered without touching this file. Their interpreters start
-together (a few at a time, they mostly wait on imports), each parametrised test waiting for its own.
+The scripts are found by globbing, so a new tool is covered without touching this file. They run one after the
+other as ``__main__`` in one fresh interpreter (the libraries' imports, seconds each, are paid once), each with its
+own ``sys.argv``, output and exit code.
 """
+import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from helpers import ROOT, tool
+
+#: Runs each script given on its command line as ``SCRIPT --help``; prints {script: returncode, stdout, stderr}.
+DRIVER = """
+import contextlib, io, json, runpy, sys, traceback
+results = {}
+for script in sys.argv[1:]:
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    sys.argv = [script, '--help']
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            runpy.run_path(script, run_name='__main__')
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    results[script] = dict(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+sys.stdout.write(json.dumps(results))
+"""
 
 TOOLS = ROOT / 'tools'
 
@@ -24,13 +44,12 @@ SCRIPTS = scripts()
 
 @pytest.fixture(scope='module')
 def helps(request):
-    """``SCRIPT --help`` of every selected script, started at once in a fresh interpreter each (as a user runs
-    them)."""
+    """``SCRIPT --help`` of every selected script, as ``__main__`` of one fresh interpreter."""
     selected = [item.callspec.params['script'] for item in request.session.items
                 if getattr(item, 'module', None) is request.module and hasattr(item, 'callspec')
                 and getattr(item, 'originalname', None) == 'test_help']
-    with ThreadPoolExecutor(max_workers=min(4, max(2, os.cpu_count() or 2))) as pool:
-        yield {script: pool.submit(tool, script, '--help', check=False) for script in selected}
+    result = tool('-c', DRIVER, *selected)
+    return json.loads(result.stdout)
 
 
 def test_the_scripts_are_found():
@@ -42,7 +61,7 @@ def test_the_scripts_are_found():
 
 @pytest.mark.parametrize('script', SCRIPTS)
 def test_help(helps, script):
-    result = helps[script].result()
-    assert result.returncode == 0, f'{script} --help exited with {result.returncode}:\n{result.stderr[-3000:]}'
-    assert result.stdout.startswith('usage:'), result.stdout[:500]
-    assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+    result = helps[script]
+    assert result['returncode'] == 0, f"{script} --help exited with {result['returncode']}:\n{result['stderr'][-3000:]}"
+    assert result['stdout'].startswith('usage:'), result['stdout'][:500]
+    assert 'Traceback' not in result['stderr'], result['stderr'][-3000:]
