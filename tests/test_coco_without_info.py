@@ -161,8 +161,8 @@ def test_annotations_the_dataset_skips_need_fewer_keys(tmp_path):
 def test_a_file_without_samples(tmp_path):
     path, problems = problems_of(tmp_path, dict(minimal_coco(), images=[], annotations=[]), splits=['train_dataloader'])
     assert problems == [f"{path} (train_dataloader.dataset.ann_file): mmdet's CocoDataset finds no samples in it of "
-                        f"the classes ('ellipse', 'rectangle'). Fix: --cfg-options "
-                        f'train_dataloader.dataset.ann_file=/path/to/annotations.json (or the classes in its metainfo).']
+                        "the classes ('ellipse', 'rectangle'). Fix: --cfg-options train_dataloader.dataset."
+                        'ann_file=/path/to/annotations.json (or the classes in its metainfo).']
 
 
 def test_every_file_is_reported_at_once(tmp_path):

@@ -216,7 +216,10 @@ def _annotation_problem(dataset, node: dict, key: str, path: Optional[str], user
     for i, step in enumerate(node.get('pipeline') or []):
         if not (isinstance(step, dict) and step.get('with_mask')):
             continue
-        load = transforms.build(dict(step, poly2mask=False, with_seg=False))
+        try:
+            load = transforms.build(dict(step, poly2mask=False, with_seg=False))
+        except Exception:  # not mmdet's LoadAnnotations (no such options): its own build is the Runner's
+            continue
         # Unserialized (see _unserialized), the samples are read in place, not deep-copied: the dataset is dropped.
         samples = dataset.data_list if getattr(dataset, 'serialize_data', True) is False else map(
             dataset.get_data_info, range(len(dataset)))
