@@ -1,5 +1,6 @@
-"""Preparing a config for a run, as ``tools/train.py`` and ``tools/test.py`` do: loading it with overrides, the
-launcher and work dir, AMP, resuming, test-time augmentation, dumping and drawing predictions, and the CPU launcher.
+"""Preparing a config for a run, as ``tools/train.py`` and ``tools/test.py`` do (``prepare_train``,
+``prepare_test``): loading it with overrides, the launcher and work dir, AMP, resuming, test-time augmentation,
+dumping and drawing predictions, the preflight (``l2vit.apis.checks``) and the CPU launcher.
 
 Each function changes the config it is given (or returns a new one) and raises ``l2vit.errors.ToolError`` with the
 fix when it cannot; none of them builds a model or starts a run.
@@ -75,11 +76,54 @@ def load_config(path: str, cfg_options: Optional[dict] = None, work_dir: Optiona
 
 
 def check_inputs(cfg: Config, splits: Sequence[str], check_pretrained: bool = True) -> None:
-    """Stop before anything is built when the data, weights or model wiring the run needs are wrong (see
+    """Stop before the model is built when the data, weights or model wiring the run needs are wrong (see
     ``l2vit.apis.checks``), saying what, where it was expected, and how to point elsewhere."""
     problems = preflight(cfg, splits, check_pretrained)
     if problems:
         raise ToolError('\n'.join(problems))
+
+
+def prepare_train(config: str, work_dir: Optional[str] = None, resume: Optional[str] = None, amp: bool = False,
+                  auto_scale_lr: bool = False, cfg_options: Optional[dict] = None, launcher: str = 'none',
+                  local_rank: int = 0) -> Config:
+    """The config ``run_train`` trains with: loaded, overridden, with the RNG-state hook, AMP, LR scaling and
+    resuming as asked, its inputs checked and (on CPUs) its launcher set up."""
+    cfg = load_config(config, cfg_options, work_dir, launcher, local_rank)
+    add_rng_state_hook(cfg)
+    if amp:
+        enable_amp(cfg)
+    if auto_scale_lr:
+        enable_auto_scale_lr(cfg)
+    set_resume(cfg, resume)
+    check_inputs(cfg, ['train_dataloader'] + (['val_dataloader'] if cfg.get('val_cfg') else []))
+    setup_cpu_launcher(cfg)
+    return cfg
+
+
+def prepare_test(config: str, checkpoint: str, tta: bool = False, out: Optional[str] = None,
+                 show_dir: Optional[str] = None, work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
+                 launcher: str = 'none', local_rank: int = 0) -> Config:
+    """The config ``run_test`` tests with: ``checkpoint`` loaded (a file or an http(s) URL), test-time augmentation,
+    the prediction dump and drawing as asked, the test inputs checked and (on CPUs) the launcher set up."""
+    if '://' not in checkpoint and not osp.isfile(checkpoint):
+        raise ToolError(f"checkpoint not found: {checkpoint} (give the path of a training checkpoint, of the "
+                        f"authors' released file or of its conversion by tools/convert_official.py, or an http(s) "
+                        f'URL)')
+    if out is not None and not out.endswith(('.pkl', '.pickle')):
+        raise ToolError(f'--out must name a .pkl or .pickle file, got {out!r}')
+    cfg = load_config(config, cfg_options, work_dir, launcher, local_rank)
+    cfg.load_from = checkpoint
+    cfg.resume = False
+    if tta:
+        enable_tta(cfg)
+    if out is not None:
+        add_dump(cfg, out)
+    if show_dir is not None:
+        enable_visualization(cfg, show_dir)
+    # The weights come from the checkpoint; the backbone's pretrained file is not needed to test.
+    check_inputs(cfg, ['test_dataloader'], check_pretrained=False)
+    setup_cpu_launcher(cfg)
+    return cfg
 
 
 # ------------------------------------------------------------------------------------------------------ training

@@ -1,5 +1,6 @@
-"""Walking the nested dicts and lists of an mmengine config: the one walker, and the edits made with it."""
-from typing import Collection, Iterator, List, Tuple
+"""Walking the nested dicts and lists of an mmengine config: the one walker, what a run reads (``run_inputs``: the
+preflight's one walk) and the edits made with it."""
+from typing import Collection, Iterator, List, NamedTuple, Sequence, Tuple
 
 
 def as_list(value) -> List:
@@ -23,15 +24,50 @@ def config_dicts(node, path: str = '', skip: Collection[str] = ()) -> Iterator[T
             yield from config_dicts(value, f'{path}.{i}' if path else str(i), skip)
 
 
-def leaf_datasets(dataset) -> List[dict]:
-    """The datasets inside dataset wrappers (RepeatDataset, ConcatDataset, ClassBalancedDataset, ...)."""
+def dataset_leaves(dataset, path: str = '') -> Iterator[Tuple[str, dict]]:
+    """(config key, dataset) of the datasets inside dataset wrappers (RepeatDataset, ConcatDataset,
+    ClassBalancedDataset, ...)."""
     if not isinstance(dataset, dict):
-        return []
+        return
     if 'datasets' in dataset:
-        return [leaf for d in dataset['datasets'] for leaf in leaf_datasets(d)]
-    if 'dataset' in dataset:
-        return leaf_datasets(dataset['dataset'])
-    return [dataset]
+        for i, inner in enumerate(dataset['datasets']):
+            yield from dataset_leaves(inner, f'{path}.datasets.{i}')
+    elif 'dataset' in dataset:
+        yield from dataset_leaves(dataset['dataset'], f'{path}.dataset')
+    else:
+        yield path, dataset
+
+
+def leaf_datasets(dataset) -> List[dict]:
+    """The datasets inside dataset wrappers, without their keys."""
+    return [leaf for _, leaf in dataset_leaves(dataset)]
+
+
+class RunInputs(NamedTuple):
+    """What a run's dataloaders, evaluators and model read, each with its config key."""
+    datasets: List[Tuple[str, str, dict]]  # (split, key, leaf dataset), e.g. ('train_dataloader', ..., {...})
+    evaluators: List[Tuple[str, str, dict]]  # (split whose dataset it evaluates, key, metric config)
+    pretrained: List[Tuple[str, str]]  # (key of an init_cfg checkpoint, checkpoint)
+    num_classes: List[Tuple[str, int]]  # (key, value) of every int num_classes of the model's heads
+
+
+def run_inputs(cfg: dict, splits: Sequence[str]) -> RunInputs:
+    """The one walk over what the dataloaders ``splits`` (with their evaluators) and the model of ``cfg`` read."""
+    datasets, evaluators = [], []
+    for split in splits:
+        loader = cfg.get(split)
+        if not loader:
+            continue
+        datasets += [(split, key, leaf) for key, leaf in dataset_leaves(loader.get('dataset'), f'{split}.dataset')]
+        evaluator_key = split.replace('_dataloader', '_evaluator')
+        metrics = as_list(cfg.get(evaluator_key))
+        evaluators += [(split, f'{evaluator_key}.{i}' if len(metrics) > 1 else evaluator_key, metric)
+                       for i, metric in enumerate(metrics) if isinstance(metric, dict)]
+    model = cfg.get('model')
+    num_classes = [(f'{key}.num_classes', node['num_classes'])
+                   for key, node in config_dicts(model, 'model', skip=('train_cfg', 'test_cfg', 'data_preprocessor'))
+                   if isinstance(node.get('num_classes'), int)]
+    return RunInputs(datasets, evaluators, list(pretrained_checkpoints(model)), num_classes)
 
 
 def is_pretrained(init) -> bool:
