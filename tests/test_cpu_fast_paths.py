@@ -181,50 +181,6 @@ def test_after_recomputed_gradcheck(rowwise, monkeypatch):
     assert torch.autograd.gradcheck(gelu_then(conv), (img, conv.weight, conv.bias))
 
 
-@pytest.mark.parametrize('rowwise', [False, True])
-def test_after_recomputed_direct_backward(rowwise, monkeypatch):
-    """LayerNorm and GELU modules are recomputed and differentiated by their aten ops directly (no nested autograd
-    run): gradcheck in float64, and gradients bit-identical to the generic path (the same module behind a lambda)."""
-    monkeypatch.setattr(cpu_functions, 'ROWWISE_CHUNK', 4)
-    norm = randomize_(nn.LayerNorm(5).double(), seed=20)
-    act = nn.GELU(approximate='tanh')
-    linear = randomize_(nn.Linear(5, 4).double(), seed=21)
-    assert cpu_functions._direct_recompute(norm, list(norm.parameters())) is not None
-    assert cpu_functions._direct_recompute(act, []) is not None
-    g = torch.Generator().manual_seed(22)
-    x = torch.randn(3, 2, 5, generator=g, dtype=torch.float64, requires_grad=True)
-
-    def run(fn):
-        return lambda x, w, b, *p: cpu_functions._AfterRecomputed.apply(linear, fn, fn, rowwise, x, w, b, *p)
-
-    assert torch.autograd.gradcheck(run(norm), (x, linear.weight, linear.bias, norm.weight, norm.bias))
-    assert torch.autograd.gradcheck(run(act), (x, linear.weight, linear.bias))
-
-    for module in (norm, act):
-        grads = []
-        for fn in (module, lambda t: module(t)):  # the lambda takes the generic path
-            inp = x.detach().float().requires_grad_(True)
-            lin, mod = copy.deepcopy(linear).float(), copy.deepcopy(module).float()
-            fn = mod if fn is module else (lambda t, mod=mod: mod(t))
-            out = cpu_functions._AfterRecomputed.apply(lin, fn, fn, rowwise, inp, lin.weight, lin.bias,
-                                                       *mod.parameters())
-            out.pow(2).sum().backward()
-            grads.append([inp.grad] + [p.grad for p in list(lin.parameters()) + list(mod.parameters())])
-        for a, b in zip(*grads):
-            assert torch.equal(a, b)
-
-
-def test_direct_backward_only_for_exact_modules():
-    class MyNorm(nn.LayerNorm):
-        pass
-
-    norm = nn.LayerNorm(4)
-    assert cpu_functions._direct_recompute(MyNorm(4), list(MyNorm(4).parameters())) is None  # a subclass
-    assert cpu_functions._direct_recompute(norm, []) is None  # its parameters not listed: gradients would be lost
-    assert cpu_functions._direct_recompute(nn.LayerNorm(4, elementwise_affine=False), []) is None
-    assert cpu_functions._direct_recompute(lambda t: norm(t), list(norm.parameters())) is None
-
-
 def test_after_recomputed_refuses_other_ops():
     with pytest.raises(TypeError, match=r'op must be an nn.Linear or a stride-1 depthwise nn.Conv2d'):
         after_recomputed(nn.Conv2d(4, 4, 3, stride=2, groups=4), F.gelu, torch.randn(1, 4, 8, 8))

@@ -180,46 +180,6 @@ def _op_backward(op: nn.Module, grad: Tensor, a: Tensor, weight: Tensor, needs: 
     return grad_a, grad_weight, grad_bias
 
 
-# The element-wise work that :class:`_AfterRecomputed` recomputes most often, with its backward called directly
-# instead of a recomputation under autograd and ``torch.autograd.grad`` on it, a nested run of the autograd engine
-# per call (per piece with ``rowwise``); the gradients are the same ops' (bit-identical). On a 2-core AMD EPYC it
-# saved about 1 % of L²ViT-T's training step at 512x512. ``_*_direct(module, x)`` returns ``(fn(x), backward)``,
-# where ``backward(grad, needs)`` gives the gradients of ``x`` and of the module's parameters (in ``parameters()``
-# order), None where ``needs`` says no.
-DirectBackward = Callable[[Tensor, Sequence[bool]], Sequence[Optional[Tensor]]]
-
-
-def _layer_norm_direct(norm: nn.LayerNorm, x: Tensor) -> Tuple[Tensor, DirectBackward]:
-    shape = list(norm.normalized_shape)
-    out, mean, rstd = torch.native_layer_norm(x, shape, norm.weight, norm.bias, norm.eps)
-
-    def backward(grad: Tensor, needs: Sequence[bool]) -> Sequence[Optional[Tensor]]:
-        return torch.ops.aten.native_layer_norm_backward(grad, x, shape, mean, rstd, norm.weight, norm.bias,
-                                                         list(needs))
-
-    return out, backward
-
-
-def _gelu_direct(act: nn.GELU, x: Tensor) -> Tuple[Tensor, DirectBackward]:
-    def backward(grad: Tensor, needs: Sequence[bool]) -> Sequence[Optional[Tensor]]:
-        return [torch.ops.aten.gelu_backward(grad, x, approximate=act.approximate) if needs[0] else None]
-
-    return F.gelu(x, approximate=act.approximate), backward
-
-
-def _direct_recompute(fn: Callable[[Tensor], Tensor], fn_params: Sequence[Tensor]
-                      ) -> Optional[Callable[[Tensor], Tuple[Tensor, DirectBackward]]]:
-    """The direct recomputation of ``fn`` where there is one: exactly an affine ``nn.LayerNorm`` (weight and bias)
-    or an ``nn.GELU``, not a subclass (which may compute something else), whose parameters are ``fn_params``."""
-    if not isinstance(fn, nn.Module) or [id(p) for p in fn.parameters()] != [id(p) for p in fn_params]:
-        return None
-    if type(fn) is nn.LayerNorm and fn.weight is not None and fn.bias is not None:
-        return lambda x: _layer_norm_direct(fn, x)
-    if type(fn) is nn.GELU:
-        return lambda x: _gelu_direct(fn, x)
-    return None
-
-
 #: Rows (tokens) per piece of :func:`after_recomputed` with ``rowwise=True``: enough for efficient matrix products,
 #: few enough that a piece's ``fn(x)`` (up to 4x wider than ``x`` in an MLP) stays in cache.
 ROWWISE_CHUNK = 2048
@@ -288,14 +248,9 @@ class _AfterRecomputed(torch.autograd.Function):
         enabled, dtype = ctx.autocast
         needs_x, needs_weight, needs_bias = ctx.needs_input_grad[4:7]
         fn_needs = [p for p, needed in zip(ctx.fn_params, ctx.needs_input_grad[7:]) if needed]
-        # without autocast, LayerNorm and GELU are recomputed and differentiated by their aten ops directly
-        direct = None if enabled else _direct_recompute(ctx.recompute, ctx.fn_params)
-        if direct is not None:
-            a, fn_backward = direct(x)
-        else:
-            with torch.enable_grad(), torch.autocast(ctx.device, dtype=dtype, enabled=enabled):
-                inp = x.detach().requires_grad_(needs_x)
-                a = ctx.recompute(inp)
+        with torch.enable_grad(), torch.autocast(ctx.device, dtype=dtype, enabled=enabled):
+            inp = x.detach().requires_grad_(needs_x)
+            a = ctx.recompute(inp)
         compute = dtype if enabled else torch.promote_types(a.dtype, weight.dtype)
         needs_a = needs_x or bool(fn_needs)
         grad_a, grad_weight, grad_bias = _op_backward(ctx.op, grad.to(compute), a.detach().to(compute),
@@ -304,10 +259,7 @@ class _AfterRecomputed(torch.autograd.Function):
         grad_bias = grad_bias.to(weight.dtype) if grad_bias is not None else None
         grad_x = None
         fn_grads: List[Optional[Tensor]] = [None] * len(ctx.fn_params)
-        if needs_a and direct is not None:
-            grad_x, *fn_grads = fn_backward(grad_a.to(a.dtype), [needs_x, *ctx.needs_input_grad[7:]])
-            fn_grads = [g if needed else None for g, needed in zip(fn_grads, ctx.needs_input_grad[7:])]
-        elif needs_a:
+        if needs_a:
             wrt = ([inp] if needs_x else []) + fn_needs
             grads = iter(torch.autograd.grad(a, wrt, grad_a.to(a.dtype), allow_unused=True))
             grad_x = next(grads) if needs_x else None
