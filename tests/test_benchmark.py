@@ -264,9 +264,10 @@ def test_bad_options_are_clear_errors_and_write_nothing(tmp_path, argv, message)
 
 def test_detector_configs_differ_only_in_the_backbone():
     config = str(ROOT / 'configs' / 'maskrcnn_l2vit.py')
-    configs = benchmark._detector_configs(config, ['l2vit-t', 'swin-t', 'vit-s'])
+    configs = benchmark._detector_configs(config, ['l2vit-t', 'swin-t', 'vit-s'], torch.device('cpu'))
     l2vit, swin = (configs[n].to_dict() for n in ('l2vit-t', 'swin-t'))
     assert (l2vit['model']['backbone']['type'], swin['model']['backbone']['type']) == ('L2ViT', 'SwinTransformer')
+    assert l2vit['model']['backbone']['cpu_fast_paths']  # on a CPU, L²ViT as the demo configs run it
     assert l2vit['model']['neck']['in_channels'] == swin['model']['neck']['in_channels'] == [96, 192, 384, 768]
     del l2vit['model']['backbone'], swin['model']['backbone']
     assert l2vit == swin and 'SyncBN' not in json.dumps(l2vit, default=str)
