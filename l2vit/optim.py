@@ -63,16 +63,10 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             key = (layer_id, no_decay)
             if key not in groups:
                 scale = decay_rate**(num_layers - 1 - layer_id)
-                groups[key] = dict(params=[], param_names=[], lr=self.base_lr * scale, lr_scale=scale,
-                                   weight_decay=0.0 if no_decay else self.base_wd)
+                groups[key] = dict(params=[], lr=self.base_lr * scale, weight_decay=0.0 if no_decay else self.base_wd)
             groups[key]['params'].append(param)
-            groups[key]['param_names'].append(name)
         rank, _ = get_dist_info()
         if rank == 0:
             print_log(f'Layer-wise lr decay {decay_rate}: {len(groups)} parameter groups over {num_layers} layers.',
                       logger='current')
-        for key in sorted(groups):
-            group = groups[key]
-            group.pop('param_names')
-            group.pop('lr_scale')
-            params.append(group)
+        params.extend(groups[key] for key in sorted(groups))

@@ -1,18 +1,12 @@
 """A synthetic semantic-segmentation dataset in the exact ADE20K layout, for demos and tests that need no download.
 
-    from l2vit.testing import generate_ade_semantic, seg_metainfo
-    summary = generate_ade_semantic('data/synthetic_ade', num_train=600, num_val=100, seed=0)
-
-writes::
-
-    out_dir/images/training/00000001.jpg ...      out_dir/annotations/training/00000001.png ...
-    out_dir/images/validation/00000001.jpg ...    out_dir/annotations/validation/00000001.png ...
-
-as ADEChallengeData2016 does: an RGB JPEG and a single-channel uint8 PNG label map of the same stem and size. The
-label values follow ADE20K's convention: ``0`` is "other / unlabelled" and ``1..K`` are :data:`SEG_CLASSES` in
-order, so mmseg's ``LoadAnnotations(reduce_zero_label=True)`` turns them into training labels ``0..K-1`` and ``255``
-(ignored) for the unlabelled pixels. Use mmseg's ``BaseSegDataset`` with ``metainfo=seg_metainfo()`` and
-``reduce_zero_label=True`` (``ADE20KDataset`` would remap the labels, since our class names are a subset of ADE's).
+``generate_ade_semantic('data/synthetic_ade', num_train=600, num_val=100, seed=0)`` writes
+``images/{training,validation}/00000001.jpg ...`` and ``annotations/{training,validation}/00000001.png ...`` as
+ADEChallengeData2016 does: an RGB JPEG and a single-channel uint8 PNG label map of the same stem and size. ``0`` is
+"other / unlabelled" and ``1..K`` are :data:`SEG_CLASSES` in order, so mmseg's
+``LoadAnnotations(reduce_zero_label=True)`` turns them into training labels ``0..K-1`` and ``255`` (ignored). Use
+mmseg's ``BaseSegDataset`` with ``metainfo=seg_metainfo()`` and ``reduce_zero_label=True`` (``ADE20KDataset`` would
+remap the labels, since our class names are a subset of ADE's).
 
 What is in an image
 -------------------
@@ -41,7 +35,7 @@ files, whatever else was generated before.
 """
 import functools
 import os.path as osp
-from typing import Dict, Iterator, List, Tuple
+from typing import Callable, Dict, Iterator, List, Tuple
 
 import numpy as np
 
@@ -215,8 +209,7 @@ class _Canvas:
         self.label = np.zeros((height, width), np.uint8)
 
     def paint(self, mask: np.ndarray, texture, label: int) -> None:
-        if mask.dtype != bool:
-            mask = mask.astype(bool)
+        mask = mask.astype(bool, copy=False)
         self.img[mask] = np.broadcast_to(texture, self.img.shape)[mask]
         self.label[mask] = label
 
@@ -408,14 +401,14 @@ def _draw_scene(rng: np.random.Generator, min_size: int, max_size: int, max_clut
 # the dataset
 
 
-def _write_split(split: str, images: Iterator[Tuple[int, np.random.Generator]], out_dir: str, draw_kwargs: dict,
+def _write_split(split: str, images: Iterator[Tuple[int, np.random.Generator]], out_dir: str, draw: Callable,
                  jpeg_quality: int) -> dict:
     img_dir, ann_dir = make_dirs(out_dir, *_FOLDERS[split])
     counts = np.zeros(len(SEG_CLASSES) + 1, np.int64)
     images_with = np.zeros(len(SEG_CLASSES) + 1, np.int64)
     sizes = []
     for index, rng in images:
-        img, label = _draw_scene(rng, **draw_kwargs)
+        img, label = draw(rng)
         stem = f'{index + 1:08d}'
         write_image(osp.join(img_dir, stem + '.jpg'), img[..., ::-1], jpeg_quality)
         write_image(osp.join(ann_dir, stem + '.png'), label)
@@ -444,29 +437,17 @@ def generate_ade_semantic(out_dir: str,
                           max_size: int = 320,
                           jpeg_quality: int = 92,
                           max_clutter: int = 4) -> Dict:
-    """Write the synthetic outdoor-scenes dataset to ``out_dir`` in the ADE20K layout and return a summary.
+    """Write the synthetic outdoor-scenes dataset to ``out_dir`` (existing files of the same names are overwritten)
+    in the ADE20K layout; unlabelled objects per image are drawn from ``0..max_clutter``.
 
-    Args:
-        out_dir: the dataset root (``data_root`` of an mmseg config). Existing files of the same names are
-            overwritten; nothing else there is touched.
-        num_train, num_val: images per split (``images/training`` and ``images/validation``).
-        seed: everything is a function of it (same seed: same bytes).
-        progress: show an mmengine progress bar.
-        min_size, max_size: range of image widths and heights in pixels (each drawn independently, inclusive).
-        jpeg_quality: JPEG quality of the images.
-        max_clutter: unlabelled objects per image are drawn from 0..max_clutter.
-
-    Returns:
-        ``dict(out_dir, classes, seed, train=..., val=..., seconds)``; each split holds ``num_images``, ``img_dir``,
-        ``ann_dir``, ``pixel_fraction`` (per class, of all pixels), ``unlabelled_fraction``, ``images_per_class``
-        (images showing the class) and the ``min_size``/``max_size`` (width, height) seen.
-
-    Raises:
-        ValueError: for arguments out of range.
+    Returns ``dict(out_dir, classes, seed, train=..., val=..., seconds)``; each split holds ``num_images``,
+    ``img_dir``, ``ann_dir``, ``pixel_fraction`` (per class, of all pixels), ``unlabelled_fraction``,
+    ``images_per_class`` (images showing the class) and the ``min_size``/``max_size`` (width, height) seen. Raises
+    ``ValueError`` for arguments out of range.
     """
     check_arguments(num_train, num_val, min_size, max_size, smallest_size=32)
     if max_clutter < 0:
         raise ValueError(f'need max_clutter >= 0, got {max_clutter}')
-    draw_kwargs = dict(min_size=int(min_size), max_size=int(max_size), max_clutter=int(max_clutter))
-    write_split = functools.partial(_write_split, out_dir=out_dir, draw_kwargs=draw_kwargs, jpeg_quality=jpeg_quality)
+    draw = functools.partial(_draw_scene, min_size=int(min_size), max_size=int(max_size), max_clutter=int(max_clutter))
+    write_split = functools.partial(_write_split, out_dir=out_dir, draw=draw, jpeg_quality=jpeg_quality)
     return write_dataset(out_dir, SEG_CLASSES, num_train, num_val, seed, progress, write_split)
