@@ -18,13 +18,6 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         layer_decay_rate (float, required): decay per layer; 1.0 disables the decay.
         no_decay_names (list[str], optional): substrings of parameter names that get no weight decay, in addition to
             1-D parameters and biases (the authors' rule).
-
-    Example::
-
-        optim_wrapper = dict(
-            optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05),
-            constructor='LayerDecayOptimWrapperConstructor',
-            paramwise_cfg=dict(layer_decay_rate=0.9))
     """
 
     def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None) -> None:

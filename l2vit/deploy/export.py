@@ -256,9 +256,7 @@ def _finish(path: str, exported: 'Exported') -> None:
     meta = dict(config=osp.basename(request.config), part=request.part, model_type=exported.model_type,
                 weights=exported.weights, input='(B, 3, H, W) float32 after the data preprocessor',
                 **{k: str(v) for k, v in exported.preprocess.items()})
-    for key, value in meta.items():
-        prop = model.metadata_props.add()
-        prop.key, prop.value = key, value
+    onnx.helper.set_model_props(model, meta)
     model.producer_name = 'l2vit-openmmlab'
     onnx.save(model, path)
 

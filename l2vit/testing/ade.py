@@ -10,28 +10,21 @@ remap the labels, since our class names are a subset of ADE's).
 
 What is in an image
 -------------------
-An outdoor scene, painted back to front; every painted region writes its class into the label map at the same time,
-so labels and pixels always agree.
+An outdoor scene (width and height drawn from ``[min_size, max_size]``), painted back to front; every painted region
+writes its class into the label map at the same time, so labels and pixels always agree:
 
-* Size: width and height drawn independently from ``[min_size, max_size]`` (odd sizes included).
-* A horizon at 30-60 % of the height, slightly tilted. **sky** above it (blue gradient with soft clouds, or an
-  overcast grey), sometimes distant hills on it (unlabelled), **grass** below it (green or dry, streaky blades).
-* **water**: sometimes a sea from the horizon down to a wavy shore, or a lake, blue to teal with horizontal ripples
-  and a brighter band near the horizon (its colour can match the sky's: the texture and the place tell them apart).
-* **road**: usually a road running to a vanishing point on the horizon, or crossing the view; grey asphalt grain
-  with dashed markings (markings are road too).
-* **building**: 0-4 blocks standing on the horizon, brick / concrete / beige / dark glass, with a grid of windows
-  (some lit) and a roof edge.
-* **tree**: 0-5 trees (round crowns made of overlapping disks, or conifers) with trunks, and sometimes a tree line
-  along the horizon; leafy, high-contrast texture; sized by distance from the horizon.
-* Shadows that do not follow the labels: each tree casts one on the ground, and cloud shadows sometimes darken
-  everything under the sky.
-* Clutter, unlabelled (label 0): cars, people, rocks, signs, dirt patches, in saturated or earthy colours.
-* Finally, sometimes haze around the horizon; a brightness and colour cast per image, an occasional slight blur,
-  pixel noise and JPEG compression.
+* **sky** above a slightly tilted horizon at 30-60 % of the height (blue gradient with soft clouds, or overcast),
+  sometimes with distant hills (unlabelled); **grass** below it (green or dry, streaky blades);
+* **water**, sometimes: a sea down to a wavy shore, or a lake, with ripples (its colour may match the sky's: texture
+  and place tell them apart);
+* **road**, usually: to a vanishing point or across the view, asphalt grain with dashed markings (road too);
+* **building**: 0-4 blocks on the horizon (brick, concrete, beige, dark glass) with windows, some lit, and a roof;
+* **tree**: 0-5 trees (crowns of disks, or conifers) with trunks, sized by distance, sometimes a tree line;
+* shadows that do not follow the labels (the trees' on the ground, the clouds'); unlabelled clutter (cars, people,
+  rocks, signs, dirt patches); per image, sometimes haze, a brightness and colour cast, a slight blur; pixel noise and
+  JPEG compression.
 
-Everything is drawn from ``numpy.random.default_rng([seed, split, index])``: the same seed gives byte-identical
-files, whatever else was generated before.
+Everything is drawn from ``numpy.random.default_rng([seed, split, index])``: the same seed gives byte-identical files.
 """
 import functools
 import os.path as osp
@@ -192,10 +185,8 @@ def _disk(mask: np.ndarray, cx: float, cy: float, r: float) -> None:
 
 def _blob(rng, cx, cy, rx, ry, height, width) -> np.ndarray:
     """A smooth random closed shape (radial polygon) around (cx, cy)."""
-    n = 48
-    ang = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    harmonics = sum(rng.uniform(-0.18, 0.18) * np.cos(k * ang + rng.uniform(0, 6.3)) for k in (2, 3, 4))
-    rad = 1 + harmonics
+    ang = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    rad = 1 + sum(rng.uniform(-0.18, 0.18) * np.cos(k * ang + rng.uniform(0, 6.3)) for k in (2, 3, 4))
     return _poly_mask(np.stack([cx + rx * rad * np.cos(ang), cy + ry * rad * np.sin(ang)], 1), height, width)
 
 
