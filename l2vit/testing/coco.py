@@ -41,9 +41,6 @@ CLASSES: Tuple[str, ...] = ('ellipse', 'rectangle', 'triangle', 'star')
 #: A colour per class for mmdet's visualiser (RGB).
 PALETTE: List[Tuple[int, int, int]] = [(220, 20, 60), (0, 114, 255), (0, 170, 60), (255, 170, 0)]
 
-#: split: (image folder, annotation file) as in COCO 2017.
-_FILES = {'train': ('train2017', 'instances_train2017.json'), 'val': ('val2017', 'instances_val2017.json')}
-
 _INFO = dict(description='L2ViT synthetic shapes (instance segmentation, COCO format)',
              url='',
              version='1.0',
@@ -220,8 +217,7 @@ def _draw_image(rng: np.random.Generator, min_size: int, max_size: int, obj_size
 
 def _write_split(split: str, images: Iterator[Tuple[int, np.random.Generator]], out_dir: str, draw: Callable,
                  jpeg_quality: int, min_visible: float, min_pixels: int, mask_utils) -> dict:
-    img_folder, ann_name = _FILES[split]
-    img_dir, ann_dir = make_dirs(out_dir, img_folder, 'annotations')
+    img_dir, ann_dir = make_dirs(out_dir, f'{split}2017', 'annotations')  # COCO 2017's folders and file names
     coco_images, annotations = [], []
     stats = dict(num_occluded=0, num_dropped=0, num_split=0, min_visible_fraction=1.0)
     per_class = {name: 0 for name in CLASSES}
@@ -259,7 +255,7 @@ def _write_split(split: str, images: Iterator[Tuple[int, np.random.Generator]], 
                      iscrowd=0))
     categories = [dict(id=i + 1, name=name, supercategory='shape') for i, name in enumerate(CLASSES)]
     coco = dict(info=_INFO, licenses=_LICENSES, images=coco_images, annotations=annotations, categories=categories)
-    ann_file = osp.join(ann_dir, ann_name)
+    ann_file = osp.join(ann_dir, f'instances_{split}2017.json')
     with open(ann_file, 'w') as f:
         json.dump(coco, f, separators=(',', ':'))
     return dict(num_images=len(coco_images),
