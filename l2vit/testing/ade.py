@@ -289,7 +289,7 @@ def _draw_scene(rng: np.random.Generator, min_size: int, max_size: int, max_clut
 
     # a road: to a vanishing point, or across the view
     u = rng.random()
-    asphalt = _asphalt(rng, height, width)
+    texture = _asphalt(rng, height, width).copy()  # C-contiguous, as cv2.line needs
     if u < 0.6:
         xv = rng.uniform(0.2, 0.8) * width
         yv = horizon_at(xv) + 1
@@ -298,7 +298,6 @@ def _draw_scene(rng: np.random.Generator, min_size: int, max_size: int, max_clut
         xr = xl + rng.uniform(0.35, 0.9) * width
         road = _poly_mask([(xl, height + 1), (xr, height + 1), (xv + half_top, yv), (xv - half_top, yv)], height,
                           width)
-        texture = asphalt.copy()
         paint = np.array([240, 240, 235], np.float32) if rng.random() < 0.6 else np.array([235, 195, 60], np.float32)
         xc = (xl + xr) / 2
         for k in range(int(rng.integers(6, 14))):  # dashes on the centre line, shorter with distance
@@ -308,15 +307,14 @@ def _draw_scene(rng: np.random.Generator, min_size: int, max_size: int, max_clut
             p1 = (xc + (xv - xc) * t1, height + (yv - height) * t1)
             thickness = max(1, int(round((xr - xl) * 0.025 * (1 - t0))))
             cv2.line(texture, (int(p0[0]), int(p0[1])), (int(p1[0]), int(p1[1])), paint.tolist(), thickness)
-        canvas.paint(road & ground, texture, ROAD)
     elif u < 0.8:
         y0 = hy + (height - hy) * rng.uniform(0.15, 0.7)
         band = rng.uniform(0.08, 0.2) * height
         road = (yy >= horizon + (y0 - hy)) & (yy < horizon + (y0 - hy) + band)
-        texture = asphalt.copy()
         line = np.abs(yy - (horizon + (y0 - hy) + band / 2)) < max(1.0, band * 0.04)
         dashes = np.mod(xx / rng.uniform(12, 24), 1) < 0.5
         texture[line & dashes] = 235
+    if u < 0.8:
         canvas.paint(road & ground, texture, ROAD)
 
     # buildings standing on the horizon
