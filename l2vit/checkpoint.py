@@ -1,19 +1,13 @@
 """Safe checkpoint loading (local files and URLs) and the conversion of the authors' L²ViT checkpoints.
 
-Every file is read weights-only (``torch.load(weights_only=True)``): a checkpoint is a pickle, and a pickle can run
-code. Only the harmless non-tensor types these files are known to contain are allow-listed (:data:`SAFE_GLOBALS`).
-:func:`register_checkpoint_loading` (run when ``l2vit`` is imported, so by ``custom_imports=['mmdet_l2vit']`` and
-the like) makes every mmengine route read checkpoints this way.
-
-Formats understood:
-
-* the authors' ImageNet checkpoints: ``{'model', 'model_ema'?, 'optimizer', 'epoch', 'scaler', 'args'}`` with the
-  classifier's keys (``downsample_layers.*``, ``stages.*``, ``norm.*``, ``head.*``);
-* the authors' mmdet 2.x / mmseg 0.x checkpoints and mmengine checkpoints: ``{'meta', 'state_dict'}`` with keys
-  prefixed ``backbone.`` (and ``neck.``, heads, ...);
-* a bare state dict.
+Every file is read weights-only (a pickle can run code), with only the non-tensor types these files are known to
+contain allow-listed (:data:`SAFE_GLOBALS`); :func:`register_checkpoint_loading` (run by ``import l2vit``) makes
+every mmengine route read checkpoints this way. Formats understood: the authors' ImageNet checkpoints (``model``,
+``model_ema``?, ``optimizer``, ``epoch``, ``scaler``, ``args``; the classifier's keys), the authors' mmdet 2.x /
+mmseg 0.x checkpoints and mmengine's (``meta``, ``state_dict`` with ``backbone.`` keys), and bare state dicts.
 """
 import argparse
+import codecs
 import hashlib
 import os
 import pickle
@@ -49,7 +43,6 @@ def _safe_globals() -> List[Any]:
     numeric_dtypes = [getattr(np.dtypes, name) for name in dir(np.dtypes)
                       if name.endswith('DType') and any(name.startswith(kind) for kind in kinds)]
     multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
-    import codecs
     return [
         argparse.Namespace,  # `args` in the authors' ImageNet checkpoints
         # What mmengine's Runner writes into its checkpoints (message hub, numpy statistics):
@@ -58,8 +51,7 @@ def _safe_globals() -> List[Any]:
     ]
 
 
-#: Non-tensor types found in the checkpoints we load, allowed by the weights-only unpickler. Nothing else is: a
-#: pickle that would import or call anything outside this list is refused.
+#: The non-tensor types the weights-only unpickler allows; a pickle that needs anything else is refused.
 SAFE_GLOBALS: List[Any] = _safe_globals()
 
 
@@ -96,39 +88,20 @@ def hub_checkpoint_dir() -> str:
     return os.path.join(torch.hub.get_dir(), 'checkpoints')
 
 
-def split_url(url: str) -> Tuple[str, Optional[str]]:
-    """``'https://host/x.pth#sha256=<64 hex digits>'`` -> (``'https://host/x.pth'``, the digest or None)."""
-    parts = urllib.parse.urldefrag(url)
-    if not parts.fragment:
-        return parts.url, None
-    match = _SHA256.match(parts.fragment)
-    if match is None:
-        raise CheckpointError(f'{url!r}: the only URL fragment understood is #sha256=<64 hex digits> (the file\'s '
-                              f'SHA-256), got #{parts.fragment}.')
-    return parts.url, match.group(1).lower()
-
-
-def _sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _offline_hint(path: str, url: str) -> str:
     return (f'Without internet (e.g. a cluster node), download it elsewhere and copy it to {path} (the hub cache; '
             f'TORCH_HOME moves it), or point the config at a local file instead of {url}.')
 
 
 def download_checkpoint(url: str, model_dir: Optional[str] = None, progress: bool = True) -> str:
-    """The local path of the checkpoint at ``url``, downloading it into the hub cache the first time.
-
-    ``url`` may end in ``#sha256=<hex>``: the file (new or cached) must then have that SHA-256. The download goes to
-    a ``.partial`` file next to its destination and is renamed only once it is complete (its length checked
-    against the server's Content-Length), so a failed or interrupted download leaves no file in the cache.
-    """
-    plain, sha256 = split_url(url)
+    """The local path of the checkpoint at ``url``, downloaded into the hub cache the first time (through a
+    ``.partial`` file renamed once complete, so a failed download leaves nothing). ``url`` may end in
+    ``#sha256=<hex>``: the file (new or cached) must then have that SHA-256."""
+    plain, fragment = urllib.parse.urldefrag(url)
+    match = _SHA256.match(fragment)
+    if fragment and match is None:
+        raise CheckpointError(f'{url!r}: the only URL fragment understood is #sha256=<64 hex digits> (the file\'s '
+                              f'SHA-256), got #{fragment}.')
     name = os.path.basename(urllib.parse.urlparse(plain).path)
     if not name:
         raise CheckpointError(f'{url!r} names no file; expected a URL ending in the checkpoint\'s file name.')
@@ -137,8 +110,13 @@ def download_checkpoint(url: str, model_dir: Optional[str] = None, progress: boo
     if not os.path.isfile(path):
         os.makedirs(model_dir, exist_ok=True)
         _download(plain, path, progress)
-    if sha256 is not None:
-        actual = _sha256_of(path)
+    if match is not None:
+        sha256 = match.group(1).lower()
+        digest = hashlib.sha256()
+        with open(path, 'rb') as f:
+            for chunk in iter(lambda: f.read(1 << 20), b''):
+                digest.update(chunk)
+        actual = digest.hexdigest()
         if actual != sha256:
             raise CheckpointError(f'{path} (from {plain}) has SHA-256 {actual}, but the URL asks for {sha256}. The '
                                   f'file is corrupt or not the one meant: delete it to download it again, or fix '
@@ -175,13 +153,10 @@ def load_checkpoint_url(url: str, map_location: Any = 'cpu', model_dir: Optional
     """Download (once, see :func:`download_checkpoint`) and read a checkpoint weights-only. With several processes,
     the first process of each machine downloads while the others wait."""
     from mmengine.dist import barrier, get_world_size
-    local_rank = int(os.environ.get('LOCAL_RANK', 0))
+    path = download_checkpoint(url, model_dir) if int(os.environ.get('LOCAL_RANK', 0)) == 0 else None
     if get_world_size() > 1:
-        path = download_checkpoint(url, model_dir, progress=True) if local_rank == 0 else None
         barrier()
-        path = path or download_checkpoint(url, model_dir, progress=False)
-    else:
-        path = download_checkpoint(url, model_dir, progress=True)
+    path = path or download_checkpoint(url, model_dir, progress=False)
     try:
         return load_checkpoint_file(path, map_location)
     except CheckpointError as err:
@@ -213,35 +188,20 @@ def _mmengine_url_loader(filename: str, map_location: Any = None) -> Any:
 
 
 def register_checkpoint_loading() -> None:
-    """Make every checkpoint that mmengine loads in this process (``init_cfg`` ``Pretrained``, ``load_from``,
-    resuming, ``load_checkpoint``, mmdet's ``init_detector`` and the inferencers) weights-only:
-
-    * torch's weights-only unpickler (the default of ``torch.load`` since torch 2.6) learns :data:`SAFE_GLOBALS`;
-    * local paths and ``http(s)://`` URLs go through :func:`load_checkpoint_file` / :func:`load_checkpoint_url`
-      (mmengine's own URL loader calls torch with ``weights_only=False``, which would run a hostile file's code),
-      and the authors' ImageNet files are converted in memory (:func:`as_mmengine_checkpoint`).
-
-    Nothing is ever loaded with ``weights_only=False``. Idempotent.
-    """
+    """Make every checkpoint that mmengine loads in this process (``init_cfg``, ``load_from``, resuming,
+    ``load_checkpoint``, mmdet's ``init_detector``, the inferencers) weights-only: torch's unpickler learns
+    :data:`SAFE_GLOBALS`, and local paths and ``http(s)://`` URLs (mmengine's own URL loader would unpickle with
+    ``weights_only=False``) go through our loaders, the authors' ImageNet files converted in memory. Idempotent."""
     from mmengine.runner.checkpoint import CheckpointLoader
     torch.serialization.add_safe_globals(SAFE_GLOBALS)
     CheckpointLoader.register_scheme(prefixes='', loader=_mmengine_local_loader, force=True)
     CheckpointLoader.register_scheme(prefixes=('http://', 'https://'), loader=_mmengine_url_loader, force=True)
 
 
-def _strip(state_dict: Dict[str, Any], prefix: str) -> Dict[str, Any]:
-    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-
-
-def is_l2vit_state_dict(state_dict: Dict[str, Any], prefix: str = '') -> bool:
-    """Whether ``state_dict`` holds L²ViT backbone weights under ``prefix``."""
-    return isinstance(state_dict, dict) and prefix + STEM_KEY in state_dict
-
-
-def _unwrap_module_prefix(state_dict: Dict[str, Any]) -> Dict[str, Any]:
+def unwrap_module_prefix(state_dict: Dict[str, Any]) -> Dict[str, Any]:
     """Strip the ``module.`` prefix that (Distributed)DataParallel adds."""
     if state_dict and all(k.startswith('module.') for k in state_dict):
-        return _strip(state_dict, 'module.')
+        return {k[len('module.'):]: v for k, v in state_dict.items()}
     return state_dict
 
 
@@ -270,8 +230,8 @@ def convert_official(checkpoint: Dict[str, Any], use_ema: bool = False,
             other = 'model' if use_ema else 'model_ema'
             raise CheckpointError(f'{source} has no {key!r} weights (it has {other!r}); '
                                   f'{"drop" if use_ema else "add"} --use-ema.')
-        model = _unwrap_module_prefix(checkpoint[key])
-        if not is_l2vit_state_dict(model):
+        model = unwrap_module_prefix(checkpoint[key])
+        if not isinstance(model, dict) or STEM_KEY not in model:
             raise CheckpointError(f'{source}[{key!r}] holds no L2ViT weights (no {STEM_KEY!r}); its keys start with '
                                   f'{describe_keys(list(model), 8)}.')
         state_dict = {}
@@ -282,9 +242,8 @@ def convert_official(checkpoint: Dict[str, Any], use_ema: bool = False,
                 state_dict['backbone.norm3.' + k[len('norm.'):]] = v
             else:
                 state_dict['backbone.' + k] = v
-        fmt = 'authors ImageNet classifier'
-        arch = arch_name(arch_of(model), L2ViT.arch_zoo)
-        report.append(f'read {len(model)} tensors from {key!r} ({fmt}; arch {arch})')
+        report.append(f'read {len(model)} tensors from {key!r} (authors ImageNet classifier; arch '
+                      f'{arch_name(arch_of(model), L2ViT.arch_zoo)})')
         report.append("renamed 'norm.*' -> 'backbone.norm3.*', 'head.*' -> 'head.fc.*', the rest -> 'backbone.*'")
         reasons = {'model': 'not selected (--use-ema chose model_ema)', 'model_ema': 'not selected (pass --use-ema '
                    'to convert the EMA weights)', 'optimizer': 'optimizer state, not needed for inference or '
@@ -296,8 +255,8 @@ def convert_official(checkpoint: Dict[str, Any], use_ema: bool = False,
             raise CheckpointError(f'{source} is an mmdet/mmseg checkpoint (state_dict); it has no EMA weights, '
                                   f'drop --use-ema.')
         selected = 'state_dict'
-        state_dict = _unwrap_module_prefix(checkpoint['state_dict'])
-        if not is_l2vit_state_dict(state_dict, 'backbone.'):
+        state_dict = unwrap_module_prefix(checkpoint['state_dict'])
+        if not isinstance(state_dict, dict) or 'backbone.' + STEM_KEY not in state_dict:
             raise CheckpointError(f'{source}["state_dict"] holds no L2ViT backbone (no "backbone.{STEM_KEY}"); its '
                                   f'keys start with {describe_keys(list(state_dict), 8)}.')
         state_dict = dict(state_dict)
@@ -311,9 +270,6 @@ def convert_official(checkpoint: Dict[str, Any], use_ema: bool = False,
     else:
         raise CheckpointError(f'{source} is not an authors\' L2ViT checkpoint: expected "model" (ImageNet) or '
                               f'"state_dict" (mmdet/mmseg), found keys {describe_keys([str(k) for k in checkpoint])}.')
-    for k in checkpoint:
-        if k == selected:
-            continue
-        report.append(f'dropped {k!r}: {reasons.get(k, "not model weights")}')
+    report += [f'dropped {k!r}: {reasons.get(k, "not model weights")}' for k in checkpoint if k != selected]
     meta = dict(l2vit_version=__version__, converted_from=source, use_ema=use_ema, **meta_extra)
     return dict(meta=meta, state_dict=state_dict), report

@@ -62,13 +62,9 @@ class RNGStateHook(Hook):
         saver = next((h for h in runner.hooks if isinstance(h, CheckpointHook)), None)
         if saver is None or saver.by_epoch != by_epoch:
             return
-        if by_epoch:
-            due = saver.every_n_epochs(runner, saver.interval, saver.save_begin) or (
-                saver.save_last and saver.is_last_train_epoch(runner))
-        else:
-            due = saver.every_n_train_iters(runner, saver.interval, saver.save_begin) or (
-                saver.save_last and saver.is_last_train_iter(runner))
-        if due:
+        every, is_last = ((saver.every_n_epochs, saver.is_last_train_epoch) if by_epoch else
+                          (saver.every_n_train_iters, saver.is_last_train_iter))
+        if every(runner, saver.interval, saver.save_begin) or (saver.save_last and is_last(runner)):
             self._gathered = all_gather_object(capture_rng_states())
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:

@@ -17,14 +17,9 @@ RELEASE_URL = 'https://github.com/ChuanyangZheng/L2ViT/releases/download/v1.0/'
 
 
 def register_mmpretrain_models() -> bool:
-    """Register the classifiers of ``configs/imagenet/metafile.yml`` in mmpretrain's ``ModelHub``, so that
-    ``mmpretrain.list_models('l2vit*')`` lists them and ``mmpretrain.get_model(name)`` builds one from its config
-    (``pretrained=True`` loads its ``Weights`` URL: downloaded once into the torch hub cache and converted in memory
-    by the checkpoint loaders ``import l2vit`` registers).
-
-    Idempotent: returns False, registering nothing, when every model is registered already (or when there is no
-    metafile, as in a wheel install); True when it registered them.
-    """
+    """Register the classifiers of ``configs/imagenet/metafile.yml`` in mmpretrain's ``ModelHub`` (for
+    ``mmpretrain.list_models('l2vit*')`` and ``get_model(name, pretrained=True)``). Returns True when it registered
+    them, False when every model was registered already or there is no metafile (a wheel install)."""
     if not osp.isfile(CLASSIFIER_METAFILE):
         return False
     from mmpretrain.apis.model import ModelHub

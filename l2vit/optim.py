@@ -18,13 +18,6 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         layer_decay_rate (float, required): decay per layer; 1.0 disables the decay.
         no_decay_names (list[str], optional): substrings of parameter names that get no weight decay, in addition to
             1-D parameters and biases (the authors' rule).
-
-    Example::
-
-        optim_wrapper = dict(
-            optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05),
-            constructor='LayerDecayOptimWrapperConstructor',
-            paramwise_cfg=dict(layer_decay_rate=0.9))
     """
 
     def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None) -> None:
@@ -63,16 +56,10 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             key = (layer_id, no_decay)
             if key not in groups:
                 scale = decay_rate**(num_layers - 1 - layer_id)
-                groups[key] = dict(params=[], param_names=[], lr=self.base_lr * scale, lr_scale=scale,
-                                   weight_decay=0.0 if no_decay else self.base_wd)
+                groups[key] = dict(params=[], lr=self.base_lr * scale, weight_decay=0.0 if no_decay else self.base_wd)
             groups[key]['params'].append(param)
-            groups[key]['param_names'].append(name)
         rank, _ = get_dist_info()
         if rank == 0:
             print_log(f'Layer-wise lr decay {decay_rate}: {len(groups)} parameter groups over {num_layers} layers.',
                       logger='current')
-        for key in sorted(groups):
-            group = groups[key]
-            group.pop('param_names')
-            group.pop('lr_scale')
-            params.append(group)
+        params.extend(groups[key] for key in sorted(groups))

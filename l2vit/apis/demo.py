@@ -34,11 +34,6 @@ def list_images(image: str, config: str, checkpoint: str, max_images: int = 8) -
     return images
 
 
-def out_file(out_dir: str, image_path: str) -> str:
-    """``DIR/<image name>.png``."""
-    return osp.join(out_dir, osp.splitext(osp.basename(image_path))[0] + '.png')
-
-
 def _draw(init: Callable, inference: Callable, visualizers, images: Sequence[str], config: str, checkpoint: str,
           out_dir: str, device: str, dataset_meta: Callable, describe: Callable,
           visualizer_settings: Optional[dict] = None, **draw_options) -> None:
@@ -55,7 +50,7 @@ def _draw(init: Callable, inference: Callable, visualizers, images: Sequence[str
     for path in images:
         result = inference(model, path)
         image = mmcv.imread(path, channel_order='rgb')
-        target = out_file(out_dir, path)
+        target = osp.join(out_dir, osp.splitext(osp.basename(path))[0] + '.png')
         visualizer.add_datasample('prediction', image, data_sample=result, draw_gt=False, show=False, out_file=target,
                                   **draw_options)
         print(f'{path}: {describe(model, result)} -> {target}')
@@ -118,17 +113,17 @@ class DemoSteps:
     def path(self, *parts: str) -> str:
         return osp.join(self.root, *parts)
 
-    def last_checkpoint(self, work_dir: str) -> str:
-        """The checkpoint the Runner saved last in ``work_dir`` (it writes its path into ``last_checkpoint``)."""
-        with open(self.path(work_dir, 'last_checkpoint')) as f:
-            return f.read().strip()
+    def time_line(self) -> str:
+        steps = [f'{name} {seconds / 60:.1f} min' for name, seconds in self.timings.items()]
+        return '[demo] time: ' + ', '.join(steps + [f'total {sum(self.timings.values()) / 60:.1f} min'])
 
     def train_test_draw(self, config: str, work_dir: str, data_override: Sequence[str],
                         draw: Sequence[str]) -> tuple:
         """Train ``config``, evaluate its last checkpoint, run the ``draw`` tool with it; (checkpoint, metrics file,
         metrics, pictures folder)."""
         self.run('train', ['tools/train.py', config, '--work-dir', work_dir, *data_override])
-        checkpoint = self.last_checkpoint(work_dir)
+        with open(self.path(work_dir, 'last_checkpoint')) as f:  # the Runner writes its last checkpoint's path there
+            checkpoint = f.read().strip()
         metrics_file = osp.join(work_dir, 'test_metrics.json')
         self.run('evaluate', ['tools/test.py', config, checkpoint, '--work-dir', work_dir, '--metrics-out',
                               metrics_file, *data_override])
@@ -145,9 +140,7 @@ class DemoSteps:
         print(f'\n[demo] {title}:')
         for key, value in metrics.items():
             print(f'  {key:18s} {value}')
-        steps = [f'{name} {seconds / 60:.1f} min' for name, seconds in self.timings.items()]
-        steps.append(f'total {sum(self.timings.values()) / 60:.1f} min')
-        print('[demo] time: ' + ', '.join(steps))
+        print(self.time_line())
         print(f'[demo] checkpoint: {checkpoint}')
         print(f'[demo] metrics:    {metrics_file}')
         print(f'[demo] pictures:   {pictures}/ ({len(os.listdir(self.path(pictures)))} PNGs)')
@@ -163,13 +156,20 @@ def data_root_options(data_root: str, default_root: str, extra: Sequence[str] = 
             *extra]
 
 
+def generate_data(steps: DemoSteps, data_root: str, present: bool, tool: str) -> None:
+    """Write a synthetic dataset to ``data_root`` with ``tools/datasets/<tool>`` unless it is ``present``."""
+    if present:
+        print(f'[demo] using the synthetic dataset already in {data_root}/ (delete it to regenerate)')
+    else:
+        steps.run('generate data', [f'tools/datasets/{tool}', data_root])
+
+
 def synthetic_coco(steps: DemoSteps, data_root: str) -> List[str]:
     """Write ``make demo``'s synthetic COCO set to ``data_root`` unless it is there; return the ``--cfg-options``
     that point the demo config at it."""
-    if all(osp.isfile(steps.path(data_root, 'annotations', f'instances_{s}2017.json')) for s in ('train', 'val')):
-        print(f'[demo] using the synthetic dataset already in {data_root}/ (delete it to regenerate)')
-    else:
-        steps.run('generate data', ['tools/datasets/make_synthetic_coco.py', data_root])
+    generate_data(steps, data_root, all(
+        osp.isfile(steps.path(data_root, 'annotations', f'instances_{s}2017.json')) for s in ('train', 'val')),
+        'make_synthetic_coco.py')
     return data_root_options(data_root, 'data/synthetic_coco', [
         f'val_evaluator.ann_file={data_root}/annotations/instances_val2017.json',
         f'test_evaluator.ann_file={data_root}/annotations/instances_val2017.json'])
@@ -205,10 +205,8 @@ def segmentation_demo(root: str, work_dir: str = 'work_dirs/demo_upernet', data_
     the held-out split -> drawn predictions."""
     steps, data_root = DemoSteps(root), data_root.rstrip('/')
     folders = ('images/training', 'images/validation', 'annotations/training', 'annotations/validation')
-    if all(osp.isdir(steps.path(data_root, folder)) for folder in folders):
-        print(f'[demo] using the synthetic dataset already in {data_root}/ (delete it to regenerate)')
-    else:
-        steps.run('generate data', ['tools/datasets/make_synthetic_ade.py', data_root])
+    generate_data(steps, data_root, all(osp.isdir(steps.path(data_root, folder)) for folder in folders),
+                  'make_synthetic_ade.py')
     checkpoint, metrics_file, metrics, pictures = steps.train_test_draw(
         SEGMENTATION_DEMO_CONFIG, work_dir, data_root_options(data_root, 'data/synthetic_ade'),
         ['tools/demo/seg_demo.py', osp.join(data_root, 'images', 'validation'), '--max-images', str(num_images)])
@@ -235,6 +233,5 @@ def compare_demo(root: str, out_dir: str = 'work_dirs/demo_compare', data_root: 
     steps.run('compare', ['tools/analysis/compare_backbones.py', DETECTION_DEMO_CONFIG, '--backbones', *backbones,
                           '--train', str(iters), '--eval-interval', str(eval_interval), '--out-dir', out_dir,
                           '--time-size', '224', '--batch', '4', *data_override])
-    steps_text = ', '.join(f'{name} {seconds / 60:.1f} min' for name, seconds in steps.timings.items())
-    print(f'[demo] time: {steps_text}, total {sum(steps.timings.values()) / 60:.1f} min')
+    print(steps.time_line())
     print(f'[demo] outputs: {out_dir}/ (compare.json, compare.md, compare_curves.png, compare_tradeoff.png)')

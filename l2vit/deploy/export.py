@@ -1,26 +1,13 @@
-"""Exporting the models of our configs to ONNX, with dynamic batch and image size when asked.
+"""Exporting the models of our configs to ONNX (torch's TorchScript-based exporter), with dynamic batch and image
+size when asked; docs/deployment.md describes the parts, the input and the opsets.
 
-What can be exported (:data:`PARTS`, the tool's ``--part``):
-
-* ``model``: an mmpretrain ``ImageClassifier`` (its logits, ``mode='tensor'``) or an mmseg ``EncoderDecoder`` (the
-  decode head's logits, ``mode='tensor'``, resized bilinearly to the input size as mmseg's inference resizes them);
-* ``backbone``: the backbone alone of any config, its multi-scale feature maps as named outputs (``stage0`` ...
-  ``stage3`` for L²ViT's ``out_indices``);
-* ``neck``: the backbone and the neck (a detector's FPN): the neck's maps, ``neck0`` ... Whole detectors (RPN, RoI
-  heads, NMS) are not exported here; docs/deployment.md says why and what mmdeploy would need.
-
-The input is the image after the data preprocessor: ``(B, 3, H, W)`` float32, normalised with the config's mean and
-std (channel order as its ``bgr_to_rgb`` says); those values are also stored in the file's metadata.
-
-The exporter is torch's TorchScript-based one (``torch.onnx.export(..., dynamo=False)``): it traces the plain
-model (a config's ``cpu_fast_paths`` are swapped out of the exported copy) and, with ``dynamic=True``, records the
-sizes as graph values, so the padding to whole windows and whole strides, always applied (by 0 where nothing is
-missing), is computed from each input's size (:mod:`l2vit.models.blocks`, :mod:`l2vit.models.layers`). Layers
-that would fix the size otherwise are swapped for exact stand-ins first (:mod:`l2vit.deploy.traceable`).
-
-Opsets (:data:`DEFAULT_OPSET`, :data:`OPSET_NEEDS`): ``scaled_dot_product_attention`` (the window attention)
-needs 14, ``einsum`` (the linear attention) 12; from 17 LayerNorm is one ``LayerNormalization`` node instead of a
-chain of reductions, which runtimes fuse and which keeps fp16 variance from overflowing. The default is 17.
+:data:`PARTS` (the tool's ``--part``): ``model``, an mmpretrain ``ImageClassifier`` (its logits) or an mmseg
+``EncoderDecoder`` (the decode head's logits resized to the input size, as mmseg's inference does); ``backbone``, the
+backbone of any config (outputs ``stage{i}``); ``neck``, the backbone and the neck (outputs ``neck{k}``). The input
+is the image after the data preprocessor, ``(B, 3, H, W)`` float32; the config's mean, std and channel order are
+stored in the file's metadata. The plain model is traced (``cpu_fast_paths`` swapped out); with ``dynamic`` the
+sizes are graph values, so the padding to whole windows and strides follows each input, and layers that would fix
+the size are swapped for exact stand-ins first (:mod:`l2vit.deploy.traceable`).
 """
 import copy
 import os
@@ -28,20 +15,16 @@ import os.path as osp
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
+from ..checkpoint import unwrap_module_prefix
 from ..errors import CheckpointError, ToolError
 from ..models.cpu import use_cpu_fast_paths
+from .runtime import DEFAULT_TOLERANCE, check_sizes, format_parity, require_onnxruntime, verify
 from .traceable import replace_adaptive_pools
-
-__all__ = [
-    'PARTS', 'DEFAULT_OPSET', 'MAX_OPSET', 'OPSET_NEEDS', 'WHOLE_MODELS', 'INPUT_NAME', 'ExportRequest', 'Exported',
-    'check_opset', 'check_shape', 'load_model', 'load_weights', 'part_module', 'output_names', 'export_module',
-    'export_onnx'
-]
 
 PARTS = ('model', 'backbone', 'neck')
 DEFAULT_OPSET = 17
@@ -158,15 +141,6 @@ def load_model(cfg: Any) -> nn.Module:
     return model.eval()
 
 
-def _state_dict_of(checkpoint: Any) -> Dict[str, Tensor]:
-    state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else checkpoint
-    if not isinstance(state, dict) or not state:
-        raise ToolError('the checkpoint holds no state dict (expected {"state_dict": {...}} or the weights themselves)')
-    if all(k.startswith('module.') for k in state):
-        state = {k[len('module.'):]: v for k, v in state.items()}
-    return state
-
-
 def load_weights(model: nn.Module, checkpoint: str, part: str, config: str) -> None:
     """Load ``checkpoint`` (a file or URL; read weights-only by our loaders, the authors' files understood) into the
     modules ``part`` exports, strictly: every weight they have must be in it, with its shape. For ``model`` that is
@@ -177,7 +151,12 @@ def load_weights(model: nn.Module, checkpoint: str, part: str, config: str) -> N
     if '://' not in checkpoint and not osp.isfile(checkpoint):
         raise ToolError(f'--checkpoint: no such file: {checkpoint}')
     try:
-        state = _state_dict_of(CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu'))
+        state = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+        state = state.get('state_dict', state) if isinstance(state, dict) else state
+        if not isinstance(state, dict) or not state:
+            raise ToolError('the checkpoint holds no state dict (expected {"state_dict": {...}} or the weights '
+                            'themselves)')
+        state = unwrap_module_prefix(state)
         if part == 'model':
             model.load_state_dict(state, strict=True)
             return
@@ -191,51 +170,27 @@ def load_weights(model: nn.Module, checkpoint: str, part: str, config: str) -> N
         raise ToolError(f'--checkpoint {checkpoint} does not fit the {part} of {config}: {err}') from None
 
 
-class _Classifier(nn.Module):
+class _Part(nn.Module):
+    """image -> the whole model's logits (a segmentor's at the input size, as mmseg's ``inference`` computes them
+    before the argmax), or the backbone's maps (with ``neck``, the neck's maps on them) as a tuple."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, scope: str, part: str) -> None:
         super().__init__()
-        self.model = model
+        self.scope, self.part = scope, part
+        if part == 'model':
+            self.model = model
+        else:
+            self.backbone, self.neck = model.backbone, model.neck if part == 'neck' else None
 
-    def forward(self, image: Tensor) -> Tensor:
-        return self.model(image, mode='tensor')
-
-
-class _Segmentor(nn.Module):
-    """The decode head's logits at the input size, as mmseg's ``inference`` computes them before the argmax."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, image: Tensor) -> Tensor:
-        logits = self.model(image, mode='tensor')
-        return nn.functional.interpolate(logits, size=image.shape[2:], mode='bilinear',
-                                         align_corners=self.model.align_corners)
-
-
-class _Features(nn.Module):
-    """The backbone's maps, or with ``neck`` the neck's maps on them, as a tuple."""
-
-    def __init__(self, backbone: nn.Module, neck: Optional[nn.Module] = None) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.neck = neck
-
-    def forward(self, image: Tensor) -> Tuple[Tensor, ...]:
+    def forward(self, image: Tensor) -> Union[Tensor, Tuple[Tensor, ...]]:
+        if self.part == 'model':
+            logits = self.model(image, mode='tensor')
+            if self.scope == 'mmpretrain':
+                return logits
+            return nn.functional.interpolate(logits, size=image.shape[2:], mode='bilinear',
+                                             align_corners=self.model.align_corners)
         feats = self.backbone(image)
-        if self.neck is not None:
-            feats = self.neck(feats)
-        return tuple(feats)
-
-
-def part_module(model: nn.Module, scope: str, part: str) -> nn.Module:
-    """The module that ``part`` exports: image -> logits, or image -> tuple of feature maps."""
-    if part == 'backbone':
-        return _Features(model.backbone)
-    if part == 'neck':
-        return _Features(model.backbone, model.neck)
-    return _Classifier(model) if scope == 'mmpretrain' else _Segmentor(model)
+        return tuple(self.neck(feats) if self.neck is not None else feats)
 
 
 def output_names(module: nn.Module, part: str, scope: str, outputs: Sequence[Tensor]) -> List[str]:
@@ -301,9 +256,7 @@ def _finish(path: str, exported: 'Exported') -> None:
     meta = dict(config=osp.basename(request.config), part=request.part, model_type=exported.model_type,
                 weights=exported.weights, input='(B, 3, H, W) float32 after the data preprocessor',
                 **{k: str(v) for k, v in exported.preprocess.items()})
-    for key, value in meta.items():
-        prop = model.metadata_props.add()
-        prop.key, prop.value = key, value
+    onnx.helper.set_model_props(model, meta)
     model.producer_name = 'l2vit-openmmlab'
     onnx.save(model, path)
 
@@ -330,7 +283,7 @@ def export_onnx(request: ExportRequest) -> Exported:
     else:
         weights = 'none: the config\'s initialisation (pretrained init_cfg not loaded)'
     scope = cfg.default_scope
-    reference = part_module(model, scope, request.part).eval()
+    reference = _Part(model, scope, request.part).eval()
     exported_module = use_cpu_fast_paths(copy.deepcopy(reference), enable=False)  # the plain model is exported
     replace_adaptive_pools(exported_module)
 
@@ -339,8 +292,7 @@ def export_onnx(request: ExportRequest) -> Exported:
         outputs = reference(image)
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     names = output_names(reference, request.part, scope, outputs)
-    folder = osp.dirname(osp.abspath(request.out))
-    os.makedirs(folder, exist_ok=True)
+    os.makedirs(osp.dirname(osp.abspath(request.out)), exist_ok=True)
     start = time.perf_counter()
     export_module(exported_module, image, request.out, names, request.opset, request.dynamic)
     exported = Exported(path=request.out, reference=reference, output_names=names, scope=scope,
@@ -348,3 +300,37 @@ def export_onnx(request: ExportRequest) -> Exported:
     _finish(request.out, exported)
     exported.seconds = time.perf_counter() - start
     return exported
+
+
+def run_export_tool(request: ExportRequest, check: bool = False, tolerance: float = DEFAULT_TOLERANCE) -> int:
+    """Export as ``request`` asks and print what was written; with ``check``, run it in onnxruntime at the export
+    size (and, for a dynamic export, at two other sizes and batch sizes) against torch and print the errors. Returns
+    0; raises :class:`~l2vit.errors.ToolError` when the parity check fails."""
+    ort = require_onnxruntime() if check else None  # before the export: a missing runtime is found at once
+    if not request.checkpoint:
+        print('note: no --checkpoint: exporting the config\'s initialisation (random weights; pretrained init_cfg '
+              'not loaded). Good for checking the export, not for predictions.')
+    exported = export_onnx(request)
+    size_mb = osp.getsize(exported.path) / 2**20
+    dims = 'batch, height and width dynamic' if request.dynamic else 'fixed size'
+    print(f'config: {request.config} ({exported.scope}, {exported.model_type}), part: {request.part}')
+    print(f'weights: {exported.weights}')
+    print(f'wrote {exported.path} ({size_mb:.1f} MiB, opset {request.opset}, {dims}) in {exported.seconds:.1f} s')
+    height, width = request.shape[0], request.shape[-1]
+    print(f'input: {request.batch}x3x{height}x{width} float32 named \'image\', after the data preprocessor '
+          f'({", ".join(f"{k}={v}" for k, v in exported.preprocess.items()) or "no normalisation in the config"})')
+    print(f'outputs: {", ".join(exported.output_names)}')
+    if not check:
+        return 0
+    sizes = check_sizes((height, width), request.batch, request.dynamic)
+    rows = verify(exported.path, exported.reference, exported.output_names, sizes, tolerance)
+    print(f'\nonnxruntime {ort.__version__} (CPUExecutionProvider) against torch eager, relative error = '
+          f'max |ort - torch| / max |torch| per output:')
+    print(format_parity(rows))
+    worst = max(rows, key=lambda r: r.relative)
+    if not all(r.ok for r in rows):
+        raise ToolError(f'parity check failed: {worst.output} at input {"x".join(map(str, worst.input_shape))} has '
+                        f'relative error {worst.relative:.3g} > {tolerance:g}')
+    print(f'parity: every output within {tolerance:g} relative (worst {worst.relative:.3g}: {worst.output} at '
+          f'{"x".join(map(str, worst.input_shape))})')
+    return 0

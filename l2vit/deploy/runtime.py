@@ -13,9 +13,6 @@ from torch import Tensor, nn
 
 from ..errors import ToolError
 
-__all__ = ['DEFAULT_TOLERANCE', 'Parity', 'require_onnxruntime', 'session', 'run_session', 'check_sizes', 'verify',
-           'format_parity', 'OnnxRuntimeModel', 'OpenVinoModel']
-
 DEFAULT_TOLERANCE = 1e-4
 INSTALL_HINT = ('pip install -e ".[deploy]" (or pip install onnxruntime, the version in '
                 'requirements/constraints.txt)')
@@ -94,13 +91,11 @@ def verify(path: str, reference: nn.Module, names: Sequence[str], sizes: Sequenc
             raise ToolError(f'{path} has {len(got)} outputs, the torch model {len(expected)}')
         for name, ours, theirs in zip(names, got, expected):
             theirs = theirs.float().numpy()
-            if ours.shape != theirs.shape:
-                rows.append(Parity((batch, 3, height, width), name, tuple(ours.shape), float('inf'), float('inf'),
-                                   False))
-                continue
-            max_abs = float(np.abs(ours.astype(np.float64) - theirs).max())
-            scale = float(np.abs(theirs).max())
-            relative = max_abs / scale if scale > 0 else max_abs
+            max_abs = relative = float('inf')
+            if ours.shape == theirs.shape:
+                max_abs = float(np.abs(ours.astype(np.float64) - theirs).max())
+                scale = float(np.abs(theirs).max())
+                relative = max_abs / scale if scale > 0 else max_abs
             rows.append(Parity((batch, 3, height, width), name, tuple(ours.shape), max_abs, relative,
                                relative <= tolerance))
     return rows
@@ -115,18 +110,23 @@ def format_parity(rows: Sequence[Parity]) -> str:
     return '\n'.join(lines)
 
 
+def _export_eval(module: nn.Module, path: str, names: Sequence[str], example: Tensor, opset: int) -> None:
+    """Export ``module`` in eval mode with dynamic batch and size, leaving its mode as it was."""
+    from .export import export_module
+    was_training = module.training
+    module.eval()
+    export_module(module, example, path, list(names), opset, dynamic=True)
+    module.train(was_training)
+
+
 class OnnxRuntimeModel:
-    """A torch backbone exported with dynamic batch and size (:func:`~l2vit.deploy.export.export_module`) and run by
-    an onnxruntime session on the CPU, called like the module (a tensor in, a tuple of tensors out), for timing it
-    beside torch. ``eval()`` / ``train()`` do nothing (the file is an inference graph); it has no parameters."""
+    """A torch backbone exported with dynamic batch and size and run by an onnxruntime session on the CPU, called
+    like the module (a tensor in, a tuple of tensors out), for timing it beside torch. ``eval()`` / ``train()`` do
+    nothing (the file is an inference graph); it has no parameters."""
 
     def __init__(self, module: nn.Module, path: str, names: Sequence[str], example: Tensor, opset: int,
                  threads: int = 0) -> None:
-        from .export import export_module
-        was_training = module.training
-        module.eval()
-        export_module(module, example, path, list(names), opset, dynamic=True)
-        module.train(was_training)
+        _export_eval(module, path, names, example, opset)
         self.path, self.opset, self.threads = path, opset, threads
         self.session = session(path, threads)
 
@@ -155,11 +155,7 @@ class OpenVinoModel(OnnxRuntimeModel):
         except ImportError:
             raise ToolError('--openvino needs the openvino package, which is not installed here: pip install '
                             'openvino') from None
-        from .export import export_module
-        was_training = module.training
-        module.eval()
-        export_module(module, example, path, list(names), opset, dynamic=True)
-        module.train(was_training)
+        _export_eval(module, path, names, example, opset)
         self.path, self.opset, self.threads, self.version = path, opset, threads, openvino.__version__
         config = {'INFERENCE_NUM_THREADS': threads} if threads else {}
         self.compiled = openvino.Core().compile_model(path, 'CPU', config)

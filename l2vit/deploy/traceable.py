@@ -9,6 +9,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.utils import _pair
 
 __all__ = ['AveragingMatrixPool2d', 'averaging_matrix', 'replace_adaptive_pools']
 
@@ -32,8 +33,7 @@ class AveragingMatrixPool2d(nn.Module):
 
     def __init__(self, output_size: Union[int, Sequence[Optional[int]]]) -> None:
         super().__init__()
-        sizes = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
-        self.output_size: Tuple[Optional[int], Optional[int]] = (sizes[0], sizes[1])
+        self.output_size: Tuple[Optional[int], Optional[int]] = _pair(output_size)
 
     def forward(self, x: Tensor) -> Tensor:
         height, width = x.shape[-2], x.shape[-1]
@@ -44,19 +44,13 @@ class AveragingMatrixPool2d(nn.Module):
         return torch.matmul(torch.matmul(rows, x), cols.transpose(0, 1))
 
 
-def _is_global(pool: nn.AdaptiveAvgPool2d) -> bool:
-    size = pool.output_size
-    sizes = (size, size) if isinstance(size, int) else tuple(size)
-    return all(s == 1 for s in sizes)
-
-
 def replace_adaptive_pools(module: nn.Module) -> int:
     """Replace, in place, every ``nn.AdaptiveAvgPool2d`` under ``module`` whose output is not 1×1 (global pooling
     exports as ``GlobalAveragePool`` for any size) by :class:`AveragingMatrixPool2d`; return how many."""
     replaced = 0
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, nn.AdaptiveAvgPool2d) and not _is_global(child):
+            if isinstance(child, nn.AdaptiveAvgPool2d) and _pair(child.output_size) != (1, 1):
                 setattr(parent, name, AveragingMatrixPool2d(child.output_size))
                 replaced += 1
     return replaced

@@ -1,14 +1,8 @@
 """Synthetic datasets for the demos and the tests, written in the exact layout of real ones so that the stock
 OpenMMLab datasets read them: COCO-format instance segmentation (:mod:`l2vit.testing.coco`) and ADE20K-format
-semantic segmentation (:mod:`l2vit.testing.ade`), both driven by :mod:`l2vit.testing.common`. The two generators take
-the same arguments first::
-
-    generate_coco_instances(out_dir, num_train=1000, num_val=200, seed=0, progress=True, *, min_size=200, ...)
-    generate_ade_semantic(out_dir, num_train=600, num_val=100, seed=0, progress=True, *, min_size=160, ...)
-
-They need OpenCV and, for COCO, pycocotools (the ``testing`` extra: ``pip install "l2vit-openmmlab[testing]"``);
-a missing one is a :class:`~l2vit.testing.common.MissingDependencyError` (an ``ImportError``) that says what to
-install. ``import l2vit`` does not import this package.
+semantic segmentation (:mod:`l2vit.testing.ade`). They need OpenCV and, for COCO, pycocotools (the ``testing``
+extra); a missing one is a :class:`~l2vit.testing.common.MissingDependencyError` (an ``ImportError``) that says what
+to install. ``import l2vit`` does not import this package.
 """
 from .ade import SEG_CLASSES, SEG_PALETTE, generate_ade_semantic, seg_metainfo
 from .coco import CLASSES, PALETTE, generate_coco_instances, metainfo

@@ -1,47 +1,34 @@
 """A synthetic semantic-segmentation dataset in the exact ADE20K layout, for demos and tests that need no download.
 
-    from l2vit.testing import generate_ade_semantic, seg_metainfo
-    summary = generate_ade_semantic('data/synthetic_ade', num_train=600, num_val=100, seed=0)
-
-writes::
-
-    out_dir/images/training/00000001.jpg ...      out_dir/annotations/training/00000001.png ...
-    out_dir/images/validation/00000001.jpg ...    out_dir/annotations/validation/00000001.png ...
-
-as ADEChallengeData2016 does: an RGB JPEG and a single-channel uint8 PNG label map of the same stem and size. The
-label values follow ADE20K's convention: ``0`` is "other / unlabelled" and ``1..K`` are :data:`SEG_CLASSES` in
-order, so mmseg's ``LoadAnnotations(reduce_zero_label=True)`` turns them into training labels ``0..K-1`` and ``255``
-(ignored) for the unlabelled pixels. Use mmseg's ``BaseSegDataset`` with ``metainfo=seg_metainfo()`` and
-``reduce_zero_label=True`` (``ADE20KDataset`` would remap the labels, since our class names are a subset of ADE's).
+``generate_ade_semantic('data/synthetic_ade', num_train=600, num_val=100, seed=0)`` writes
+``images/{training,validation}/00000001.jpg ...`` and ``annotations/{training,validation}/00000001.png ...`` as
+ADEChallengeData2016 does: an RGB JPEG and a single-channel uint8 PNG label map of the same stem and size. ``0`` is
+"other / unlabelled" and ``1..K`` are :data:`SEG_CLASSES` in order, so mmseg's
+``LoadAnnotations(reduce_zero_label=True)`` turns them into training labels ``0..K-1`` and ``255`` (ignored). Use
+mmseg's ``BaseSegDataset`` with ``metainfo=seg_metainfo()`` and ``reduce_zero_label=True`` (``ADE20KDataset`` would
+remap the labels, since our class names are a subset of ADE's).
 
 What is in an image
 -------------------
-An outdoor scene, painted back to front; every painted region writes its class into the label map at the same time,
-so labels and pixels always agree.
+An outdoor scene (width and height drawn from ``[min_size, max_size]``), painted back to front; every painted region
+writes its class into the label map at the same time, so labels and pixels always agree:
 
-* Size: width and height drawn independently from ``[min_size, max_size]`` (odd sizes included).
-* A horizon at 30-60 % of the height, slightly tilted. **sky** above it (blue gradient with soft clouds, or an
-  overcast grey), sometimes distant hills on it (unlabelled), **grass** below it (green or dry, streaky blades).
-* **water**: sometimes a sea from the horizon down to a wavy shore, or a lake, blue to teal with horizontal ripples
-  and a brighter band near the horizon (its colour can match the sky's: the texture and the place tell them apart).
-* **road**: usually a road running to a vanishing point on the horizon, or crossing the view; grey asphalt grain
-  with dashed markings (markings are road too).
-* **building**: 0-4 blocks standing on the horizon, brick / concrete / beige / dark glass, with a grid of windows
-  (some lit) and a roof edge.
-* **tree**: 0-5 trees (round crowns made of overlapping disks, or conifers) with trunks, and sometimes a tree line
-  along the horizon; leafy, high-contrast texture; sized by distance from the horizon.
-* Shadows that do not follow the labels: each tree casts one on the ground, and cloud shadows sometimes darken
-  everything under the sky.
-* Clutter, unlabelled (label 0): cars, people, rocks, signs, dirt patches, in saturated or earthy colours.
-* Finally, sometimes haze around the horizon; a brightness and colour cast per image, an occasional slight blur,
-  pixel noise and JPEG compression.
+* **sky** above a slightly tilted horizon at 30-60 % of the height (blue gradient with soft clouds, or overcast),
+  sometimes with distant hills (unlabelled); **grass** below it (green or dry, streaky blades);
+* **water**, sometimes: a sea down to a wavy shore, or a lake, with ripples (its colour may match the sky's: texture
+  and place tell them apart);
+* **road**, usually: to a vanishing point or across the view, asphalt grain with dashed markings (road too);
+* **building**: 0-4 blocks on the horizon (brick, concrete, beige, dark glass) with windows, some lit, and a roof;
+* **tree**: 0-5 trees (crowns of disks, or conifers) with trunks, sized by distance, sometimes a tree line;
+* shadows that do not follow the labels (the trees' on the ground, the clouds'); unlabelled clutter (cars, people,
+  rocks, signs, dirt patches); per image, sometimes haze, a brightness and colour cast, a slight blur; pixel noise and
+  JPEG compression.
 
-Everything is drawn from ``numpy.random.default_rng([seed, split, index])``: the same seed gives byte-identical
-files, whatever else was generated before.
+Everything is drawn from ``numpy.random.default_rng([seed, split, index])``: the same seed gives byte-identical files.
 """
 import functools
 import os.path as osp
-from typing import Dict, Iterator, List, Tuple
+from typing import Callable, Dict, Iterator, List, Tuple
 
 import numpy as np
 
@@ -198,10 +185,8 @@ def _disk(mask: np.ndarray, cx: float, cy: float, r: float) -> None:
 
 def _blob(rng, cx, cy, rx, ry, height, width) -> np.ndarray:
     """A smooth random closed shape (radial polygon) around (cx, cy)."""
-    n = 48
-    ang = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    harmonics = sum(rng.uniform(-0.18, 0.18) * np.cos(k * ang + rng.uniform(0, 6.3)) for k in (2, 3, 4))
-    rad = 1 + harmonics
+    ang = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    rad = 1 + sum(rng.uniform(-0.18, 0.18) * np.cos(k * ang + rng.uniform(0, 6.3)) for k in (2, 3, 4))
     return _poly_mask(np.stack([cx + rx * rad * np.cos(ang), cy + ry * rad * np.sin(ang)], 1), height, width)
 
 
@@ -215,8 +200,7 @@ class _Canvas:
         self.label = np.zeros((height, width), np.uint8)
 
     def paint(self, mask: np.ndarray, texture, label: int) -> None:
-        if mask.dtype != bool:
-            mask = mask.astype(bool)
+        mask = mask.astype(bool, copy=False)
         self.img[mask] = np.broadcast_to(texture, self.img.shape)[mask]
         self.label[mask] = label
 
@@ -305,7 +289,7 @@ def _draw_scene(rng: np.random.Generator, min_size: int, max_size: int, max_clut
 
     # a road: to a vanishing point, or across the view
     u = rng.random()
-    asphalt = _asphalt(rng, height, width)
+    texture = _asphalt(rng, height, width).copy()  # C-contiguous, as cv2.line needs
     if u < 0.6:
         xv = rng.uniform(0.2, 0.8) * width
         yv = horizon_at(xv) + 1
@@ -314,7 +298,6 @@ def _draw_scene(rng: np.random.Generator, min_size: int, max_size: int, max_clut
         xr = xl + rng.uniform(0.35, 0.9) * width
         road = _poly_mask([(xl, height + 1), (xr, height + 1), (xv + half_top, yv), (xv - half_top, yv)], height,
                           width)
-        texture = asphalt.copy()
         paint = np.array([240, 240, 235], np.float32) if rng.random() < 0.6 else np.array([235, 195, 60], np.float32)
         xc = (xl + xr) / 2
         for k in range(int(rng.integers(6, 14))):  # dashes on the centre line, shorter with distance
@@ -324,15 +307,14 @@ def _draw_scene(rng: np.random.Generator, min_size: int, max_size: int, max_clut
             p1 = (xc + (xv - xc) * t1, height + (yv - height) * t1)
             thickness = max(1, int(round((xr - xl) * 0.025 * (1 - t0))))
             cv2.line(texture, (int(p0[0]), int(p0[1])), (int(p1[0]), int(p1[1])), paint.tolist(), thickness)
-        canvas.paint(road & ground, texture, ROAD)
     elif u < 0.8:
         y0 = hy + (height - hy) * rng.uniform(0.15, 0.7)
         band = rng.uniform(0.08, 0.2) * height
         road = (yy >= horizon + (y0 - hy)) & (yy < horizon + (y0 - hy) + band)
-        texture = asphalt.copy()
         line = np.abs(yy - (horizon + (y0 - hy) + band / 2)) < max(1.0, band * 0.04)
         dashes = np.mod(xx / rng.uniform(12, 24), 1) < 0.5
         texture[line & dashes] = 235
+    if u < 0.8:
         canvas.paint(road & ground, texture, ROAD)
 
     # buildings standing on the horizon
@@ -408,14 +390,14 @@ def _draw_scene(rng: np.random.Generator, min_size: int, max_size: int, max_clut
 # the dataset
 
 
-def _write_split(split: str, images: Iterator[Tuple[int, np.random.Generator]], out_dir: str, draw_kwargs: dict,
+def _write_split(split: str, images: Iterator[Tuple[int, np.random.Generator]], out_dir: str, draw: Callable,
                  jpeg_quality: int) -> dict:
     img_dir, ann_dir = make_dirs(out_dir, *_FOLDERS[split])
     counts = np.zeros(len(SEG_CLASSES) + 1, np.int64)
     images_with = np.zeros(len(SEG_CLASSES) + 1, np.int64)
     sizes = []
     for index, rng in images:
-        img, label = _draw_scene(rng, **draw_kwargs)
+        img, label = draw(rng)
         stem = f'{index + 1:08d}'
         write_image(osp.join(img_dir, stem + '.jpg'), img[..., ::-1], jpeg_quality)
         write_image(osp.join(ann_dir, stem + '.png'), label)
@@ -444,29 +426,17 @@ def generate_ade_semantic(out_dir: str,
                           max_size: int = 320,
                           jpeg_quality: int = 92,
                           max_clutter: int = 4) -> Dict:
-    """Write the synthetic outdoor-scenes dataset to ``out_dir`` in the ADE20K layout and return a summary.
+    """Write the synthetic outdoor-scenes dataset to ``out_dir`` (existing files of the same names are overwritten)
+    in the ADE20K layout; unlabelled objects per image are drawn from ``0..max_clutter``.
 
-    Args:
-        out_dir: the dataset root (``data_root`` of an mmseg config). Existing files of the same names are
-            overwritten; nothing else there is touched.
-        num_train, num_val: images per split (``images/training`` and ``images/validation``).
-        seed: everything is a function of it (same seed: same bytes).
-        progress: show an mmengine progress bar.
-        min_size, max_size: range of image widths and heights in pixels (each drawn independently, inclusive).
-        jpeg_quality: JPEG quality of the images.
-        max_clutter: unlabelled objects per image are drawn from 0..max_clutter.
-
-    Returns:
-        ``dict(out_dir, classes, seed, train=..., val=..., seconds)``; each split holds ``num_images``, ``img_dir``,
-        ``ann_dir``, ``pixel_fraction`` (per class, of all pixels), ``unlabelled_fraction``, ``images_per_class``
-        (images showing the class) and the ``min_size``/``max_size`` (width, height) seen.
-
-    Raises:
-        ValueError: for arguments out of range.
+    Returns ``dict(out_dir, classes, seed, train=..., val=..., seconds)``; each split holds ``num_images``,
+    ``img_dir``, ``ann_dir``, ``pixel_fraction`` (per class, of all pixels), ``unlabelled_fraction``,
+    ``images_per_class`` (images showing the class) and the ``min_size``/``max_size`` (width, height) seen. Raises
+    ``ValueError`` for arguments out of range.
     """
     check_arguments(num_train, num_val, min_size, max_size, smallest_size=32)
     if max_clutter < 0:
         raise ValueError(f'need max_clutter >= 0, got {max_clutter}')
-    draw_kwargs = dict(min_size=int(min_size), max_size=int(max_size), max_clutter=int(max_clutter))
-    write_split = functools.partial(_write_split, out_dir=out_dir, draw_kwargs=draw_kwargs, jpeg_quality=jpeg_quality)
+    draw = functools.partial(_draw_scene, min_size=int(min_size), max_size=int(max_size), max_clutter=int(max_clutter))
+    write_split = functools.partial(_write_split, out_dir=out_dir, draw=draw, jpeg_quality=jpeg_quality)
     return write_dataset(out_dir, SEG_CLASSES, num_train, num_val, seed, progress, write_split)

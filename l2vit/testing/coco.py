@@ -1,44 +1,33 @@
 """A synthetic instance-segmentation dataset in the exact COCO layout, for demos and tests that need no download.
 
-    from l2vit.testing import generate_coco_instances, metainfo
-    summary = generate_coco_instances('data/synthetic_coco', num_train=1000, num_val=200, seed=0)
-
-writes::
-
-    out_dir/annotations/instances_train2017.json
-    out_dir/annotations/instances_val2017.json
-    out_dir/train2017/000000000001.jpg ...
-    out_dir/val2017/000000000001.jpg ...
-
-so an mmdet config built on ``_base_/datasets/coco_instance.py`` reads it with only ``data_root`` changed (and
-``metainfo=metainfo()`` on each dataset, since the classes are not COCO's).
+``generate_coco_instances('data/synthetic_coco', num_train=1000, num_val=200, seed=0)`` writes
+``annotations/instances_{train,val}2017.json`` and ``{train,val}2017/000000000001.jpg ...``, so an mmdet config
+built on ``_base_/datasets/coco_instance.py`` reads it with only ``data_root`` changed (and ``metainfo=metainfo()``
+on each dataset, since the classes are not COCO's).
 
 What is in an image
 -------------------
-* Size: width and height drawn independently from ``[min_size, max_size]`` (odd sizes included).
+* Size: width and height drawn independently from ``[min_size, max_size]``.
 * Background: a low-saturation colour with a linear gradient, a smooth low-frequency texture and pixel noise.
 * 1 to ``max_instances`` filled shapes, one of :data:`CLASSES` each: ``ellipse`` (circles included), ``rectangle``
   (rotated, aspect 0.4-1), ``triangle`` (rotated, no very thin ones) and ``star`` (five points, rotated). A shape's
   size is the diameter of its circumscribed circle, drawn from ``obj_size``; shapes lie wholly inside the image.
-* Each shape has its own saturated colour (with a mild shading gradient), chosen to differ clearly from the
-  background under it and from every other shape in the image, so the class must be told from the outline alone.
-* Occlusion: shapes are painted in order and a later one covers earlier ones. A candidate placement is redrawn
-  (up to ``max_tries`` times, then the shape is skipped) if it would leave an earlier shape with less than
-  ``place_min_visible`` of its area visible, with a hole in its visible part (COCO polygons cannot describe
-  holes), or with a visible piece that is tiny (< ``min_pixels // 2`` px) or a thin sliver.
-* Annotations describe the visible part only: polygons are traced around the visible mask with
-  ``cv2.findContours`` (a visible part split in two gives two polygons), ``area`` and ``bbox`` are those of the
-  polygons as pycocotools rasterises them (so they agree with ``COCO.annToMask``). An instance whose visible area
-  is below ``min_visible`` of its full area or below ``min_pixels`` pixels is left out (the placement rule makes
-  this rare; the summary counts it).
+* Each shape has its own saturated colour (with a mild shading gradient), far from the background under it and
+  from every other shape in the image, so the class must be told from the outline alone.
+* Occlusion: a later shape covers earlier ones. A placement is redrawn (up to ``max_tries`` times, then the shape is
+  skipped) if it would leave an earlier shape with less than ``place_min_visible`` of its area visible, with a hole
+  in its visible part (COCO polygons cannot describe holes), or with a tiny (< ``min_pixels // 2`` px) or thin piece.
+* Annotations describe the visible part only: polygons traced around the visible mask (a visible part split in two
+  gives two polygons); ``area`` and ``bbox`` are those of the polygons as pycocotools rasterises them (so they agree
+  with ``COCO.annToMask``). An instance with less than ``min_visible`` of its area or ``min_pixels`` pixels visible
+  is left out (rare; the summary counts it).
 
-Everything is drawn from ``numpy.random.default_rng([seed, split, index])``: the same seed gives byte-identical
-JSON files and identical pixels, whatever else was generated before.
+Everything is drawn from ``numpy.random.default_rng([seed, split, index])``: the same seed gives byte-identical files.
 """
 import functools
 import json
 import os.path as osp
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 
@@ -51,9 +40,6 @@ cv2 = require('cv2', 'opencv-python')
 CLASSES: Tuple[str, ...] = ('ellipse', 'rectangle', 'triangle', 'star')
 #: A colour per class for mmdet's visualiser (RGB).
 PALETTE: List[Tuple[int, int, int]] = [(220, 20, 60), (0, 114, 255), (0, 170, 60), (255, 170, 0)]
-
-#: split: (image folder, annotation file) as in COCO 2017.
-_FILES = {'train': ('train2017', 'instances_train2017.json'), 'val': ('val2017', 'instances_val2017.json')}
 
 _INFO = dict(description='L2ViT synthetic shapes (instance segmentation, COCO format)',
              url='',
@@ -229,15 +215,14 @@ def _draw_image(rng: np.random.Generator, min_size: int, max_size: int, obj_size
 # the dataset
 
 
-def _write_split(split: str, images: Iterator[Tuple[int, np.random.Generator]], out_dir: str, draw_kwargs: dict,
+def _write_split(split: str, images: Iterator[Tuple[int, np.random.Generator]], out_dir: str, draw: Callable,
                  jpeg_quality: int, min_visible: float, min_pixels: int, mask_utils) -> dict:
-    img_folder, ann_name = _FILES[split]
-    img_dir, ann_dir = make_dirs(out_dir, img_folder, 'annotations')
+    img_dir, ann_dir = make_dirs(out_dir, f'{split}2017', 'annotations')  # COCO 2017's folders and file names
     coco_images, annotations = [], []
     stats = dict(num_occluded=0, num_dropped=0, num_split=0, min_visible_fraction=1.0)
     per_class = {name: 0 for name in CLASSES}
     for index, rng in images:
-        img, instances = _draw_image(rng, **draw_kwargs)
+        img, instances = draw(rng)
         height, width = img.shape[:2]
         image_id = index + 1
         file_name = f'{image_id:012d}.jpg'
@@ -270,7 +255,7 @@ def _write_split(split: str, images: Iterator[Tuple[int, np.random.Generator]], 
                      iscrowd=0))
     categories = [dict(id=i + 1, name=name, supercategory='shape') for i, name in enumerate(CLASSES)]
     coco = dict(info=_INFO, licenses=_LICENSES, images=coco_images, annotations=annotations, categories=categories)
-    ann_file = osp.join(ann_dir, ann_name)
+    ann_file = osp.join(ann_dir, f'instances_{split}2017.json')
     with open(ann_file, 'w') as f:
         json.dump(coco, f, separators=(',', ':'))
     return dict(num_images=len(coco_images),
@@ -296,33 +281,14 @@ def generate_coco_instances(out_dir: str,
                             place_min_visible: float = 0.5,
                             min_pixels: int = 100,
                             max_tries: int = 30) -> Dict:
-    """Write the synthetic shapes dataset to ``out_dir`` in COCO 2017 layout and return a summary.
+    """Write the synthetic shapes dataset to ``out_dir`` (existing files of the same names are overwritten) in
+    COCO 2017 layout; the arguments are described in the module docstring.
 
-    Args:
-        out_dir: the dataset root (``data_root`` of an mmdet config). Existing files of the same names are
-            overwritten; nothing else there is touched.
-        num_train, num_val: images per split.
-        seed: everything is a function of it (same seed: same bytes).
-        progress: show an mmengine progress bar.
-        min_size, max_size: range of image widths and heights in pixels (each drawn independently, inclusive).
-        jpeg_quality: JPEG quality of the images.
-        obj_size: range of shape sizes (diameter of the circumscribed circle) in pixels.
-        max_instances: shapes per image are drawn from 1..max_instances (fewer when no clean placement is found).
-        min_visible: an occluded instance with less than this fraction of its area visible is left out.
-        place_min_visible: a placement is redrawn if it leaves an earlier shape less visible than this.
-        min_pixels: smallest visible area (pixels) of an annotated instance.
-        max_tries: placement attempts per shape.
-
-    Returns:
-        ``dict(out_dir, classes, seed, train=..., val=..., seconds)``; each split holds ``num_images``,
-        ``num_instances``, ``instances_per_class``, ``num_occluded`` (annotated instances partly covered by a later
-        shape), ``min_visible_fraction`` (of those), ``num_split`` (visible part in several polygons),
-        ``num_dropped`` (shapes painted but left out by the ``min_visible``/``min_pixels`` rule), ``ann_file``
-        and ``img_dir``.
-
-    Raises:
-        ValueError: for arguments out of range.
-        l2vit.testing.common.MissingDependencyError: (an ``ImportError``) when pycocotools is not installed.
+    Returns ``dict(out_dir, classes, seed, train=..., val=..., seconds)``; each split holds ``num_images``,
+    ``num_instances``, ``instances_per_class``, ``num_occluded`` (annotated instances partly covered by a later
+    shape), ``min_visible_fraction`` (of those), ``num_split`` (visible part in several polygons), ``num_dropped``
+    (shapes painted but left out), ``ann_file`` and ``img_dir``. Raises ``ValueError`` for arguments out of range,
+    :class:`~l2vit.testing.common.MissingDependencyError` (an ``ImportError``) without pycocotools.
     """
     check_arguments(num_train, num_val, min_size, max_size, smallest_size=1)
     if not 0 < obj_size[0] <= obj_size[1] <= min_size - 4:
@@ -330,18 +296,9 @@ def generate_coco_instances(out_dir: str,
     if max_instances < 1:
         raise ValueError(f'need max_instances >= 1, got {max_instances}')
     mask_utils = require('pycocotools.mask', 'pycocotools')
-    draw_kwargs = dict(min_size=int(min_size),
-                       max_size=int(max_size),
-                       obj_size=(float(obj_size[0]), float(obj_size[1])),
-                       max_instances=int(max_instances),
-                       place_min_visible=place_min_visible,
-                       min_pixels=int(min_pixels),
-                       max_tries=int(max_tries))
-    write_split = functools.partial(_write_split,
-                                    out_dir=out_dir,
-                                    draw_kwargs=draw_kwargs,
-                                    jpeg_quality=jpeg_quality,
-                                    min_visible=min_visible,
-                                    min_pixels=int(min_pixels),
-                                    mask_utils=mask_utils)
+    draw = functools.partial(_draw_image, min_size=int(min_size), max_size=int(max_size),
+                             obj_size=(float(obj_size[0]), float(obj_size[1])), max_instances=int(max_instances),
+                             place_min_visible=place_min_visible, min_pixels=int(min_pixels), max_tries=int(max_tries))
+    write_split = functools.partial(_write_split, out_dir=out_dir, draw=draw, jpeg_quality=jpeg_quality,
+                                    min_visible=min_visible, min_pixels=int(min_pixels), mask_utils=mask_utils)
     return write_dataset(out_dir, CLASSES, num_train, num_val, seed, progress, write_split)

@@ -1,10 +1,8 @@
 """What the synthetic-dataset writers of :mod:`l2vit.testing` share: the optional imports, the argument checks, the
-splits and the seed of each image, the progress bar, the image files, the summary and the command line.
+drawing helpers, the splits and seeds, and the command line.
 
-A writer (:mod:`l2vit.testing.coco`, :mod:`l2vit.testing.ade`) draws one image from a random generator and writes
-one split; :func:`write_dataset` runs it over the splits. Image ``index`` of split ``SPLITS[code]`` is drawn from
-``numpy.random.default_rng([seed, code, index])`` alone: the same seed gives the same bytes, whatever else was
-generated before.
+Image ``index`` of split ``SPLITS[code]`` is drawn from ``numpy.random.default_rng([seed, code, index])`` alone: the
+same seed gives the same bytes, whatever else was generated before.
 """
 import argparse
 import importlib
@@ -20,7 +18,6 @@ import numpy as np
 
 #: The splits, in writing order; a split's position in it is part of each of its images' seed.
 SPLITS: Tuple[str, ...] = ('train', 'val')
-#: How to install what the writers need beyond the core dependencies: the project's ``testing`` extra.
 INSTALL_HINT = '`pip install "l2vit-openmmlab[testing]"` (in a checkout: `pip install -e ".[testing]"`)'
 
 
@@ -44,7 +41,6 @@ cv2 = require('cv2', 'opencv-python')
 
 
 def check_arguments(num_train: int, num_val: int, min_size: int, max_size: int, smallest_size: int) -> None:
-    """The checks every writer makes: image counts, and the range of image sides (``smallest_size`` and up)."""
     if not smallest_size <= min_size <= max_size:
         raise ValueError(f'need {smallest_size} <= min_size <= max_size, got {min_size}, {max_size}')
     if num_train < 0 or num_val < 0:
@@ -53,8 +49,7 @@ def check_arguments(num_train: int, num_val: int, min_size: int, max_size: int, 
 
 def image_size(rng: np.random.Generator, min_size: int, max_size: int) -> Tuple[int, int]:
     """(height, width) of an image, each side drawn from ``[min_size, max_size]`` (width first)."""
-    width = int(rng.integers(min_size, max_size + 1))
-    height = int(rng.integers(min_size, max_size + 1))
+    width, height = (int(rng.integers(min_size, max_size + 1)) for _ in range(2))
     return height, width
 
 
@@ -80,38 +75,31 @@ def make_dirs(out_dir: str, *folders: str) -> List[str]:
 
 
 def write_image(path: str, array: np.ndarray, jpeg_quality: Optional[int] = None) -> None:
-    """Encode ``array`` (BGR or one channel) with OpenCV by the extension of ``path`` and write it there."""
-    ext = osp.splitext(path)[1]
-    params = [] if jpeg_quality is None else [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
-    ok, buf = cv2.imencode(ext, array, params)
-    assert ok, f'{ext} encoding failed'
-    with open(path, 'wb') as f:
-        f.write(buf.tobytes())
-
-
-def _images(seed: int, code: int, num_images: int, progress_bar) -> Iterator[Tuple[int, np.random.Generator]]:
-    """``(index, rng)`` for each image of a split, the progress bar moving on once the caller is done with it."""
-    for index in range(num_images):
-        yield index, np.random.default_rng([seed, code, index])
-        if progress_bar is not None:
-            progress_bar.update()
+    """Write ``array`` (BGR or one channel) to ``path``, encoded by its extension."""
+    if not cv2.imwrite(path, array, [] if jpeg_quality is None else [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]):
+        raise OSError(f'cannot write {path}')
 
 
 def write_dataset(out_dir: str, classes: Sequence[str], num_train: int, num_val: int, seed: int, progress: bool,
                   write_split: Callable[[str, Iterator[Tuple[int, np.random.Generator]]], dict]) -> Dict:
-    """Write both splits with ``write_split(split, images)`` and return the summary.
-
-    ``images`` yields ``(index, rng)`` per image of the split, ``rng`` being the only randomness the image may use;
-    ``write_split`` returns the split's summary. The whole summary is ``dict(out_dir, classes, seed, train=...,
-    val=..., seconds)``. ``progress``: an mmengine progress bar over all images."""
+    """``dict(out_dir, classes, seed, train=write_split('train', images), val=..., seconds)``: ``images`` yields
+    ``(index, rng)`` per image of the split, ``rng`` being the only randomness the image may use. ``progress``: an
+    mmengine progress bar over all images."""
     start = time.perf_counter()
     progress_bar = None
     if progress and num_train + num_val > 0:
         from mmengine.utils import ProgressBar
         progress_bar = ProgressBar(num_train + num_val)
+
+    def images(code: int, num_images: int) -> Iterator[Tuple[int, np.random.Generator]]:
+        for index in range(num_images):
+            yield index, np.random.default_rng([seed, code, index])
+            if progress_bar is not None:
+                progress_bar.update()
+
     summary = dict(out_dir=osp.abspath(out_dir), classes=classes, seed=seed)
     for code, (split, num) in enumerate(zip(SPLITS, (num_train, num_val))):
-        summary[split] = write_split(split, _images(seed, code, num, progress_bar))
+        summary[split] = write_split(split, images(code, num))
     if progress_bar is not None:
         print()
     summary['seconds'] = round(time.perf_counter() - start, 2)
@@ -119,9 +107,8 @@ def write_dataset(out_dir: str, classes: Sequence[str], num_train: int, num_val:
 
 
 def run_cli(generate: Callable[..., Dict], doc: str, argv: Optional[Sequence[str]] = None) -> int:
-    """``OUT_DIR [--num-train N] [--num-val N] [--seed S] [--no-progress]``: the command line of a writer of
-    :mod:`l2vit.testing` (``doc``: the script's docstring); prints the summary as JSON. The defaults are the
-    generator's own; bad counts and a missing dependency end it through :func:`l2vit.errors.fail`."""
+    """``OUT_DIR [--num-train N] [--num-val N] [--seed S] [--no-progress]``, the defaults the generator's own; prints
+    the summary as JSON. Bad counts and a missing dependency end it through :func:`l2vit.errors.fail`."""
     from l2vit.errors import fail
 
     defaults = {name: p.default for name, p in inspect.signature(generate).parameters.items()}
@@ -137,11 +124,7 @@ def run_cli(generate: Callable[..., Dict], doc: str, argv: Optional[Sequence[str
     if args.num_train < 0 or args.num_val < 0:
         fail('--num-train and --num-val must be >= 0')
     try:
-        summary = generate(args.out_dir,
-                           num_train=args.num_train,
-                           num_val=args.num_val,
-                           seed=args.seed,
-                           progress=not args.no_progress)
+        summary = generate(args.out_dir, args.num_train, args.num_val, args.seed, not args.no_progress)
     except MissingDependencyError as err:
         fail(str(err))
     print(json.dumps(summary, indent=2))

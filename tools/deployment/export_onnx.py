@@ -63,8 +63,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    from l2vit.deploy.cli import run_export_tool
-    from l2vit.deploy.export import ExportRequest
+    from l2vit.deploy.export import ExportRequest, run_export_tool
 
     with error_exit():
         request = ExportRequest(config=args.config, out=args.out, shape=tuple(args.shape), checkpoint=args.checkpoint,
