@@ -4,7 +4,6 @@ this process) writes its maps and statistics."""
 import json
 import math
 import os.path as osp
-import runpy
 
 import cv2
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 from torch.testing import assert_close
 
 from helpers import ROOT, SMALL_ARCH, randomize_, run_main
+from l2vit.analysis import report
 from l2vit.analysis.attention import (AttentionRecorder, analyse_attention, attention_statistics, block_attention,
                                       linear_attention_weights, split_qkv, token_of_pixel, window_attention_weights)
 from l2vit.analysis.attention_maps import attention_stats
@@ -208,8 +208,7 @@ def test_stats_record_is_json_and_grid_has_a_tile_per_block():
         assert point['point_yx'] == [y, x] and point['input_yx'] == [yi, xi]
         assert [b['entropy'] for b in point['blocks']] == [b.statistics['entropy'] for b in blocks]
     canvas = np.zeros((40, 56, 3), np.uint8)
-    draw_grid = runpy.run_path(TOOL, run_name='l2vit_tool_under_test')['draw_grid']
-    grid = draw_grid(canvas, results[0], (10, 20), SMALL_ARCH['depths'], ['title'])
+    grid = report.draw_grid(canvas, results[0], (10, 20), SMALL_ARCH['depths'], ['title'])
     assert grid.dtype == np.uint8 and grid.ndim == 3
     # Four stages of two blocks: one row of two tiles each, below a banner of one line.
     assert grid.shape[0] > 4 * 30 and grid.std() > 0
