@@ -3,7 +3,7 @@
 * the benchmark page (:func:`benchmark_section`, :func:`benchmark_page`, :func:`write_benchmark_docs`,
   :func:`plot_benchmark`) of :func:`~l2vit.analysis.benchmark.benchmark_backbones`' records;
 * the backbone comparison (:func:`compare_markdown`, :func:`write_compare`) of :func:`~l2vit.analysis.compare`'s;
-* the attention drawings (:func:`draw_grid`, :func:`write_attention`) of :func:`~l2vit.analysis.image_attention`'s.
+* the attention drawings (:func:`plot_attention`, :func:`write_attention`) of :func:`~l2vit.analysis.image_attention`'s.
 
 Every table is one :func:`table`. matplotlib and OpenCV are imported by the functions that draw.
 """
@@ -11,6 +11,7 @@ import json
 import math
 import os
 import os.path as osp
+import textwrap
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -154,7 +155,8 @@ def _profile(report: Record, heading: str) -> List[str]:
                     rows.append([family] + [x for by in cells for x in [
                         *(fmt_ms(by[(family, d)]['ms'] / 1e3) + f' ({by[(family, d)]["calls"]})' if (family, d) in by
                           else '—' for d in directions),
-                        fmt(sum(by[(family, d)]['share'] or 0 for d in directions if (family, d) in by), 1)]])
+                        fmt(sum(by[(family, d)]['share'] or 0 for d in directions if (family, d) in by)
+                            if any((family, d) in by for d in directions) else None, 1)]])
             total = ['all ops'] + [x for r in runs for x in [
                 *(fmt_ms(r['clocks'][clock]['by_direction'][d] / 1e3) for d in directions), '100.0']]
             lines += ['', f'{heading}# {mode} {profile["size"]}: {clock.upper()} time by op family (ms)', '']
@@ -162,15 +164,15 @@ def _profile(report: Record, heading: str) -> List[str]:
         rows = []
         for r in (r for r in profile['runs'] if r['mode'] == mode):
             if r['status'] != 'profiled':
-                rows.append([r['model'], f'{r["status"]}: {r["reason"]}'] + ['—'] * 6)
+                rows.append([r['model'], f'{r["status"]}: {r["reason"]}'] + ['—'] * 7)
                 continue
             p = r['clocks']['cpu'].get('gemm_products') or {}
             rows.append([r['model'], 'profiled', fmt(r['wall_ms'], 1), r['events'],
-                         fmt_ms(timed.get((r['model'], mode, r['size']))), fmt(p.get('flop'), 2, 1e9),
-                         fmt(p.get('ms'), 1), fmt(p.get('flop_per_s'), 1, 1e9)])
+                         fmt_ms(timed.get((r['model'], mode, r['size']))), fmt(p.get('flop'), 1, 1e9),
+                         fmt_ms(p['ms'] / 1e3) if p else '—', p.get('calls', '—'), fmt(p.get('flop_per_s'), 1, 1e9)])
         lines += ['', f'{heading}# {mode} {profile["size"]}: the profiled steps', '']
         lines += table(['model', 'status', 'wall ms', 'events', 'timed median ms', 'matrix-product GFLOP',
-                        'matrix-product ms', 'GFLOP/s'], rows, 2)
+                        'matrix-product ms', 'calls', 'GFLOP/s'], rows, 2)
         for r in runs:
             for clock, summary in r['clocks'].items():
                 lines += ['', f'{heading}# {mode} {profile["size"]}, {r["model"]}: largest ops ({clock.upper()})', '']
@@ -362,61 +364,41 @@ def write_compare(record: Record, out_dir: str) -> List[str]:
 
 
 # ----------------------------------------------------------------------------------------------------- attention
-TILE, HEADER, MAX_COLS, GAP = 200, 30, 6, 4  # a tile's longer side, its caption's height, tiles per row, spacing
-KIND_BGR = {'window': (50, 110, 40), 'linear': (130, 60, 30)}
+MAX_COLS = 6  # tiles per row
+KIND_COLOR = {'window': '#2a7a1f', 'linear': '#1f4fb0'}
 
 
-def _text(img: np.ndarray, text: str, org: Tuple[int, int], scale: float = 0.38, color=(255, 255, 255)) -> None:
-    import cv2
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
-
-
-def _tile(small: np.ndarray, scale: Tuple[float, float], r: Any, point_in: Tuple[float, float]) -> np.ndarray:
-    """``small`` (the input scaled by ``scale``) under ``r``'s head-averaged attention (blue: none, red: the tile's
-    maximum), the query a white cross, a window block's window a white frame; a caption with the statistics."""
-    import cv2
-    (th, tw), (sy, sx), stride = small.shape[:2], scale, 4 * 2**r.stage
-    rows = np.minimum(((np.arange(th) + 0.5) / sy // stride).astype(int), r.size[0] - 1)
-    cols = np.minimum(((np.arange(tw) + 0.5) / sx // stride).astype(int), r.size[1] - 1)
-    weights = r.mean_weights.detach().cpu().double().numpy()
-    norm = (weights / weights.max() if weights.max() > 0 else weights)[rows][:, cols]
-    heat = cv2.applyColorMap(np.clip(norm * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
-    alpha = (0.15 + 0.65 * norm)[..., None]
-    tile = (small * (1 - alpha) + heat * alpha).astype(np.uint8)
-    if r.window is not None:
-        y0, x0, y1, x1 = r.window
-        cv2.rectangle(tile, (int(x0 * stride * sx), int(y0 * stride * sy)),
-                      (min(int(x1 * stride * sx), tw - 1), min(int(y1 * stride * sy), th - 1)), (255, 255, 255), 1)
-    centre = (int(point_in[1] * sx), int(point_in[0] * sy))
-    cv2.drawMarker(tile, centre, (0, 0, 0), cv2.MARKER_CROSS, 13, 4)
-    cv2.drawMarker(tile, centre, (255, 255, 255), cv2.MARKER_CROSS, 11, 2)
-    header = np.zeros((HEADER, tw, 3), np.uint8)
-    header[:], s = KIND_BGR[r.kind], r.statistics
-    _text(header, f's{r.stage} b{r.block} {r.kind} ({r.num_heads} heads)', (4, 12))
-    _text(header, f'H {fmt(s["entropy"])}/{s["max_entropy"]:.2f} loc {fmt(s["local_mass"])}/'
-          f'{s["uniform_local_mass"]:.2f}', (4, 26))
-    return np.concatenate([header, tile], axis=0)
-
-
-def draw_grid(image: np.ndarray, results: list, point_in: Tuple[float, float], depths: Sequence[int],
-              title_lines: Sequence[str]) -> np.ndarray:
-    """Every block's tile for one query point, a row per stage (wrapping after :data:`MAX_COLS`), under a banner."""
-    import cv2
-    h, w = image.shape[:2]
-    small = cv2.resize(image, (max(1, round(w * TILE / max(h, w))), max(1, round(h * TILE / max(h, w)))),
-                       interpolation=cv2.INTER_AREA)
-    th, tw, cols = small.shape[0] + HEADER, small.shape[1], max(1, min(max(depths), MAX_COLS))
-    banner, stage_rows = 16 * len(title_lines) + 8, [math.ceil(d / cols) for d in depths]
-    canvas = np.full((banner + sum(stage_rows) * (th + GAP) + GAP, max(cols * (tw + GAP) + GAP, 420), 3), 255, np.uint8)
-    for i, line in enumerate(title_lines):
-        _text(canvas, line, (GAP, 16 * (i + 1)), 0.42, (0, 0, 0))
-    top = banner
-    for stage, count in enumerate(stage_rows):
+def plot_attention(image: np.ndarray, results: list, point_in: Tuple[float, float], depths: Sequence[int],
+                   title: str, path: str) -> None:
+    """Every block's tile for one query point, a row per stage (wrapping after :data:`MAX_COLS`): the (BGR) image
+    under the block's head-averaged attention (blue: none, red: the tile's own maximum; weightless areas almost
+    clear), the query a white cross, a window block's window a white frame; the tile's title (green: window block,
+    blue: linear) gives H (entropy / its maximum) and loc (local mass / a uniform distribution's)."""
+    from matplotlib.patches import Rectangle
+    (h, w), cols = image.shape[:2], max(1, min(max(depths), MAX_COLS))
+    first = np.cumsum([0] + [math.ceil(d / cols) for d in depths])
+    fig, axes = _pyplot().subplots(first[-1], cols, figsize=(2.2 * cols, (2.2 * h / w + 0.5) * first[-1] + 0.6),
+                                   squeeze=False)
+    for ax in axes.flat:
+        ax.axis('off')
+    for stage in range(len(depths)):
         for j, r in enumerate(r for r in results if r.stage == stage):
-            y, x = top + (j // cols) * (th + GAP) + GAP, GAP + (j % cols) * (tw + GAP)
-            canvas[y:y + th, x:x + tw] = _tile(small, (small.shape[0] / h, small.shape[1] / w), r, point_in)
-        top += count * (th + GAP)
-    return canvas
+            ax, stride, s = axes[first[stage] + j // cols, j % cols], 4 * 2**r.stage, r.statistics
+            weights = r.mean_weights.detach().cpu().double().numpy()
+            norm = weights / weights.max() if weights.max() > 0 else weights
+            ax.imshow(image[..., ::-1])
+            ax.imshow(norm, cmap='jet', vmin=0, vmax=1, alpha=0.15 + 0.65 * norm, interpolation='nearest',
+                      extent=(0, r.size[1] * stride, r.size[0] * stride, 0))
+            if r.window is not None:
+                y0, x0, y1, x1 = (v * stride for v in r.window)
+                ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor='white'))
+            ax.plot(point_in[1], point_in[0], '+', color='white', markersize=10, markeredgewidth=2)
+            ax.set(xlim=(0, w), ylim=(h, 0))
+            ax.set_title(f's{r.stage} b{r.block} {r.kind} ({r.num_heads} heads)\nH {fmt(s["entropy"])}/'
+                         f'{s["max_entropy"]:.2f} loc {fmt(s["local_mass"])}/{s["uniform_local_mass"]:.2f}',
+                         fontsize=7, color=KIND_COLOR[r.kind])
+    fig.suptitle(textwrap.fill(title, 18 * cols + 30), fontsize=8)
+    _save(fig, path)
 
 
 def plot_attention_by_depth(stats: Record, path: str) -> None:
@@ -426,7 +408,7 @@ def plot_attention_by_depth(stats: Record, path: str) -> None:
     fig, axes = _pyplot().subplots(2, 1, figsize=(max(6.0, 0.35 * len(blocks) + 3), 6.5), sharex=True)
     for ax, (key, ref, name) in zip(axes, (('entropy', 'max_entropy', 'entropy (nats)'),
                                            ('local_mass', 'uniform_local_mass', 'local mass share'))):
-        for kind, marker, color in (('window', 's', '#2a7a1f'), ('linear', 'o', '#1f4fb0')):
+        for (kind, color), marker in zip(KIND_COLOR.items(), 'so'):
             depths = [b['depth'] for b in blocks if b['kind'] == kind]
             values, references = (np.array([[np.nan if b[k] is None else b[k] for b in p['blocks'] if b['kind'] == kind]
                                             for p in stats['points']], dtype=float) for k in (key, ref))
@@ -444,18 +426,17 @@ def plot_attention_by_depth(stats: Record, path: str) -> None:
 
 
 def write_attention(found: Record, out_dir: str) -> List[str]:
-    """A grid PNG per query point (``attention_p<k>_y<Y>_x<X>.png``), ``stats.json`` and ``stats_by_depth.png`` of
-    :func:`~l2vit.analysis.image_attention`'s result; their paths."""
-    import cv2
+    """A :func:`plot_attention` PNG per query point (``attention_p<k>_y<Y>_x<X>.png``), ``stats.json`` and
+    ``stats_by_depth.png`` of :func:`~l2vit.analysis.image_attention`'s result; their paths."""
     stats, image = found['stats'], found['input']
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     for k, ((y, x), point_in, blocks) in enumerate(zip(found['points'], found['points_in'], found['results'])):
         paths.append(osp.join(out_dir, f'attention_p{k}_y{round(y)}_x{round(x)}.png'))
-        cv2.imwrite(paths[-1], draw_grid(image, blocks, point_in, found['depths'], [
-            f'{osp.basename(stats["image"])}: query y={y:g} x={x:g} (input {image.shape[0]}x{image.shape[1]})',
-            'head-averaged attention; each tile scaled to its own max',
-            f'H: entropy / max (nats); loc: mass within r={stats["radius"]:g} tokens / uniform']))
+        plot_attention(image, blocks, point_in, found['depths'], f'{osp.basename(stats["image"])}: query y={y:g} '
+                       f'x={x:g} (input {image.shape[0]}x{image.shape[1]}); head-averaged attention, each tile '
+                       f'scaled to its own max; H: entropy / max (nats); loc: mass within r={stats["radius"]:g} '
+                       'tokens / uniform', paths[-1])
     paths += [osp.join(out_dir, 'stats.json'), osp.join(out_dir, 'stats_by_depth.png')]
     with open(paths[-2], 'w') as f:
         json.dump(stats, f, indent=1)

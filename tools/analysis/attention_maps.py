@@ -17,7 +17,7 @@ What is drawn
     a row per stage (long stages wrap), in depth order. A tile is the image with the block's attention of the query
     token overlaid, averaged over the heads: colours go from blue (no weight) to red (the tile's own maximum; every
     tile has its own colour scale, so compare spreads, not colours), and weightless areas stay almost clear. The
-    white cross is the query token. The tile's header is green for window blocks and blue for linear blocks and reads
+    white cross is the query token. The tile's title is green for window blocks and blue for linear blocks and reads
     ``H`` (entropy in nats / its maximum, log of the number of keys) and ``loc`` (share of the mass within the radius
     / what a uniform distribution would give).
 
