@@ -244,7 +244,8 @@ def test_targets_are_met_not_met_or_not_measured():
 @pytest.mark.parametrize('argv,message', [
     (['--sizes', '64', '12y'], "argument --sizes: invalid size '12y'"),
     (['--repeats', '0'], '--repeats must be a positive integer, got 0'),
-    (['--from-json', 'no/such.json'], 'error: --from-json: no such file: no/such.json'),
+    (['--from-json', 'no/such.json'], 'error: --from-json: cannot read no/such.json'),
+    (['--from-json', osp.join(ROOT, 'docs', 'compare_demo.json')], 'is not a benchmark.json'),
     (['--from-json', 'a.json', '--profile'], '--profile, --note and --autocast measure or record a new run'),
     (['--modes', 'detector-train', '--profile'], '--profile profiles the backbone modes'),
     (['--autocast', 'bf16', '--modes', 'detector-train', '--device', 'cpu'],

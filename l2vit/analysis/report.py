@@ -214,6 +214,21 @@ def benchmark_section(report: Record, targets: Sequence[Target] = (), heading: s
     return lines + ([''] + [f'- note: {n}' for n in report['notes']] if report['notes'] else [])
 
 
+def load_benchmarks(paths: Sequence[str]) -> List[Record]:
+    """Saved ``benchmark.json`` records, each checked to be one."""
+    from ..errors import ToolError
+    records = []
+    for path in paths:
+        try:
+            with open(path, encoding='utf-8') as f:
+                records.append(json.load(f))
+        except (OSError, ValueError) as err:
+            raise ToolError(f'--from-json: cannot read {path} ({err})') from err
+        if not isinstance(records[-1], dict) or records[-1].get('schema') != 'l2vit-benchmark/1':
+            raise ToolError(f'--from-json: {path} is not a benchmark.json of tools/analysis/benchmark.py')
+    return records
+
+
 def section_title(report: Record) -> str:
     m, precision = report['machine'], report['settings'].get('autocast')
     where = f'GPU: {m["device_name"]}' if m['device'] == 'cuda' else f'CPU: {m["cpu"]}, {m["threads"]} threads'

@@ -8,8 +8,7 @@ iteration against Swin-T's, in one process (l2vit.analysis.benchmark); the page 
         [--profile [N|HxW]] [--note TEXT] [--config CONFIG] [--out-dir work_dirs/benchmark] [--docs PAGE.md]
     python tools/analysis/benchmark.py --from-json A.json [B.json ...] --docs docs/benchmarks.md
 
-Writes benchmark.json and benchmark.png to --out-dir and prints the tables; --docs also writes the Markdown page
-(l2vit.analysis.report), --from-json renders saved runs again without measuring.
+Writes benchmark.json and benchmark.png to --out-dir, prints the tables; --docs: the page, --from-json: no measuring.
 """
 import argparse
 import json
@@ -23,7 +22,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 warnings.filterwarnings('ignore', message='torch.utils.checkpoint: the use_reentrant parameter', category=UserWarning)
 
 from l2vit.apis.cli import image_size  # noqa: E402
-from l2vit.errors import ToolError, error_exit  # noqa: E402
+from l2vit.errors import error_exit  # noqa: E402
 
 MODELS, MODES = ('l2vit-t', 'swin-t', 'vit-s'), ('infer', 'train', 'train-cp', 'detector-train')
 SIZES = ('224', '512', '800x1333', '1024', '1536', '2048')
@@ -55,8 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     add('--modes', nargs='+', choices=MODES, default=list(MODES[:3]), help='detector-train only when named')
     add('--models', nargs='+', choices=MODELS, default=list(MODELS), help='default: all')
     add('--compile', action='store_true', help='also time l2vit-t+compile (infer and train)')
-    add('--onnxruntime', action='store_true', help='also time L²ViT-T exported to ONNX in onnxruntime (infer, CPU)')
-    add('--openvino', action='store_true', help='also time the same ONNX file in OpenVINO (infer, CPU)')
+    for runtime in ('onnxruntime', 'openvino'):
+        add(f'--{runtime}', action='store_true', help=f'also time L²ViT-T exported to ONNX in {runtime} (infer, CPU)')
     add('--batch', type=int, help='images per step (default 1; detector-train: 2)')
     add('--warmup', type=int, default=2, help='warm-up steps per model and size (default 2)')
     add('--repeats', type=int, default=5, help='timed interleaved rounds per size (default 5)')
@@ -69,7 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     add('--profile', nargs='?', const=True, type=image_size, metavar='N|HxW',
         help='also profile one step per model and backbone mode at this size (alone: the first of --sizes)')
     add('--note', action='append', metavar='TEXT', help='a note recorded with the run (repeatable)')
-    add('--config', default='configs/maskrcnn_l2vit.py', help='the Mask R-CNN config whose L2ViT is measured')
+    add('--config', default=osp.relpath(osp.join(osp.dirname(__file__), '..', '..', 'configs', 'maskrcnn_l2vit.py')),
+        help='the Mask R-CNN config whose L2ViT is measured (default: this repository\'s configs/maskrcnn_l2vit.py)')
     add('--out-dir', default=osp.join('work_dirs', 'benchmark'), help='where benchmark.json and benchmark.png go')
     add('--docs', metavar='PATH', help='also write the Markdown page (e.g. docs/benchmarks.md)')
     add('--from-json', nargs='+', metavar='FILE', help='measure nothing: render saved benchmark.json files')
@@ -94,10 +94,7 @@ def main(argv=None) -> int:
     with error_exit():
         paths = [osp.normpath(p) for p in args.from_json or [osp.join(args.out_dir, 'benchmark.json')]]
         if args.from_json:
-            missing = [p for p in paths if not osp.isfile(p)]
-            if missing:
-                raise ToolError(f'--from-json: no such file: {", ".join(missing)}')
-            records = [json.load(open(p, encoding='utf-8')) for p in paths]
+            records = report.load_benchmarks(paths)
         else:
             records = [benchmark_backbones(
                 args.config, args.sizes, args.modes, args.models, args.device, args.threads, args.batch, args.warmup,
