@@ -273,9 +273,7 @@ def slope(points: Sequence[Tuple[float, float]]) -> Optional[float]:
     x or a y that is not positive."""
     if len({x for x, _ in points}) < 2 or any(y is None or y <= 0 for _, y in points):
         return None
-    xs, ys = [math.log(x) for x, _ in points], [math.log(y) for _, y in points]
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx)**2 for x in xs)
+    return statistics.linear_regression([math.log(x) for x, _ in points], [math.log(y) for _, y in points]).slope
 
 
 def _quotient(a: Optional[float], b: Optional[float]) -> Optional[float]:
@@ -490,7 +488,7 @@ def _count_flops(record: dict, models: Dict[str, Any], batch: int, device: Any) 
 
     import torch
 
-    from .flops import count_flops
+    from .flops import count
     _progress('counting FLOPs ...')
     counted: Dict[Tuple[str, str], Optional[int]] = {}
     for entry in record['results']:
@@ -502,7 +500,7 @@ def _count_flops(record: dict, models: Dict[str, Any], batch: int, device: Any) 
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter('ignore')
-                    counted[key] = count_flops(models[key[0]], torch.randn(
+                    counted[key] = count(models[key[0]], torch.randn(
                         batch, 3, entry['height'], entry['width']).to(device))[0]
             except Exception as err:  # noqa: BLE001  (a model that cannot be traced: keep its timings)
                 counted[key] = None
