@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from helpers import ROOT, run_main
-from l2vit.analysis import benchmark, op_profile
+from l2vit.analysis import benchmark, op_profile, report
 from l2vit.analysis.benchmark import derive, measure_steps, peak_memory
 
 TOOL = osp.join(ROOT, 'tools', 'analysis', 'benchmark.py')
@@ -230,25 +230,22 @@ def test_over_the_budget_a_model_is_skipped_at_that_size_and_the_larger_ones(tmp
 
 
 def test_targets_are_met_not_met_or_not_measured():
-    tool = runpy.run_path(TOOL, run_name='l2vit_tool_under_test')
-    value, targets = tool['target_value'], {t['key']: t for t in tool['TARGETS']}
+    targets = [t for t in runpy.run_path(TOOL, run_name='l2vit_tool_under_test')['TARGETS'] if '800x1333' in str(t)]
     entries = [_entry('l2vit-t', 'train', (800, 1333), 0.8, 700), _entry('swin-t', 'train', (800, 1333), 1.0, 1000),
                _entry('l2vit-t', 'train-cp', (800, 1333), 0.9, 500)]
-    report = dict(results=entries, derived=derive(entries))
-    assert math.isclose(value(report, targets['train_time_vs_swin_800x1333']), 0.8)
-    assert math.isclose(value(report, targets['train_memory_vs_swin_800x1333']), 0.7)
-    assert math.isclose(value(report, targets['checkpoint_memory']), 500 / 700)
-    assert value(report, targets['train_time_vs_swin_512x512']) is None
-    lines = tool['targets_table'](report)
-    assert any('train at 800×1333: L²ViT-T / Swin-T time ≤ 0.90 | 0.80 | met' in line for line in lines)
-    assert any('800×1333: L²ViT-T train-cp peak memory ≤ 0.6 × train | 0.71 | not met' in line for line in lines)
-    assert any('train at 512²: L²ViT-T / Swin-T time ≤ 0.90 | — | not measured' in line for line in lines)
+    rows = {(t[2], t[3].get('mode')): row for t, row in zip(targets, report.target_rows(
+        dict(results=entries, derived=derive(entries)), targets))}
+    assert rows[('time_vs_swin', 'train')][1:] == (0.8, 'met')
+    assert rows[('memory_vs_swin', 'train')][1:] == (0.7, 'met')
+    assert rows[('ratio', None)][1:] == (500 / 700, 'not met')
+    assert rows[('time_vs_swin', 'infer')][1:] == (None, 'not measured')
 
 
 @pytest.mark.parametrize('argv,message', [
     (['--sizes', '64', '12y'], "argument --sizes: invalid size '12y'"),
     (['--repeats', '0'], '--repeats must be a positive integer, got 0'),
-    (['--from-json', 'no/such.json'], 'error: --from-json: no such file: no/such.json'),
+    (['--from-json', 'no/such.json'], 'error: --from-json: cannot read no/such.json'),
+    (['--from-json', osp.join(ROOT, 'docs', 'compare_demo.json')], 'is not a benchmark.json'),
     (['--from-json', 'a.json', '--profile'], '--profile, --note and --autocast measure or record a new run'),
     (['--modes', 'detector-train', '--profile'], '--profile profiles the backbone modes'),
     (['--autocast', 'bf16', '--modes', 'detector-train', '--device', 'cpu'],
@@ -264,7 +261,7 @@ def test_bad_options_are_clear_errors_and_write_nothing(tmp_path, argv, message)
 
 def test_detector_configs_differ_only_in_the_backbone():
     config = str(ROOT / 'configs' / 'maskrcnn_l2vit.py')
-    configs = benchmark._detector_configs(config, ['l2vit-t', 'swin-t', 'vit-s'], torch.device('cpu'))
+    configs = benchmark._detector_configs(config, ['l2vit-t', 'swin-t', 'vit-s'], CPU)
     l2vit, swin = (configs[n].to_dict() for n in ('l2vit-t', 'swin-t'))
     assert (l2vit['model']['backbone']['type'], swin['model']['backbone']['type']) == ('L2ViT', 'SwinTransformer')
     assert l2vit['model']['backbone']['cpu_fast_paths']  # on a CPU, L²ViT as the demo configs run it

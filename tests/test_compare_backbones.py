@@ -1,6 +1,7 @@
 """tools/analysis/compare_backbones.py: every backbone swap builds and runs for every detection and segmentation
 config family; each bad input is a clear error (tool exit 2 and the API's ToolError); a tiny --train end to end."""
 import json
+import math
 import os.path as osp
 import sys
 from collections import OrderedDict
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from helpers import CONFIG_DIR, ROOT, SMALL_ARCH, configs_of_scope, load_config, run_main
+from l2vit.analysis import report
 from l2vit.analysis.compare import (BACKBONES, backbone_variants, build_variant, check_backbones, iteration_schedule,
                                     packed_inputs, task_of)
 from l2vit.errors import ToolError
@@ -139,6 +141,22 @@ def test_a_missing_dataset_is_reported_before_anything_is_measured(tmp_path):
     stderr = _tool_error(DEMO_CONFIG, '--backbones', 'l2vit-t', 'swin-t', '--train', '2', '--cfg-options',
                          f'train_dataloader.dataset.data_root={missing}/')
     assert 'error: the dataset is missing' in stderr and missing in stderr
+
+
+def test_the_saved_demo_comparison_renders_its_numbers_and_plots(tmp_path):
+    """docs/compare_demo.json (the README's table): a row per backbone with its measured numbers, and both plots."""
+    record = json.loads((ROOT / 'docs' / 'compare_demo.json').read_text(encoding='utf-8'))
+    paths = report.write_compare(record, str(tmp_path))
+    assert [osp.basename(p) for p in paths] == ['compare.json', 'compare.md', 'compare_curves.png',
+                                                'compare_tradeoff.png']
+    lines = (tmp_path / 'compare.md').read_text(encoding='utf-8').splitlines()
+    for entry in record['backbones'].values():
+        row = next(line for line in lines if line.startswith(f'| {entry["label"]} |'))
+        cells = [float(cell) for cell in row.strip('| ').split(' | ')[1:]]
+        metric = entry['training']['evals'][-1]['metrics'][record['metric']]
+        for number in (entry['infer']['images_per_s'], entry['train']['median_s'], metric):
+            assert any(math.isclose(cell, number, abs_tol=0.006) for cell in cells), (number, row)
+    assert all(open(p, 'rb').read(4) == b'\x89PNG' for p in paths[2:])
 
 
 # ------------------------------------------------------------------------------------------------ end to end

@@ -4,7 +4,6 @@ FLOPs and parameter counts of the ImageNet models (its main called in this proce
 import math
 import os.path as osp
 import re
-import runpy
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ from torch import nn
 from helpers import ROOT, SMALL_ARCH, run_main
 from l2vit.analysis import flops as flops_module
 from l2vit.analysis.flops import count_flops, flop_analyzer
+from l2vit.analysis.report import table
 from l2vit.models import L2ViT
 from l2vit.models.attention import LinearAttention, WindowAttention
 
@@ -151,12 +151,8 @@ def test_count_flops_returns_totals_and_table():
 # ---------------------------------------------------------------------------------------------------- the tool
 def test_table_and_classifier_test_size_from_plain_values():
     from mmengine.config import ConfigDict
-    format_table = runpy.run_path(TOOL, run_name='l2vit_tool_under_test')['format_table']
-    assert format_table([('backbone', 27.834e6, 4.2049e9), ('whole model', 28.6e6, None)]).split('\n') == [
-        '| part         | params (M) | FLOPs (G) |',
-        '|--------------|-----------:|----------:|',
-        '| backbone     |      27.83 |      4.20 |',
-        '| whole model  |      28.60 |       n/a |']
+    assert table(['part', 'FLOPs'], [['backbone', '4.20'], ['whole model', '—']]) == [
+        '| part | FLOPs |', '|---|---:|', '| backbone | 4.20 |', '| whole model | — |']
     resize_crop = [dict(type='ResizeEdge', scale=438, edge='short'), dict(type='CenterCrop', crop_size=384)]
     assert flops_module.classifier_test_size(ConfigDict(test_dataloader=dict(dataset=dict(pipeline=resize_crop)))) \
         == (384, 384)
@@ -165,7 +161,7 @@ def test_table_and_classifier_test_size_from_plain_values():
     assert flops_module.classifier_test_size(ConfigDict(test_pipeline=[dict(type='PackInputs')])) is None
 
 
-ROW = r'\|\s*{}\s*\|\s*([\d.]+)\s*\|\s*([\d.]+|n/a)\s*\|'
+ROW = r'\|\s*{}\s*\|\s*([\d.]+)\s*\|\s*([\d.]+|—)\s*\|'
 
 
 def run_tool(*args):
@@ -175,7 +171,7 @@ def run_tool(*args):
     for part in ('backbone', 'whole model'):
         m = re.search(ROW.format(part), out)
         assert m, f'no {part} row in:\n{out}'
-        rows[part] = (float(m.group(1)), None if m.group(2) == 'n/a' else float(m.group(2)))
+        rows[part] = (float(m.group(1)), None if m.group(2) == '—' else float(m.group(2)))
     return out, rows
 
 

@@ -145,10 +145,6 @@ class BlockInput:
     tokens: Tensor
     cache: Dict[int, Tuple[Tensor, Tensor]] = field(default_factory=dict, repr=False)
 
-    @property
-    def window_size(self) -> Optional[int]:
-        return self.module.window_size if self.kind == 'window' else None
-
 
 class AttentionRecorder:
     """Context manager recording every block's attention input (:class:`BlockInput`, ``records`` in depth order)

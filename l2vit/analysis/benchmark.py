@@ -1,7 +1,7 @@
 """Time and peak memory of backbones and whole detectors, measured side by side in one process; plain data out.
 
 :func:`measure_steps` times plain callables in interleaved rounds (so that the machine's drift hits all alike) with
-``torch.utils.benchmark``'s accelerator-synchronising clock and ``Measurement`` medians, then their peak tensor
+``torch.utils.benchmark``'s accelerator-synchronising clock (medians), then their peak tensor
 memory (a GPU's ``max_memory_allocated``; on the CPU the running sum of ``torch.profiler``'s allocation records).
 :func:`benchmark_backbones` runs it for L²ViT-T (a config's), Swin-T and ViT-S/16 per mode (``infer``, ``train``:
 loss = sum of the outputs' means, backward; ``train-cp``: built ``with_cp``; ``detector-train``: one
@@ -11,17 +11,15 @@ loss = sum of the outputs' means, backward; ``train-cp``: built ``with_cp``; ``d
 import contextlib
 import copy
 import datetime
-import decimal
 import functools
 import gc
-import json
+import itertools
 import math
 import os
 import os.path as osp
 import platform
 import statistics
 import sys
-import tempfile
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ToolError
@@ -62,23 +60,16 @@ def _release(device: Any) -> None:
 
 def _cpu_tensor_peak(step: Callable[[], Any]) -> int:
     """The most bytes CPU tensors hold at once during ``step`` beyond those held before: the running sum, in time
-    order, of the profiler's allocation (+) and release (-) records, read from its Chrome trace (``prof.events()``
-    sums each op's records, which would miss a temporary freed inside an op)."""
+    order, of the profiler's allocation (+) and release (-) records (``prof.events()`` sums each op's records, which
+    would miss a temporary freed inside an op)."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
     os.environ.setdefault('KINETO_LOG_LEVEL', '6')  # no profiler progress lines or a CPU machine's 'ERROR'
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
-    with tempfile.TemporaryDirectory() as folder:
-        prof.export_chrome_trace(osp.join(folder, 'trace.json'))
-        with open(osp.join(folder, 'trace.json'), encoding='utf-8') as f:
-            events = json.load(f, parse_float=decimal.Decimal)['traceEvents']
-    records = sorted((decimal.Decimal(e['ts']), int(e['args']['Bytes'])) for e in events
-                     if e.get('name') == '[memory]' and e.get('args', {}).get('Device Type') == 0)
-    live = peak = 0
-    for _, nbytes in records:
-        live += nbytes
-        peak = max(peak, live)
-    return peak
+    records = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                     if e.name() == '[memory]' and e.device_type() == DeviceType.CPU)
+    return max([0, *itertools.accumulate(nbytes for _, nbytes in records)])
 
 
 def peak_memory(step: Callable[[], Any], device: Any) -> int:
@@ -100,11 +91,6 @@ def _seconds(step: Callable[[], Any]) -> float:
     start = timer()
     step()
     return timer() - start
-
-
-def _median(times: List[float]) -> float:
-    from torch.utils.benchmark import Measurement, TaskSpec
-    return Measurement(1, list(times), TaskSpec(stmt='step()', setup='pass')).median
 
 
 def _error_text(err: BaseException) -> str:
@@ -164,7 +150,7 @@ def measure_steps(steps: Dict[str, Callable[[], Any]], device: Any, warmup: int 
             results[name]['memory_bytes'] = attempt(name, lambda: peak_memory(live[name], device))
     for result in results.values():
         if result['status'] == 'measured':
-            result.update(median_s=_median(result['times_s']), min_s=min(result['times_s']))
+            result.update(median_s=statistics.median(result['times_s']), min_s=min(result['times_s']))
     _release(device)
     return results, reference_times
 
@@ -287,9 +273,7 @@ def slope(points: Sequence[Tuple[float, float]]) -> Optional[float]:
     x or a y that is not positive."""
     if len({x for x, _ in points}) < 2 or any(y is None or y <= 0 for _, y in points):
         return None
-    xs, ys = [math.log(x) for x, _ in points], [math.log(y) for _, y in points]
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx)**2 for x in xs)
+    return statistics.linear_regression([math.log(x) for x, _ in points], [math.log(y) for _, y in points]).slope
 
 
 def _quotient(a: Optional[float], b: Optional[float]) -> Optional[float]:
@@ -472,11 +456,11 @@ def benchmark_backbones(config: str, sizes: Sequence[Tuple[int, int]], modes: Se
                 record['results'].append(dict(
                     model=name, mode=mode, size=f'{size[0]}x{size[1]}', height=size[0], width=size[1],
                     pixels=size[0] * size[1], **result, macs=None, flops_per_s=None, gemm_percent=None,
-                    gemm_median_s=_median(times) if result['status'] == 'measured' else None))
+                    gemm_median_s=statistics.median(times) if result['status'] == 'measured' else None))
             del steps, timed
     if flops and 'infer' in modes:
         _count_flops(record, built['plain'], batches['infer'], device)
-    median = _median(gemm_times)
+    median = statistics.median(gemm_times)
     record['gemm'] = dict(op='torch.mm', dtype=dtype, m=gemm_size, n=gemm_size, k=gemm_size, times_s=gemm_times,
                           median_s=median, min_s=min(gemm_times), flops_per_s=2 * gemm_size**3 / median)
     for entry in record['results']:
@@ -504,7 +488,7 @@ def _count_flops(record: dict, models: Dict[str, Any], batch: int, device: Any) 
 
     import torch
 
-    from .flops import count_flops
+    from .flops import count
     _progress('counting FLOPs ...')
     counted: Dict[Tuple[str, str], Optional[int]] = {}
     for entry in record['results']:
@@ -516,7 +500,7 @@ def _count_flops(record: dict, models: Dict[str, Any], batch: int, device: Any) 
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter('ignore')
-                    counted[key] = count_flops(models[key[0]], torch.randn(
+                    counted[key] = count(models[key[0]], torch.randn(
                         batch, 3, entry['height'], entry['width']).to(device))[0]
             except Exception as err:  # noqa: BLE001  (a model that cannot be traced: keep its timings)
                 counted[key] = None

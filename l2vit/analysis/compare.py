@@ -11,6 +11,7 @@ import functools
 import importlib
 import inspect
 import io
+import json
 import numbers
 import os
 import os.path as osp
@@ -280,11 +281,7 @@ def backbone_variants(cfg: Any, names: Sequence[str], scale: Optional[float] = N
 
 def _plain(value: Any) -> Any:
     """A JSON-able copy (tuples as lists, other objects as text)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+    return json.loads(json.dumps(value, default=str))
 
 
 def build_variant(variant: Variant, with_optimizer: bool = True) -> Tuple[Any, Any]:

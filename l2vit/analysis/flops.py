@@ -222,3 +222,19 @@ def count_model(model, scope: str, shape: Tuple[int, int],
         notes.append('the parameters include the auxiliary head (training only); the FLOPs do not.')
     tables.append(('whole model', analyzer))
     return rows, notes, tables
+
+
+def count_config(config: str, shape: Optional[Sequence[int]] = None, cfg_options: Optional[dict] = None) -> dict:
+    """What ``tools/analysis/get_flops.py`` prints: the ``scope``, ``model`` class name, ``size`` (H, W), ``rows``,
+    ``notes`` and per-module ``tables`` (:func:`count_model`) of a config's model on one random image of ``shape``
+    ((H, W) or (N, ): a square; default: :data:`DEFAULT_SHAPES`, or an mmpretrain config's test size)."""
+    from ..models import L2ViT
+    torch.manual_seed(0)
+    model, scope, cfg = build_model(config, cfg_options)
+    backbone = getattr(model, 'backbone', None)
+    notes = [] if isinstance(backbone, L2ViT) else [
+        f'model.backbone is {type(backbone).__name__}, not L2ViT; counted all the same.']
+    size = (shape[0], shape[-1]) if shape else (scope == 'mmpretrain' and classifier_test_size(cfg)) or \
+        DEFAULT_SHAPES[scope]
+    rows, more, tables = count_model(model, scope, size, config)
+    return dict(scope=scope, model=type(model).__name__, size=size, rows=rows, notes=notes + more, tables=tables)

@@ -1,8 +1,7 @@
 """Where one step's time goes: ``torch.profiler`` self times of its ops summed by op family (:data:`OP_FAMILIES`)
-and direction. An op is backward when it lies (``cpu_parent`` chain) inside ``BACKWARD_MARK`` (the step's
-``loss.backward()``) or one of autograd's ``evaluate_function`` events, forward inside ``FORWARD_MARK``; outside both,
-by its name. Recomputed (checkpointed) forward ops count as backward: that is when they run. On a GPU each kernel's
-duration is also counted for the op that launched it."""
+and direction. An op is backward when it starts inside ``BACKWARD_MARK``'s time range (``loss.backward()``), so
+that recomputed (checkpointed) forward ops count as backward: that is when they run."""
+import collections
 import os
 import re
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -12,7 +11,6 @@ __all__ = ['FORWARD_MARK', 'BACKWARD_MARK', 'OP_FAMILIES', 'FAMILY_NAMES', 'op_f
 
 FORWARD_MARK = 'l2vit_benchmark::forward'
 BACKWARD_MARK = 'l2vit_benchmark::backward'
-ENGINE_PREFIX = 'autograd::engine::evaluate_function:'
 DIRECTIONS = ('forward', 'backward')
 OTHER = 'other'
 #: How many ops the record lists per step (the largest by self time), and at most how many of family "other".
@@ -85,7 +83,6 @@ FAMILY_NAMES = tuple(f[0] for f in OP_FAMILIES) + (OTHER, )
 #: Families whose expressions match the whole event name, namespace included.
 _WHOLE_NAME = ('autograd engine', 'between ops')
 _PATTERNS = [(family, re.compile(pattern)) for family, _, pattern in OP_FAMILIES]
-_BACKWARD_NAME = re.compile(r'(_backward\w*|Backward\d*)$')
 
 
 def op_family(name: str) -> str:
@@ -101,18 +98,6 @@ def family_legend() -> List[Dict[str, str]]:
     """What each family holds, in table order, "other" last (for the record, so that a page explains itself)."""
     return [dict(family=f, holds=holds) for f, holds, _ in OP_FAMILIES] + [
         dict(family=OTHER, holds='every op no family above names (listed by name below the tables)')]
-
-
-def event_direction(event: Any) -> str:
-    """'backward' or 'forward' for one ``torch.profiler`` event (see the module's docstring)."""
-    parent = event
-    while parent is not None:
-        if parent.name == BACKWARD_MARK or parent.name.startswith(ENGINE_PREFIX):
-            return 'backward'
-        if parent.name == FORWARD_MARK:
-            return 'forward'
-        parent = parent.cpu_parent
-    return 'backward' if _BACKWARD_NAME.search(event.name) else 'forward'
 
 
 #: Where the operands of a matrix product are in its recorded ``input_shapes``, by op (without namespace): the index
@@ -141,63 +126,50 @@ def gemm_flop(name: str, shapes: Sequence[Sequence[int]]) -> Optional[int]:
     return None
 
 
-def _launching_op(event: Any) -> Any:
-    """The op whose work a device runtime call (a kernel launch) does: its nearest parent that is not one."""
-    while event.cpu_parent is not None and op_family(event.name) == 'device runtime':
-        event = event.cpu_parent
-    return event
-
-
 def summarize_events(events: Sequence[Any], clock: str = 'cpu', top: int = TOP_OPS) -> Dict[str, Any]:
     """Self time (ms) of one profiled step's CPU-side events (``prof.events()``; ``clock`` 'cuda': their kernels'
-    durations, counted for the launching op) by family and direction (``families``, ``by_direction``,
-    ``total_ms``), the ``top`` largest ops (``top_ops``) and of family "other" (``other_ops``, ``other_ops_left``),
-    and with shapes recorded ``gemm_products``: the matrix products' operations (:func:`gemm_flop`), time, calls
-    and rate."""
+    self device time) per op, input shapes and direction (inside ``BACKWARD_MARK``'s time range or not), summed by
+    torch's ``FunctionEventAvg``; summed by family (``families``, ``by_direction``, ``total_ms``); the
+    ``top`` largest ops (``top_ops``) and of family "other" (``other_ops``, ``other_ops_left``); with shapes
+    recorded, ``gemm_products``: the matrix products' operations (:func:`gemm_flop`), time, calls and rate."""
     import torch
-    cpu = torch.autograd.DeviceType.CPU
+    from torch.autograd.profiler_util import FunctionEventAvg
+    marks = [e.time_range for e in events if e.name == BACKWARD_MARK]
+    groups: Dict[Tuple[str, str, str], Any] = collections.defaultdict(FunctionEventAvg)
+    for e in events:
+        if e.device_type == torch.autograd.DeviceType.CPU and not e.is_async:
+            backward = any(m.start <= e.time_range.start <= m.end for m in marks)
+            groups[(e.key, DIRECTIONS[backward], str(e.input_shapes))].add(e)
     by_op: Dict[Tuple[str, str], List[float]] = {}
     products = dict(flop=0, ms=0.0, calls=0)
-    for event in events:
-        if event.device_type != cpu or event.is_async:
-            continue
-        if clock == 'cpu':
-            owner, micros = event, event.self_cpu_time_total
-        else:
-            owner, micros = _launching_op(event), sum(kernel.duration for kernel in event.kernels)
-        cell = by_op.setdefault((owner.name, event_direction(owner)), [0.0, 0])
-        cell[0] += micros / 1e3
-        flop = gemm_flop(owner.name, getattr(owner, 'input_shapes', None) or [])
+    for (name, direction, _), avg in groups.items():
+        ms = (avg.self_cpu_time_total if clock == 'cpu' else avg.self_device_time_total) / 1e3
+        cell = by_op.setdefault((name, direction), [0.0, 0])
+        cell[0], cell[1] = cell[0] + ms, cell[1] + avg.count
+        flop = gemm_flop(name, avg.input_shapes or [])
         if flop is not None:
-            products['ms'] += micros / 1e3
-        if owner is event:
-            cell[1] += 1
-            if flop is not None:
-                products['flop'] += flop
-                products['calls'] += 1
-    gemm_products = None
-    if products['calls']:
-        seconds = products['ms'] / 1e3
-        gemm_products = dict(products, flop_per_s=products['flop'] / seconds if seconds else None)
+            products.update(flop=products['flop'] + flop * avg.count, ms=products['ms'] + ms,
+                            calls=products['calls'] + avg.count)
     total = sum(ms for ms, _ in by_op.values())
-
-    def share(ms: float) -> Optional[float]:
-        return 100 * ms / total if total else None
-
     families: Dict[Tuple[str, str], List[float]] = {}
     for (name, direction), (ms, calls) in by_op.items():
         cell = families.setdefault((op_family(name), direction), [0.0, 0])
-        cell[0] += ms
-        cell[1] += calls
-    rows = [dict(family=f, direction=d, ms=families[(f, d)][0], share=share(families[(f, d)][0]),
-                 calls=families[(f, d)][1]) for f in FAMILY_NAMES for d in DIRECTIONS if (f, d) in families]
-    ops = [dict(op=name, family=op_family(name), direction=direction, ms=ms, share=share(ms), calls=calls)
+        cell[0], cell[1] = cell[0] + ms, cell[1] + calls
+
+    def row(ms: float, calls: int, **keys: str) -> Dict[str, Any]:
+        return dict(keys, ms=ms, share=100 * ms / total if total else None, calls=calls)
+
+    rows = [row(*families[(f, d)], family=f, direction=d) for f in FAMILY_NAMES for d in DIRECTIONS
+            if (f, d) in families]
+    ops = [row(ms, calls, op=name, family=op_family(name), direction=direction)
            for (name, direction), (ms, calls) in sorted(by_op.items(), key=lambda kv: (-kv[1][0], kv[0]))]
     other = [op for op in ops if op['family'] == OTHER]
+    seconds = products['ms'] / 1e3
     return dict(clock=clock, total_ms=total,
                 by_direction={d: sum(r['ms'] for r in rows if r['direction'] == d) for d in DIRECTIONS},
                 families=rows, top_ops=ops[:top], other_ops=other[:top], other_ops_left=max(0, len(other) - top),
-                gemm_products=gemm_products)
+                gemm_products=dict(products, flop_per_s=products['flop'] / seconds if seconds else None)
+                if products['calls'] else None)
 
 
 def profile_step(step: Callable[[], None], device: Any, top: int = TOP_OPS) -> Dict[str, Any]:

@@ -17,7 +17,7 @@ What is drawn
     a row per stage (long stages wrap), in depth order. A tile is the image with the block's attention of the query
     token overlaid, averaged over the heads: colours go from blue (no weight) to red (the tile's own maximum; every
     tile has its own colour scale, so compare spreads, not colours), and weightless areas stay almost clear. The
-    white cross is the query token. The tile's header is green for window blocks and blue for linear blocks and reads
+    white cross is the query token. The tile's title is green for window blocks and blue for linear blocks and reads
     ``H`` (entropy in nats / its maximum, log of the number of keys) and ``loc`` (share of the mass within the radius
     / what a uniform distribution would give).
 
@@ -48,15 +48,9 @@ Input
     backbone pads to its strides itself.
 """
 import argparse
-import json
-import math
-import os
-import os.path as osp
 import sys
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple
-
-import numpy as np
+from typing import Tuple
 
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
@@ -103,170 +97,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    import cv2
-
-    from l2vit.analysis.attention_maps import image_attention
-
+    from l2vit.analysis import image_attention, report
     with error_exit():
         found = image_attention(args.config, args.checkpoint, args.image, points=args.points, radius=args.radius,
                                 size=args.size, device=args.device, cfg_options=args.cfg_options)
-    stats, image = found['stats'], found['input']
-    os.makedirs(args.out_dir, exist_ok=True)
-    for k, ((y, x), point_in, blocks) in enumerate(zip(found['points'], found['points_in'], found['results'])):
-        grid = draw_grid(image, blocks, point_in, found['depths'], [
-            f'{osp.basename(args.image)}: query y={y:g} x={x:g} (input {image.shape[0]}x{image.shape[1]})',
-            'head-averaged attention; each tile scaled to its own max',
-            f'H: entropy / max (nats); loc: mass within r={args.radius:g} tokens / uniform'])
-        out = osp.join(args.out_dir, f'attention_p{k}_y{round(y)}_x{round(x)}.png')
-        cv2.imwrite(out, grid)
-        print(f'attention maps: {out}')
-    with open(osp.join(args.out_dir, 'stats.json'), 'w') as f:
-        json.dump(stats, f, indent=1)
-    plot_by_depth(stats, osp.join(args.out_dir, 'stats_by_depth.png'))
-    print(f'statistics:     {osp.join(args.out_dir, "stats.json")}')
-    print(f'by depth:       {osp.join(args.out_dir, "stats_by_depth.png")}')
-    for kind in ('window', 'linear'):
-        blocks = [b for p in stats['points'] for b in p['blocks'] if b['kind'] == kind and b['entropy'] is not None]
-        if blocks:
-            print(f'{kind:6s} blocks: mean entropy {sum(b["entropy"] for b in blocks) / len(blocks):.3f} nats, mean '
-                  f'local mass {sum(b["local_mass"] for b in blocks) / len(blocks):.3f} (radius {stats["radius"]:g})')
+    for path in report.write_attention(found, args.out_dir):
+        print(f'wrote {path}')
     return 0
-
-
-# ---------------------------------------------------------------------------------------------------------- drawing
-# A tile: the input image with the block's head-averaged attention of the query token overlaid (blue: no weight, red:
-# the tile's own maximum; weightless areas almost clear), the query token a white cross, a window block's window a
-# white frame; its header green for window blocks, blue for linear ones, with the entropy and the local mass.
-TILE = 200  # longer side of one tile, in pixels
-HEADER = 30  # height of a tile's caption
-MAX_COLS = 6
-WINDOW_BGR = (50, 110, 40)
-LINEAR_BGR = (130, 60, 30)
-
-
-def _text(img: np.ndarray, text: str, org: Tuple[int, int], scale: float = 0.38, color=(255, 255, 255)) -> None:
-    import cv2
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
-
-
-def _fmt(value: Optional[float]) -> str:
-    return '-' if value is None else f'{value:.2f}'
-
-
-def render_tile(small: np.ndarray, scale: Tuple[float, float], result, point_in: Tuple[float, float]) -> np.ndarray:
-    """A tile: ``small`` (the input image scaled by ``scale`` = (sy, sx)) with ``result``'s head-averaged map."""
-    import cv2
-    th, tw = small.shape[:2]
-    sy, sx = scale
-    stride = 4 * 2**result.stage
-    H, W = result.size
-    # The token under each tile pixel (pixel centres mapped back to the input image).
-    rows = np.minimum(((np.arange(th) + 0.5) / sy // stride).astype(int), H - 1)
-    cols = np.minimum(((np.arange(tw) + 0.5) / sx // stride).astype(int), W - 1)
-    weights = result.mean_weights.detach().cpu().double().numpy()
-    peak = weights.max()
-    norm = (weights / peak if peak > 0 else weights)[rows][:, cols]
-    heat = cv2.applyColorMap(np.clip(norm * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
-    alpha = (0.15 + 0.65 * norm)[..., None]
-    tile = (small * (1 - alpha) + heat * alpha).astype(np.uint8)
-    if result.window is not None:
-        y0, x0, y1, x1 = result.window
-        p0 = (int(x0 * stride * sx), int(y0 * stride * sy))
-        p1 = (min(int(x1 * stride * sx), tw - 1), min(int(y1 * stride * sy), th - 1))
-        cv2.rectangle(tile, p0, p1, (255, 255, 255), 1)
-    centre = (int(point_in[1] * sx), int(point_in[0] * sy))
-    cv2.drawMarker(tile, centre, (0, 0, 0), cv2.MARKER_CROSS, 13, 4)
-    cv2.drawMarker(tile, centre, (255, 255, 255), cv2.MARKER_CROSS, 11, 2)
-    header = np.zeros((HEADER, tw, 3), np.uint8)
-    header[:] = WINDOW_BGR if result.kind == 'window' else LINEAR_BGR
-    s = result.statistics
-    _text(header, f's{result.stage} b{result.block} {result.kind} ({result.num_heads} heads)', (4, 12))
-    _text(header, f'H {_fmt(s["entropy"])}/{s["max_entropy"]:.2f} loc {_fmt(s["local_mass"])}/'
-          f'{s["uniform_local_mass"]:.2f}', (4, 26))
-    return np.concatenate([header, tile], axis=0)
-
-
-def draw_grid(image: np.ndarray, results: list, point_in: Tuple[float, float], depths: Sequence[int],
-              title_lines: Sequence[str]) -> np.ndarray:
-    """All blocks' tiles for one query point: a row per stage (wrapping after MAX_COLS blocks)."""
-    import cv2
-    h, w = image.shape[:2]
-    scale = TILE / max(h, w)
-    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    scale = (small.shape[0] / h, small.shape[1] / w)
-    cols = max(1, min(max(depths), MAX_COLS))
-    th, tw = small.shape[0] + HEADER, small.shape[1]
-    gap = 4
-    rows_per_stage = [math.ceil(d / cols) for d in depths]
-    width = max(cols * (tw + gap) + gap, 420)
-    banner = 16 * len(title_lines) + 8
-    canvas = np.full((banner + sum(rows_per_stage) * (th + gap) + gap, width, 3), 255, np.uint8)
-    for i, line in enumerate(title_lines):
-        _text(canvas, line, (gap, 16 * (i + 1)), 0.42, (0, 0, 0))
-    by_stage: Dict[int, list] = {}
-    for r in results:
-        by_stage.setdefault(r.stage, []).append(r)
-    top = banner
-    for stage, count in enumerate(rows_per_stage):
-        for j, r in enumerate(by_stage.get(stage, [])):
-            y = top + (j // cols) * (th + gap) + gap
-            x = gap + (j % cols) * (tw + gap)
-            canvas[y:y + th, x:x + tw] = render_tile(small, scale, r, point_in)
-        top += count * (th + gap)
-    return canvas
-
-
-def _depth_series(entries: List[dict], key: str) -> Dict[str, Tuple[List[int], List[float]]]:
-    """{'window'|'linear': (depths, values)} of ``key`` averaged over points."""
-    series = {}
-    for kind in ('window', 'linear'):
-        xs, ys = [], []
-        for depth in sorted({b['depth'] for b in entries if b['kind'] == kind}):
-            vals = [b[key] for b in entries if b['depth'] == depth and b[key] is not None]
-            if vals:
-                xs.append(depth)
-                ys.append(sum(vals) / len(vals))
-        series[kind] = (xs, ys)
-    return series
-
-
-PANELS = (('entropy', 'max_entropy', 'entropy (nats)'), ('local_mass', 'uniform_local_mass', 'local mass share'))
-
-
-def plot_by_depth(stats: dict, path: str) -> None:
-    """Entropy and local mass against block depth, window and linear blocks as separate series."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    entries = [dict(b, point=k) for k, p in enumerate(stats['points']) for b in p['blocks']]
-    blocks = stats['blocks']
-    labels = [f's{b["stage"]}b{b["block"]}' for b in blocks]
-    boundaries = [b['depth'] - 0.5 for b in blocks if b['block'] == 0 and b['depth'] > 0]
-    colors = {'window': '#2a7a1f', 'linear': '#1f4fb0'}
-    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 0.35 * len(blocks) + 3), 6.5), sharex=True)
-    for ax, (key, ref, name) in zip(axes, PANELS):
-        for kind, marker in (('window', 's'), ('linear', 'o')):
-            for k in range(len(stats['points'])):
-                pts = [(b['depth'], b[key]) for b in entries if b['kind'] == kind and b['point'] == k
-                       and b[key] is not None]
-                if pts:
-                    ax.scatter(*zip(*pts), color=colors[kind], alpha=0.25, s=12, marker=marker)
-            xs, ys = _depth_series(entries, key)[kind]
-            ax.plot(xs, ys, marker=marker, color=colors[kind], label=f'{kind} blocks (mean over points)')
-            xs, ys = _depth_series(entries, ref)[kind]
-            ax.plot(xs, ys, linestyle=':', color=colors[kind], label=f'{kind}: uniform reference')
-        for x in boundaries:
-            ax.axvline(x, color='0.7', linewidth=0.8, linestyle='--')
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-    axes[1].set_ylim(-0.02, 1.02)
-    axes[1].set_xticks(range(len(labels)), labels, rotation=60, fontsize=7)
-    axes[1].set_xlabel(f'block (depth order); local mass: within Chebyshev radius {stats["radius"]:g} tokens')
-    axes[0].legend(fontsize=7, loc='best')
-    axes[0].set_title('Attention concentration by depth')
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == '__main__':

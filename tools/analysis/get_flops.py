@@ -24,9 +24,7 @@ itself). If the whole model cannot be traced the tool says so and still prints t
 """
 import argparse
 import sys
-import time
 import warnings
-from typing import Optional, Sequence
 
 from l2vit.errors import error_exit
 
@@ -51,56 +49,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def format_table(rows: Sequence[tuple]) -> str:
-    """The rows as a Markdown table: parameters in M, FLOPs in G, two decimals (``n/a`` for None)."""
-    lines = [f'| {"part":<12} | {"params (M)":>10} | {"FLOPs (G)":>9} |', f'|{"-" * 14}|{"-" * 11}:|{"-" * 10}:|']
-    for name, params, flops in rows:
-        p = f'{params / 1e6:.2f}' if params is not None else 'n/a'
-        f = f'{flops / 1e9:.2f}' if flops is not None else 'n/a'
-        lines.append(f'| {name:<12} | {p:>10} | {f:>9} |')
-    return '\n'.join(lines)
-
-
-def print_model_flops(config: str, shape: Optional[Sequence[int]] = None, cfg_options: Optional[dict] = None,
-                      show_table: bool = False, max_depth: int = 3) -> None:
-    """What ``tools/analysis/get_flops.py`` prints for a config: its model's parameters and FLOPs (the backbone's
-    too) on one random image of ``shape`` ((H, W) or (N, ): a square; default: :data:`DEFAULT_SHAPES`, or an
-    mmpretrain config's test size), the notes, and with ``show_table`` mmengine's per-module tables."""
-    import torch
-    from mmengine.analysis.print_helper import complexity_stats_table
-
-    from l2vit.analysis.flops import DEFAULT_SHAPES, build_model, classifier_test_size, count_model
-    from l2vit.models import L2ViT
-
-    torch.manual_seed(0)
-    model, scope, cfg = build_model(config, cfg_options)
-    backbone = getattr(model, 'backbone', None)
-    if not isinstance(backbone, L2ViT):
-        print(f'note: model.backbone is {type(backbone).__name__}, not L2ViT; counting it all the same.')
-    if shape is None:
-        size = (scope == 'mmpretrain' and classifier_test_size(cfg)) or DEFAULT_SHAPES[scope]
-    else:
-        size = (shape[0], shape[-1])
-    start = time.perf_counter()
-    rows, notes, tables = count_model(model, scope, size, config)
-    print(f'config: {config} ({scope}, {type(model).__name__})')
-    print(f'input shape: 1x3x{size[0]}x{size[1]}')
-    print(format_table(rows))
-    print('FLOPs: multiply-adds (mmengine convention), attention products included.')
-    for note in notes:
-        print(f'note: {note}')
-    if show_table:
-        for name, analyzer in tables:
-            print(f'\n{name}, per module:')
-            print(complexity_stats_table(analyzer, max_depth=max_depth, show_param_shapes=False))
-    print(f'(counted in {time.perf_counter() - start:.1f} s)', file=sys.stderr)
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from mmengine.analysis.print_helper import complexity_stats_table
+
+    from l2vit.analysis.flops import count_config
+    from l2vit.analysis.report import fmt, table
     with error_exit():
-        print_model_flops(args.config, args.shape, args.cfg_options, show_table=args.show_table,
-                          max_depth=args.max_depth)
+        counted = count_config(args.config, args.shape, args.cfg_options)
+    print(f'config: {args.config} ({counted["scope"]}, {counted["model"]})')
+    print('input shape: 1x3x{}x{}'.format(*counted['size']))
+    print('\n'.join(table(['part', 'params (M)', 'FLOPs (G)'], [
+        [part, fmt(params, 2, 1e6), fmt(flops, 2, 1e9)] for part, params, flops in counted['rows']])))
+    print('FLOPs: multiply-adds (mmengine convention), attention products included.')
+    print('\n'.join(f'note: {note}' for note in counted['notes']))
+    for name, analyzer in counted['tables'] if args.show_table else ():
+        print(f'\n{name}, per module:')
+        print(complexity_stats_table(analyzer, max_depth=args.max_depth, show_param_shapes=False))
     return 0
 
 
