@@ -19,7 +19,7 @@ import numpy as np
 from ..testing import metainfo
 
 
-def write_annotations(path: str, images: int = 118287, per_image: int = 7, vertices: int = 24, seed: int = 0) -> int:
+def write_annotations(path: str, images: int = 118287, per_image: int = 8, vertices: int = 24, seed: int = 0) -> int:
     """A COCO-format file of ``images`` 640x480 images with ``per_image`` polygon instances each (of the synthetic
     COCO set's classes); returns its size in bytes."""
     rng = np.random.default_rng(seed)

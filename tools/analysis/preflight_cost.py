@@ -2,8 +2,8 @@
 
     python tools/analysis/preflight_cost.py [--config CONFIG] [--images N] [--work-dir DIR] [--repeats K]
 
-Writes a COCO-format file the size of instances_train2017.json (118,287 images, 7 polygon instances each: about
-450 MB) into DIR, then times the preflight and mmdet's DATASETS.build + full_init of it, each in a fresh process,
+Writes a COCO-format file the size of instances_train2017.json (118,287 images, 8 polygon instances each: about
+460 MB) into DIR, then times the preflight and mmdet's DATASETS.build + full_init of it, each in a fresh process,
 and prints seconds and peak memory. Logic: ``l2vit.analysis.preflight_cost``.
 """
 import argparse
@@ -18,7 +18,7 @@ from l2vit.analysis.preflight_cost import measure, write_annotations
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description='Time the preflight on a COCO-size annotation file.')
     parser.add_argument('--config', default='configs/demo/mask-rcnn_l2vit-demo_synthetic.py')
-    parser.add_argument('--images', type=int, default=118287, help='images in the file (7 instances each)')
+    parser.add_argument('--images', type=int, default=118287, help='images in the file (8 instances each)')
     parser.add_argument('--work-dir', default='work_dirs/preflight_cost')
     parser.add_argument('--repeats', type=int, default=2)
     args = parser.parse_args(argv)
