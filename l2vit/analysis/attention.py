@@ -233,8 +233,8 @@ def block_attention(record: BlockInput, query_yx: Tuple[int, int], radius: float
     distribution over all the keys the block attends to (window blocks: the whole window, padded positions
     included); ``max_entropy`` = log(#keys) and ``uniform_local_mass`` (what a uniform distribution over those keys
     would give), the references to read them against. Window blocks add ``padded_mass`` (share on the zero-padded
-    tokens); linear blocks add ``clamped`` (the denominator clamp at 100 is active) and ``implied_weight_sum``
-    (Σ_j w_j = temperature · min(1, q·Σk / 100)).
+    tokens; ``padded_mass_per_head``); linear blocks add ``clamped`` (the denominator clamp at 100 is active) and
+    ``implied_weight_sum`` (Σ_j w_j = temperature · min(1, q·Σk / 100)).
     """
     H, W = record.size
     y, x = query_yx
@@ -247,15 +247,10 @@ def block_attention(record: BlockInput, query_yx: Tuple[int, int], radius: float
     if record.kind == 'linear':
         if batch_index not in record.cache:
             record.cache[batch_index] = split_qkv(attn, tokens.reshape(H * W, -1))[:2]
-        q, k = record.cache[batch_index]
-        lw = linear_attention_weights(q, k, attn.temperature, y * W + x)
-        full = lw.normalized.view(-1, H, W)
-        weights = full
-        implied = lw.weights.view(-1, H, W)
-        num_keys = H * W
-        near = _within_radius((H, W), query_yx, radius)
-        stats['clamped'] = [bool(c) for c in lw.clamped.tolist()]
-        stats['implied_weight_sum'] = [float(s) for s in lw.weights.sum(dim=-1).tolist()]
+        lw = linear_attention_weights(*record.cache[batch_index], attn.temperature, y * W + x)
+        weights = full = lw.normalized.view(-1, H, W)
+        implied, num_keys, near = lw.weights.view(-1, H, W), H * W, _within_radius((H, W), query_yx, radius)
+        stats.update(clamped=[bool(c) for c in lw.clamped.tolist()], implied_weight_sum=lw.weights.sum(-1).tolist())
     else:
         ws = record.module.window_size
         y0, x0 = (y // ws) * ws, (x // ws) * ws
@@ -265,18 +260,15 @@ def block_attention(record: BlockInput, query_yx: Tuple[int, int], radius: float
         window = (y0, x0, min(y0 + ws, H), min(x0 + ws, W))
         weights = full.new_zeros(full.shape[0], H, W)
         weights[:, :window[2], :window[3]] = full[:, :window[2], :window[3]]
-        num_keys = ws * ws
-        near = _within_radius(full.shape[-2:], query_yx, radius)[y0:, x0:]
+        num_keys, near = ws * ws, _within_radius(full.shape[-2:], query_yx, radius)[y0:, x0:]
         # The weights on the padded positions (rows and columns past the image), summed: non-negative by
         # construction, where 1 - (the weights inside) could round below zero.
-        outside = full[:, window[2]:, :].sum(dim=(-2, -1)) + full[:, :window[2], window[3]:].sum(dim=(-2, -1))
-        stats['padded_mass'] = _floats(outside)
-        stats['padded_mass_mean'] = _mean(stats['padded_mass'])
+        outside = _floats(full[:, window[2]:].sum(dim=(-2, -1)) + full[:, :window[2], window[3]:].sum(dim=(-2, -1)))
+        stats.update(padded_mass=_mean(outside), padded_mass_per_head=outside)
     raw = attention_statistics(full, query_yx, radius)
     entropy, local = _floats(raw['entropy']), _floats(raw['local_mass'])
-    stats.update(entropy=_mean(entropy), local_mass=_mean(local), entropy_per_head=entropy,
-                 local_mass_per_head=local, max_entropy=math.log(num_keys),
-                 uniform_local_mass=int(near.sum()) / num_keys)
+    stats.update(entropy=_mean(entropy), local_mass=_mean(local), max_entropy=math.log(num_keys),
+                 uniform_local_mass=int(near.sum()) / num_keys, entropy_per_head=entropy, local_mass_per_head=local)
     live = torch.tensor([e is not None for e in entropy], device=weights.device)
     mean = weights[live].mean(dim=0) if bool(live.any()) else torch.zeros_like(weights[0])
     return BlockAttention(record.stage, record.block, record.depth, record.kind, attn.num_heads, (H, W), query_yx,

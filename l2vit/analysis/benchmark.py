@@ -512,7 +512,7 @@ def _profile(size, modes, models, backbones, batch, device, budget, autocast) ->
     """The record's ``profile``: one warm-up step, then one profiled step, per backbone mode and model."""
     import torch
 
-    from .op_profile import TOP_OPS, family_legend, profile_step
+    from .op_profile import TOP_OPS, profile_step
     load = (lambda: os.getloadavg()[0]) if hasattr(os, 'getloadavg') else (lambda: None)
     before, runs = load(), []
     images = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(1)).to(device)
@@ -530,4 +530,4 @@ def _profile(size, modes, models, backbones, batch, device, budget, autocast) ->
                 run.update(profile_step(step, device))
             runs.append(run)
     return dict(size=f'{size[0]}x{size[1]}', modes=list(modes), models=list(models), batch=batch, top_ops=TOP_OPS,
-                load_average_before=before, load_average_after=load(), families=family_legend(), runs=runs)
+                load_average_before=before, load_average_after=load(), runs=runs)
