@@ -156,25 +156,20 @@ class AttentionRecorder:
             raise TypeError(f'AttentionRecorder needs an L2ViT backbone, got {type(backbone).__name__}')
         self.backbone = backbone
         self._handles: List = []
-        self._records: Dict[Tuple[int, int], BlockInput] = {}
+        self._records: Dict[int, BlockInput] = {}
 
     @property
     def records(self) -> List[BlockInput]:
-        return [self._records[key] for key in sorted(self._records)]
+        return [self._records[depth] for depth in sorted(self._records)]
 
     def __enter__(self) -> 'AttentionRecorder':
-        depth = 0
-        for i, stage in enumerate(self.backbone.stages):
-            for j, block in enumerate(stage):
-                if isinstance(block, LocalWindowBlock):
-                    kind = 'window'
-                elif isinstance(block, LinearGlobalBlock):
-                    kind = 'linear'
-                else:
-                    raise TypeError(f'stage {i} block {j} is a {type(block).__name__}, not an L2ViT block')
-                key = (i, j)
-                self._handles.append(block.norm1.register_forward_hook(self._norm_hook(key, kind, depth, block)))
-                depth += 1
+        kinds = {LocalWindowBlock: 'window', LinearGlobalBlock: 'linear'}
+        blocks = [(i, j, block) for i, stage in enumerate(self.backbone.stages) for j, block in enumerate(stage)]
+        for depth, (i, j, block) in enumerate(blocks):
+            kind = next((k for cls, k in kinds.items() if isinstance(block, cls)), None)
+            if kind is None:
+                raise TypeError(f'stage {i} block {j} is a {type(block).__name__}, not an L2ViT block')
+            self._handles.append(block.norm1.register_forward_hook(self._norm_hook((i, j), kind, depth, block)))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -189,7 +184,7 @@ class AttentionRecorder:
             if kind == 'window':
                 ws = block.window_size
                 tokens = F.pad(tokens, (0, 0, 0, -W % ws, 0, -H % ws))  # the block's own zero padding
-            self._records[key] = BlockInput(key[0], key[1], depth, kind, block, (H, W), tokens)
+            self._records[depth] = BlockInput(key[0], key[1], depth, kind, block, (H, W), tokens)
         return hook
 
 

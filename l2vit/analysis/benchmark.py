@@ -305,11 +305,9 @@ def derive(entries: List[dict]) -> Dict[str, list]:
     for model, mode in keys:
         for field, quantity in (('median_s', 'time'), ('memory_bytes', 'memory')):
             rows = [e for (m, md, _), e in measured.items() if (m, md) == (model, mode) and e[field] is not None]
-            by_pixels = {e['pixels']: e[field] for e in rows}
             fitted = [e for e in rows if e['pixels'] >= EXPONENT_FROM]
-            pair = (slope([(p, by_pixels[p]) for p in (EXPONENT_FROM, EXPONENT_TO)])
-                    if EXPONENT_FROM in by_pixels and EXPONENT_TO in by_pixels else None)
-            scaling.append(dict(model=model, mode=mode, quantity=quantity, from_512_to_1536=pair,
+            ends = [(e['pixels'], e[field]) for e in rows if e['pixels'] in (EXPONENT_FROM, EXPONENT_TO)]
+            scaling.append(dict(model=model, mode=mode, quantity=quantity, from_512_to_1536=slope(ends),
                                 fit_from_512=slope([(e['pixels'], e[field]) for e in fitted]),
                                 fit_sizes=[e['size'] for e in fitted]))
     return dict(ratios=ratios, exponents=scaling, checkpoint_memory=checkpoint, vs_eager=vs_eager)
