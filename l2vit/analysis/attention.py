@@ -50,10 +50,6 @@ def linear_attention_weights(q: Tensor, k: Tensor, temperature: Tensor, query_in
     """The implied weights of query ``query_index`` in the linear attention, from ``q``, ``k`` (N, heads, head_dim)
     as the ``qkv`` projection gives them and the module's per-head ``temperature``; computed like
     :func:`l2vit.models.attention.linear_attention` (at least float32) in O(N · heads · head_dim)."""
-    if q.dim() != 3 or k.shape != q.shape:
-        raise ValueError(f'q and k must both be (N, heads, head_dim), got {tuple(q.shape)} and {tuple(k.shape)}')
-    if not -q.shape[0] <= query_index < q.shape[0]:
-        raise IndexError(f'query_index {query_index} out of range for {q.shape[0]} tokens')
     dtype = _float_dtype(q.dtype)
     qi = torch.relu(q[query_index].to(dtype))  # (heads, d)
     k = torch.relu(k.to(dtype))  # (N, heads, d)
@@ -72,13 +68,8 @@ def window_attention_weights(q: Tensor, k: Tensor, window_size: int, query_yx: T
     """Softmax weights (heads, Hp, Wp) of the query at ``query_yx`` over the keys of its window (zero elsewhere):
     ``q``, ``k`` (Hp, Wp, heads, head_dim) of the padded map (or its rows/columns up to the query's window's end);
     ``scale`` None: ``head_dim ** -0.5``, the model's."""
-    if q.dim() != 4 or k.shape != q.shape:
-        raise ValueError(f'q and k must both be (H, W, heads, head_dim), got {tuple(q.shape)} and {tuple(k.shape)}')
     Hp, Wp, heads, head_dim = q.shape
-    y, x = query_yx
-    if not (0 <= y < Hp and 0 <= x < Wp):
-        raise IndexError(f'query {query_yx} outside the {Hp}x{Wp} map')
-    ws = window_size
+    (y, x), ws = query_yx, window_size
     y0, x0 = (y // ws) * ws, (x // ws) * ws
     y1, x1 = min(y0 + ws, Hp), min(x0 + ws, Wp)
     dtype = _float_dtype(q.dtype)
