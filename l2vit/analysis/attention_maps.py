@@ -30,11 +30,9 @@ def build_backbone(config: str, checkpoint: str, cfg_options: Optional[dict], de
         raise ToolError(f'the model of {config} has no L2ViT backbone (model.backbone is '
                         f'{type(backbone).__name__ if backbone is not None else "missing"}); this tool analyses L2ViT '
                         'only.')
-    try:
-        # Weights-only, and strict for the backbone (a mismatching checkpoint must not leave random weights).
-        load_pretrained(backbone, checkpoint)
-    except FileNotFoundError as err:  # (a CheckpointError is the user's to fix as it is)
-        raise ToolError(str(err)) from err
+    # Weights-only, and strict for the backbone (a mismatching checkpoint must not leave random weights); the file's
+    # existence is checked by image_attention, a CheckpointError is the user's to fix as it is.
+    load_pretrained(backbone, checkpoint)
     model.to(device).eval()
     return cfg, model, backbone
 

@@ -81,16 +81,15 @@ def _machine(report: Record) -> List[str]:
     batches = ''.join(f' ({mode}: {n})' for mode, n in s.get('batches', {}).items() if n != s['batch'])
     gpu = (f' ({m["device_name"]}, CUDA {m["cuda"]}, TF32 matmul {m.get("matmul_allow_tf32")}, cuDNN '
            f'{m.get("cudnn_allow_tf32")})' if m['device'] == 'cuda' else '')
-    lines = [f'- machine: {m["cpu"]}, {m["cpu_count"]} cores ({m["cpus_available"]} available), {m["platform"]}; '
-             f'device {m["device"]}{gpu}, {m["threads"]} torch threads',
-             f'- versions: python {m["python"]}, torch {m["torch"]}, mmengine {m["mmengine"]}, mmdet {m["mmdet"]}, '
-             f'mmseg {m["mmseg"]}',
-             f'- settings: batch {s["batch"]}{batches}, {s["warmup"]} warm-up steps, median (and min) of '
-             f'{s["repeats"]} interleaved rounds, budget {s["budget_s"]:g} s per first warm-up step'
-             + (f', {s["autocast"]} autocast (forward and loss; backward outside)' if s.get('autocast') else ''),
-             f'- GEMM reference, timed once in every round: {g["dtype"]} {g["op"]} {g["m"]}×{g["k"]} by {g["k"]}×'
-             f'{g["n"]}, median {fmt_ms(g["median_s"])} ms, {fmt(g["flops_per_s"], 1, 1e9)} GFLOP/s']
-    return lines
+    return [f'- machine: {m["cpu"]}, {m["cpu_count"]} cores ({m["cpus_available"]} available), {m["platform"]}; '
+            f'device {m["device"]}{gpu}, {m["threads"]} torch threads',
+            f'- versions: python {m["python"]}, torch {m["torch"]}, mmengine {m["mmengine"]}, mmdet {m["mmdet"]}, '
+            f'mmseg {m["mmseg"]}',
+            f'- settings: batch {s["batch"]}{batches}, {s["warmup"]} warm-up steps, median (and min) of '
+            f'{s["repeats"]} interleaved rounds, budget {s["budget_s"]:g} s per first warm-up step'
+            + (f', {s["autocast"]} autocast (forward and loss; backward outside)' if s.get('autocast') else ''),
+            f'- GEMM reference, timed once in every round: {g["dtype"]} {g["op"]} {g["m"]}×{g["k"]} by {g["k"]}×'
+            f'{g["n"]}, median {fmt_ms(g["median_s"])} ms, {fmt(g["flops_per_s"], 1, 1e9)} GFLOP/s']
 
 
 def _mode_table(report: Record, mode: str) -> List[str]:
