@@ -132,7 +132,7 @@ def test_window_weights_sum_to_one_and_reproduce_window_attention_output():
             result = block_attention(r, (y, x), radius=1)
             assert result.weights.shape == (attn.num_heads, H, W)
             assert_close(result.weights, weights[:, :H, :W], **EXACT)
-            padded = torch.tensor(result.statistics['padded_mass'], dtype=torch.float64)
+            padded = torch.tensor(result.statistics['padded_mass_per_head'], dtype=torch.float64)
             assert_close(result.weights.sum(dim=(-2, -1)) + padded, torch.ones(attn.num_heads, dtype=torch.float64),
                          **EXACT)
             if (y // ws + 1) * ws > H or (x // ws + 1) * ws > W:

@@ -50,10 +50,6 @@ def linear_attention_weights(q: Tensor, k: Tensor, temperature: Tensor, query_in
     """The implied weights of query ``query_index`` in the linear attention, from ``q``, ``k`` (N, heads, head_dim)
     as the ``qkv`` projection gives them and the module's per-head ``temperature``; computed like
     :func:`l2vit.models.attention.linear_attention` (at least float32) in O(N · heads · head_dim)."""
-    if q.dim() != 3 or k.shape != q.shape:
-        raise ValueError(f'q and k must both be (N, heads, head_dim), got {tuple(q.shape)} and {tuple(k.shape)}')
-    if not -q.shape[0] <= query_index < q.shape[0]:
-        raise IndexError(f'query_index {query_index} out of range for {q.shape[0]} tokens')
     dtype = _float_dtype(q.dtype)
     qi = torch.relu(q[query_index].to(dtype))  # (heads, d)
     k = torch.relu(k.to(dtype))  # (N, heads, d)
@@ -72,13 +68,8 @@ def window_attention_weights(q: Tensor, k: Tensor, window_size: int, query_yx: T
     """Softmax weights (heads, Hp, Wp) of the query at ``query_yx`` over the keys of its window (zero elsewhere):
     ``q``, ``k`` (Hp, Wp, heads, head_dim) of the padded map (or its rows/columns up to the query's window's end);
     ``scale`` None: ``head_dim ** -0.5``, the model's."""
-    if q.dim() != 4 or k.shape != q.shape:
-        raise ValueError(f'q and k must both be (H, W, heads, head_dim), got {tuple(q.shape)} and {tuple(k.shape)}')
     Hp, Wp, heads, head_dim = q.shape
-    y, x = query_yx
-    if not (0 <= y < Hp and 0 <= x < Wp):
-        raise IndexError(f'query {query_yx} outside the {Hp}x{Wp} map')
-    ws = window_size
+    (y, x), ws = query_yx, window_size
     y0, x0 = (y // ws) * ws, (x // ws) * ws
     y1, x1 = min(y0 + ws, Hp), min(x0 + ws, Wp)
     dtype = _float_dtype(q.dtype)
@@ -156,25 +147,20 @@ class AttentionRecorder:
             raise TypeError(f'AttentionRecorder needs an L2ViT backbone, got {type(backbone).__name__}')
         self.backbone = backbone
         self._handles: List = []
-        self._records: Dict[Tuple[int, int], BlockInput] = {}
+        self._records: Dict[int, BlockInput] = {}
 
     @property
     def records(self) -> List[BlockInput]:
-        return [self._records[key] for key in sorted(self._records)]
+        return [self._records[depth] for depth in sorted(self._records)]
 
     def __enter__(self) -> 'AttentionRecorder':
-        depth = 0
-        for i, stage in enumerate(self.backbone.stages):
-            for j, block in enumerate(stage):
-                if isinstance(block, LocalWindowBlock):
-                    kind = 'window'
-                elif isinstance(block, LinearGlobalBlock):
-                    kind = 'linear'
-                else:
-                    raise TypeError(f'stage {i} block {j} is a {type(block).__name__}, not an L2ViT block')
-                key = (i, j)
-                self._handles.append(block.norm1.register_forward_hook(self._norm_hook(key, kind, depth, block)))
-                depth += 1
+        kinds = {LocalWindowBlock: 'window', LinearGlobalBlock: 'linear'}
+        blocks = [(i, j, block) for i, stage in enumerate(self.backbone.stages) for j, block in enumerate(stage)]
+        for depth, (i, j, block) in enumerate(blocks):
+            kind = next((k for cls, k in kinds.items() if isinstance(block, cls)), None)
+            if kind is None:
+                raise TypeError(f'stage {i} block {j} is a {type(block).__name__}, not an L2ViT block')
+            self._handles.append(block.norm1.register_forward_hook(self._norm_hook((i, j), kind, depth, block)))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -189,7 +175,7 @@ class AttentionRecorder:
             if kind == 'window':
                 ws = block.window_size
                 tokens = F.pad(tokens, (0, 0, 0, -W % ws, 0, -H % ws))  # the block's own zero padding
-            self._records[key] = BlockInput(key[0], key[1], depth, kind, block, (H, W), tokens)
+            self._records[depth] = BlockInput(key[0], key[1], depth, kind, block, (H, W), tokens)
         return hook
 
 
@@ -233,8 +219,8 @@ def block_attention(record: BlockInput, query_yx: Tuple[int, int], radius: float
     distribution over all the keys the block attends to (window blocks: the whole window, padded positions
     included); ``max_entropy`` = log(#keys) and ``uniform_local_mass`` (what a uniform distribution over those keys
     would give), the references to read them against. Window blocks add ``padded_mass`` (share on the zero-padded
-    tokens); linear blocks add ``clamped`` (the denominator clamp at 100 is active) and ``implied_weight_sum``
-    (Σ_j w_j = temperature · min(1, q·Σk / 100)).
+    tokens; ``padded_mass_per_head``); linear blocks add ``clamped`` (the denominator clamp at 100 is active) and
+    ``implied_weight_sum`` (Σ_j w_j = temperature · min(1, q·Σk / 100)).
     """
     H, W = record.size
     y, x = query_yx
@@ -247,15 +233,10 @@ def block_attention(record: BlockInput, query_yx: Tuple[int, int], radius: float
     if record.kind == 'linear':
         if batch_index not in record.cache:
             record.cache[batch_index] = split_qkv(attn, tokens.reshape(H * W, -1))[:2]
-        q, k = record.cache[batch_index]
-        lw = linear_attention_weights(q, k, attn.temperature, y * W + x)
-        full = lw.normalized.view(-1, H, W)
-        weights = full
-        implied = lw.weights.view(-1, H, W)
-        num_keys = H * W
-        near = _within_radius((H, W), query_yx, radius)
-        stats['clamped'] = [bool(c) for c in lw.clamped.tolist()]
-        stats['implied_weight_sum'] = [float(s) for s in lw.weights.sum(dim=-1).tolist()]
+        lw = linear_attention_weights(*record.cache[batch_index], attn.temperature, y * W + x)
+        weights = full = lw.normalized.view(-1, H, W)
+        implied, num_keys, near = lw.weights.view(-1, H, W), H * W, _within_radius((H, W), query_yx, radius)
+        stats.update(clamped=[bool(c) for c in lw.clamped.tolist()], implied_weight_sum=lw.weights.sum(-1).tolist())
     else:
         ws = record.module.window_size
         y0, x0 = (y // ws) * ws, (x // ws) * ws
@@ -265,18 +246,15 @@ def block_attention(record: BlockInput, query_yx: Tuple[int, int], radius: float
         window = (y0, x0, min(y0 + ws, H), min(x0 + ws, W))
         weights = full.new_zeros(full.shape[0], H, W)
         weights[:, :window[2], :window[3]] = full[:, :window[2], :window[3]]
-        num_keys = ws * ws
-        near = _within_radius(full.shape[-2:], query_yx, radius)[y0:, x0:]
+        num_keys, near = ws * ws, _within_radius(full.shape[-2:], query_yx, radius)[y0:, x0:]
         # The weights on the padded positions (rows and columns past the image), summed: non-negative by
         # construction, where 1 - (the weights inside) could round below zero.
-        outside = full[:, window[2]:, :].sum(dim=(-2, -1)) + full[:, :window[2], window[3]:].sum(dim=(-2, -1))
-        stats['padded_mass'] = _floats(outside)
-        stats['padded_mass_mean'] = _mean(stats['padded_mass'])
+        outside = _floats(full[:, window[2]:].sum(dim=(-2, -1)) + full[:, :window[2], window[3]:].sum(dim=(-2, -1)))
+        stats.update(padded_mass=_mean(outside), padded_mass_per_head=outside)
     raw = attention_statistics(full, query_yx, radius)
     entropy, local = _floats(raw['entropy']), _floats(raw['local_mass'])
-    stats.update(entropy=_mean(entropy), local_mass=_mean(local), entropy_per_head=entropy,
-                 local_mass_per_head=local, max_entropy=math.log(num_keys),
-                 uniform_local_mass=int(near.sum()) / num_keys)
+    stats.update(entropy=_mean(entropy), local_mass=_mean(local), max_entropy=math.log(num_keys),
+                 uniform_local_mass=int(near.sum()) / num_keys, entropy_per_head=entropy, local_mass_per_head=local)
     live = torch.tensor([e is not None for e in entropy], device=weights.device)
     mean = weights[live].mean(dim=0) if bool(live.any()) else torch.zeros_like(weights[0])
     return BlockAttention(record.stage, record.block, record.depth, record.kind, attn.num_heads, (H, W), query_yx,

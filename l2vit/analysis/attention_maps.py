@@ -30,11 +30,9 @@ def build_backbone(config: str, checkpoint: str, cfg_options: Optional[dict], de
         raise ToolError(f'the model of {config} has no L2ViT backbone (model.backbone is '
                         f'{type(backbone).__name__ if backbone is not None else "missing"}); this tool analyses L2ViT '
                         'only.')
-    try:
-        # Weights-only, and strict for the backbone (a mismatching checkpoint must not leave random weights).
-        load_pretrained(backbone, checkpoint)
-    except FileNotFoundError as err:  # (a CheckpointError is the user's to fix as it is)
-        raise ToolError(str(err)) from err
+    # Weights-only, and strict for the backbone (a mismatching checkpoint must not leave random weights); the file's
+    # existence is checked by image_attention, a CheckpointError is the user's to fix as it is.
+    load_pretrained(backbone, checkpoint)
     model.to(device).eval()
     return cfg, model, backbone
 
@@ -89,16 +87,9 @@ def preprocess(image_bgr: np.ndarray, data_preprocessor, device: str):
 
 def block_entry(r) -> dict:
     """The JSON-able statistics of one :class:`~l2vit.analysis.attention.BlockAttention`."""
-    s = r.statistics
-    entry = dict(stage=r.stage, block=r.block, depth=r.depth, kind=r.kind, num_heads=r.num_heads,
-                 map_size=list(r.size), query_token_yx=list(r.query_yx), entropy=s['entropy'],
-                 local_mass=s['local_mass'], max_entropy=s['max_entropy'], uniform_local_mass=s['uniform_local_mass'],
-                 entropy_per_head=s['entropy_per_head'], local_mass_per_head=s['local_mass_per_head'])
-    if r.kind == 'window':
-        entry.update(window=list(r.window), padded_mass=s['padded_mass_mean'], padded_mass_per_head=s['padded_mass'])
-    else:
-        entry.update(clamped=s['clamped'], implied_weight_sum=s['implied_weight_sum'])
-    return entry
+    return dict(stage=r.stage, block=r.block, depth=r.depth, kind=r.kind, num_heads=r.num_heads,
+                map_size=list(r.size), query_token_yx=list(r.query_yx), **r.statistics,
+                **(dict(window=list(r.window)) if r.window else {}))
 
 
 def attention_stats(results: list, points: Sequence[Point], points_in: Sequence[Point], radius: float,

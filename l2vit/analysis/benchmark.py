@@ -305,11 +305,9 @@ def derive(entries: List[dict]) -> Dict[str, list]:
     for model, mode in keys:
         for field, quantity in (('median_s', 'time'), ('memory_bytes', 'memory')):
             rows = [e for (m, md, _), e in measured.items() if (m, md) == (model, mode) and e[field] is not None]
-            by_pixels = {e['pixels']: e[field] for e in rows}
             fitted = [e for e in rows if e['pixels'] >= EXPONENT_FROM]
-            pair = (slope([(p, by_pixels[p]) for p in (EXPONENT_FROM, EXPONENT_TO)])
-                    if EXPONENT_FROM in by_pixels and EXPONENT_TO in by_pixels else None)
-            scaling.append(dict(model=model, mode=mode, quantity=quantity, from_512_to_1536=pair,
+            ends = [(e['pixels'], e[field]) for e in rows if e['pixels'] in (EXPONENT_FROM, EXPONENT_TO)]
+            scaling.append(dict(model=model, mode=mode, quantity=quantity, from_512_to_1536=slope(ends),
                                 fit_from_512=slope([(e['pixels'], e[field]) for e in fitted]),
                                 fit_sizes=[e['size'] for e in fitted]))
     return dict(ratios=ratios, exponents=scaling, checkpoint_memory=checkpoint, vs_eager=vs_eager)
@@ -512,7 +510,7 @@ def _profile(size, modes, models, backbones, batch, device, budget, autocast) ->
     """The record's ``profile``: one warm-up step, then one profiled step, per backbone mode and model."""
     import torch
 
-    from .op_profile import TOP_OPS, family_legend, profile_step
+    from .op_profile import TOP_OPS, profile_step
     load = (lambda: os.getloadavg()[0]) if hasattr(os, 'getloadavg') else (lambda: None)
     before, runs = load(), []
     images = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(1)).to(device)
@@ -530,4 +528,4 @@ def _profile(size, modes, models, backbones, batch, device, budget, autocast) ->
                 run.update(profile_step(step, device))
             runs.append(run)
     return dict(size=f'{size[0]}x{size[1]}', modes=list(modes), models=list(models), batch=batch, top_ops=TOP_OPS,
-                load_average_before=before, load_average_after=load(), families=family_legend(), runs=runs)
+                load_average_before=before, load_average_after=load(), runs=runs)

@@ -5,6 +5,7 @@ with the config's ``out_indices``, ``drop_path_rate`` and BN, narrowed to the LÂ
 custom widths (:func:`match_width`), the neck's or heads' ``in_channels`` following it, the recipe's optimizer.
 :func:`compare` counts, times (``test_step``, ``train_step``) and optionally trains every variant.
 """
+import bisect
 import contextlib
 import copy
 import functools
@@ -135,15 +136,13 @@ def match_width(name: str, backbone: Dict[str, Any], scope: str, target: int,
     widths = [w for w in range(step, 1025, step) if name != 'swin-t' or all(
         (w * 2**i) % heads == 0 for i, heads in enumerate(arch['num_heads']))]
     count = functools.lru_cache(maxsize=None)(
-        lambda i: _built(_widened(name, backbone, widths[i], arch), scope, widths=False)[0])
-    low, high = 0, 0
-    while high < len(widths) - 1 and count(high) < target:
-        low, high = high + 1, min(2 * high + 1, len(widths) - 1)
-    while low < high:  # the first width whose count reaches the target (or the widest)
-        middle = (low + high) // 2
-        low, high = (middle + 1, high) if count(middle) < target else (low, middle)
-    best = min((i for i in (low - 1, low) if i >= 0), key=lambda i: abs(count(i) - target))
-    return _widened(name, backbone, widths[best], arch), count(best)
+        lambda width: _built(_widened(name, backbone, width, arch), scope, widths=False)[0])
+    high = 0
+    while high < len(widths) - 1 and count(widths[high]) < target:
+        high = min(2 * high + 1, len(widths) - 1)
+    first = bisect.bisect_left(widths, target, high // 2, high, key=count)  # the first to reach it (or the widest)
+    best = min(widths[max(first - 1, 0):first + 1], key=lambda width: abs(count(width) - target))
+    return _widened(name, backbone, best, arch), count(best)
 
 
 @functools.lru_cache(maxsize=None)
@@ -501,27 +500,21 @@ def compare(config: str, backbones: Sequence[str], train_iters: Optional[int] = 
         settings=dict(flops_shape=list(flops_shape), time_shape=list(time_shape), time_batch=batch, warmup=warmup,
                       repeats=repeats, lr_scale=lr_factor if lr_factor is not None else lr_scale(cfg, scope),
                       train_iters=train_iters, eval_interval=None, seed=None),
-        backbones={v.name: dict(v.settings) for v in variants}, timings_s={}, complete=False)
+        backbones={v.name: dict(v.settings) for v in variants}, complete=False)
     for variant in variants:
         _progress(f'counting: {variant.name} at {flops_shape[0]}x{flops_shape[1]} ...')
         record['backbones'][variant.name]['complexity'] = count_variant(variant, flops_shape)
-    record['timings_s']['count'] = time.perf_counter() - start
     progress(record)
-    mark = time.perf_counter()
     for name, speed in measure_speed(variants, time_shape, batch, warmup, repeats, budget).items():
         record['backbones'][name].update(speed)
-    record['timings_s']['speed'] = time.perf_counter() - mark
     progress(record)
     if train_iters is not None:
         interval = eval_interval or max(1, train_iters // 2)
         seed = seed if seed is not None else int((cfg.get('randomness') or {}).get('seed') or 0)
         record['settings'].update(eval_interval=interval, seed=seed)
-        mark = time.perf_counter()
         for variant in variants:
             record['backbones'][variant.name]['training'] = train_variant(variant, train_iters, interval, seed,
                                                                           out_dir)
             progress(record)
-        record['timings_s']['train'] = time.perf_counter() - mark
-    record['timings_s']['total'] = time.perf_counter() - start
-    record['complete'] = True
+    record.update(total_s=time.perf_counter() - start, complete=True)
     return record

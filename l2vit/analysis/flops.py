@@ -9,7 +9,6 @@ where mmengine's reads the count from numpy's printed ``einsum_path``, rounded t
 (mmpretrain: the whole classifier; mmdet, mmseg: the backbone, and the whole model in tensor mode).
 """
 import math
-from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -56,38 +55,22 @@ def sdpa_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
     return sdpa_macs(*shapes)
 
 
-def _einsum_terms(equation: str, shapes: List[List[int]]) -> List[Tuple[str, List[int]]]:
-    """Split the input side of an einsum equation into (letters, shape) pairs, ``...`` replaced by fresh
-    placeholder characters aligned from the right (as broadcasting aligns them)."""
-    lhs = equation.split('->')[0]
-    terms = lhs.split(',')
-    if len(terms) != len(shapes):
-        raise ValueError(f'einsum {equation!r} has {len(terms)} operands but {len(shapes)} shapes were traced')
-    ellipsis_len = max((len(s) - len(t.replace('...', '')) for t, s in zip(terms, shapes) if '...' in t), default=0)
-    placeholders = [chr(0x3b1 + i) for i in range(ellipsis_len)]  # greek letters: never in a torch equation
-    out = []
-    for term, shape in zip(terms, shapes):
-        if '...' in term:
-            n = len(shape) - len(term.replace('...', ''))
-            term = term.replace('...', ''.join(placeholders[ellipsis_len - n:]))
-        if len(term) != len(shape):
-            raise ValueError(f'einsum term {term!r} does not match the traced shape {shape}')
-        out.append((term, list(shape)))
-    return out
-
-
 def einsum_flop_jit(inputs: List[Any], outputs: List[Any]) -> Union[int, Any]:
-    """Exact multiply-adds of a two-operand ``aten::einsum``: the product of the sizes of all its indices (each
-    combination of output element and summed index is one multiply-add). Other einsums go to mmengine's handle."""
+    """Exact multiply-adds of a two-operand ``aten::einsum``: the output's size times the sizes of the summed indices
+    (each combination of output element and summed index is one multiply-add). Other einsums go to mmengine's."""
     equation = inputs[0].toIValue().replace(' ', '')
     shapes = [get_shape(v) for v in inputs[1].node().inputs()]
-    if len(shapes) != 2 or any(s is None for s in shapes):
+    output = get_shape(outputs[0])
+    if len(shapes) != 2 or any(s is None for s in shapes) or output is None:
         return _mmengine_einsum_flop_jit(inputs, outputs)
-    sizes: Dict[str, int] = OrderedDict()
-    for term, shape in _einsum_terms(equation, shapes):
-        for letter, size in zip(term, shape):
+    lhs, _, rhs = equation.partition('->')
+    sizes: Dict[str, int] = {}
+    for term, shape in zip(lhs.split(','), shapes):
+        head, _, tail = term.partition('...')  # letters before an ellipsis count from the left, after it from the right
+        for letter, size in [*zip(head, shape), *zip(tail[::-1], shape[::-1])]:
             sizes[letter] = max(sizes.get(letter, 1), size)  # size-1 dims broadcast
-    return math.prod(sizes.values())
+    summed = {letter for letter in sizes if (letter not in rhs if '->' in equation else lhs.count(letter) > 1)}
+    return math.prod(output) * math.prod(sizes[letter] for letter in summed)
 
 
 #: Handles added to (or replacing) mmengine's defaults.

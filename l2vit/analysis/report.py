@@ -81,16 +81,15 @@ def _machine(report: Record) -> List[str]:
     batches = ''.join(f' ({mode}: {n})' for mode, n in s.get('batches', {}).items() if n != s['batch'])
     gpu = (f' ({m["device_name"]}, CUDA {m["cuda"]}, TF32 matmul {m.get("matmul_allow_tf32")}, cuDNN '
            f'{m.get("cudnn_allow_tf32")})' if m['device'] == 'cuda' else '')
-    lines = [f'- machine: {m["cpu"]}, {m["cpu_count"]} cores ({m["cpus_available"]} available), {m["platform"]}; '
-             f'device {m["device"]}{gpu}, {m["threads"]} torch threads',
-             f'- versions: python {m["python"]}, torch {m["torch"]}, mmengine {m["mmengine"]}, mmdet {m["mmdet"]}, '
-             f'mmseg {m["mmseg"]}',
-             f'- settings: batch {s["batch"]}{batches}, {s["warmup"]} warm-up steps, median (and min) of '
-             f'{s["repeats"]} interleaved rounds, budget {s["budget_s"]:g} s per first warm-up step'
-             + (f', {s["autocast"]} autocast (forward and loss; backward outside)' if s.get('autocast') else ''),
-             f'- GEMM reference, timed once in every round: {g["dtype"]} {g["op"]} {g["m"]}×{g["k"]} by {g["k"]}×'
-             f'{g["n"]}, median {fmt_ms(g["median_s"])} ms, {fmt(g["flops_per_s"], 1, 1e9)} GFLOP/s']
-    return lines
+    return [f'- machine: {m["cpu"]}, {m["cpu_count"]} cores ({m["cpus_available"]} available), {m["platform"]}; '
+            f'device {m["device"]}{gpu}, {m["threads"]} torch threads',
+            f'- versions: python {m["python"]}, torch {m["torch"]}, mmengine {m["mmengine"]}, mmdet {m["mmdet"]}, '
+            f'mmseg {m["mmseg"]}',
+            f'- settings: batch {s["batch"]}{batches}, {s["warmup"]} warm-up steps, median (and min) of '
+            f'{s["repeats"]} interleaved rounds, budget {s["budget_s"]:g} s per first warm-up step'
+            + (f', {s["autocast"]} autocast (forward and loss; backward outside)' if s.get('autocast') else ''),
+            f'- GEMM reference, timed once in every round: {g["dtype"]} {g["op"]} {g["m"]}×{g["k"]} by {g["k"]}×'
+            f'{g["n"]}, median {fmt_ms(g["median_s"])} ms, {fmt(g["flops_per_s"], 1, 1e9)} GFLOP/s']
 
 
 def _mode_table(report: Record, mode: str) -> List[str]:
@@ -133,56 +132,39 @@ def _exponents(report: Record) -> List[str]:
 
 
 def _profile(report: Record, heading: str) -> List[str]:
-    """Per backbone mode: self time by op family and direction, models side by side; per run its wall time, events
-    and matrix products; each run's largest ops and its ops of family "other"; what each family holds."""
-    profile, device = report['profile'], report['machine']['device']
+    """Per backbone mode: each run's self time by direction and its matrix products, then its largest ops."""
+    profile = report['profile']
     timed = {(e['model'], e['mode'], e['size']): e['median_s'] for e in report['results']
              if e['status'] == 'measured'}
     lines = ['', f'{heading} Profile: where the step\'s time goes, at {profile["size"]} (batch {profile["batch"]})', '',
              'One step per model and mode after one warm-up step under `torch.profiler`: self time (an op\'s time '
-             'less the ops inside it) summed by op family and direction (backward: inside `loss.backward()`); cells '
-             'are ms (calls); the profiler\'s overhead is in them. Load average (1 min): '
-             f'{fmt(profile["load_average_before"])} before, {fmt(profile["load_average_after"])} after.']
+             'less the ops inside it) by direction (backward: inside `loss.backward()`), in ms; the profiler\'s '
+             'overhead is in them. Matrix products: mm, addmm, bmm ... counted from their recorded shapes. Load '
+             f'average (1 min): {fmt(profile["load_average_before"])} before, {fmt(profile["load_average_after"])} '
+             'after.']
     for mode in profile['modes']:
-        runs = [r for r in profile['runs'] if r['mode'] == mode and r['status'] == 'profiled']
-        for clock in ['cpu'] + (['cuda'] if device == 'cuda' and runs else []):
-            directions = ('forward', 'backward') if mode != 'infer' else ('forward', )
-            cells = [{(f['family'], f['direction']): f for f in r['clocks'][clock]['families']} for r in runs]
-            header = ['family'] + [f'{r["model"]} {d}' for r in runs for d in directions + ('%', )]
-            rows = []
-            for family in (f['family'] for f in profile['families']):
-                if any(family == f for by in cells for f, _ in by):
-                    rows.append([family] + [x for by in cells for x in [
-                        *(fmt_ms(by[(family, d)]['ms'] / 1e3) + f' ({by[(family, d)]["calls"]})' if (family, d) in by
-                          else '—' for d in directions),
-                        fmt(sum(by[(family, d)]['share'] or 0 for d in directions if (family, d) in by)
-                            if any((family, d) in by for d in directions) else None, 1)]])
-            total = ['all ops'] + [x for r in runs for x in [
-                *(fmt_ms(r['clocks'][clock]['by_direction'][d] / 1e3) for d in directions), '100.0']]
-            lines += ['', f'{heading}# {mode} {profile["size"]}: {clock.upper()} time by op family (ms)', '']
-            lines += table(header, rows + [total])
         rows = []
         for r in (r for r in profile['runs'] if r['mode'] == mode):
             if r['status'] != 'profiled':
-                rows.append([r['model'], f'{r["status"]}: {r["reason"]}'] + ['—'] * 7)
+                rows.append([r['model'], f'{r["status"]}: {r["reason"]}'] + ['—'] * 10)
                 continue
-            p = r['clocks']['cpu'].get('gemm_products') or {}
+            c = r['clocks']['cpu']
+            p = c.get('gemm_products') or {}
             rows.append([r['model'], 'profiled', fmt(r['wall_ms'], 1), r['events'],
-                         fmt_ms(timed.get((r['model'], mode, r['size']))), fmt(p.get('flop'), 1, 1e9),
-                         fmt_ms(p['ms'] / 1e3) if p else '—', p.get('calls', '—'), fmt(p.get('flop_per_s'), 1, 1e9)])
-        lines += ['', f'{heading}# {mode} {profile["size"]}: the profiled steps', '']
-        lines += table(['model', 'status', 'wall ms', 'events', 'timed median ms', 'matrix-product GFLOP',
-                        'matrix-product ms', 'calls', 'GFLOP/s'], rows, 2)
-        for r in runs:
+                         fmt_ms(timed.get((r['model'], mode, r['size']))), fmt(c['by_direction']['forward'], 1),
+                         fmt(c['by_direction']['backward'], 1), fmt(p.get('flop'), 1, 1e9), fmt(p.get('ms'), 1),
+                         fmt(100 * p['ms'] / c['total_ms'] if p and c['total_ms'] else None, 1), p.get('calls', '—'),
+                         fmt(p.get('flop_per_s'), 1, 1e9)])
+        lines += ['', f'{heading}# {mode} {profile["size"]}: the profiled steps (CPU self time)', '']
+        lines += table(['model', 'status', 'wall ms', 'events', 'timed median ms', 'forward ms', 'backward ms',
+                        'matrix-product GFLOP', 'matrix-product ms', '% of step', 'calls', 'GFLOP/s'], rows, 2)
+        for r in (r for r in profile['runs'] if r['mode'] == mode and r['status'] == 'profiled'):
             for clock, summary in r['clocks'].items():
                 lines += ['', f'{heading}# {mode} {profile["size"]}, {r["model"]}: largest ops ({clock.upper()})', '']
-                lines += table(['op', 'family', 'direction', 'ms', '% of step', 'calls'], [
-                    [f'`{o["op"]}`', o['family'], o['direction'], fmt_ms(o['ms'] / 1e3), fmt(o['share'], 1), o['calls']]
-                    for o in summary['top_ops'] + summary['other_ops']], 3)
-                if summary['other_ops_left']:
-                    lines += ['', f'- and {summary["other_ops_left"]} more ops of family "other"']
-    return lines + ['', f'{heading}# The op families', ''] + table(
-        ['family', 'what it holds'], [[f['family'], f['holds']] for f in profile['families']], 2)
+                lines += table(['op', 'direction', 'ms', '% of step', 'calls'], [
+                    [f'`{o["op"]}`', o['direction'], fmt_ms(o['ms'] / 1e3), fmt(o['share'], 1), o['calls']]
+                    for o in summary['top_ops']], 2)
+    return lines
 
 
 def benchmark_section(report: Record, targets: Sequence[Target] = (), heading: str = '###') -> List[str]:
