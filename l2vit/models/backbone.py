@@ -47,7 +47,7 @@ class L2ViT(BaseModule):
     Note:
         ``cpu_fast_paths=True`` (what the demo configs use) runs :func:`l2vit.models.cpu.use_cpu_fast_paths` on the
         backbone: its blocks become CPU variants that, in eager CPU training, recompute cheap activations in
-        backward instead of keeping them (about half the activation memory) and compute some gradients with
+        backward instead of keeping them (about a third less activation memory) and compute some gradients with
         hand-written functions, and in eager CPU inference go through large layers in cache-sized pieces. Outputs,
         gradients and BatchNorm statistics equal the plain model's. Elsewhere (GPUs, ``torch.compile``,
         ``torch.export``, ONNX export) the variants run the plain forward, so the option changes nothing there.
