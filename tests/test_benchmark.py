@@ -244,10 +244,13 @@ def test_bad_options_are_clear_errors_and_write_nothing(tmp_path, argv, message)
 
 def test_detector_configs_differ_only_in_the_backbone():
     config = str(ROOT / 'configs' / 'maskrcnn_l2vit.py')
-    configs = benchmark._detector_configs(config, ['l2vit-t', 'swin-t', 'vit-s'], CPU)
+    configs = benchmark._detector_configs(config, ['l2vit-t', 'l2vit-t-plain', 'swin-t', 'vit-s'], CPU)
     l2vit, swin = (configs[n].to_dict() for n in ('l2vit-t', 'swin-t'))
     assert (l2vit['model']['backbone']['type'], swin['model']['backbone']['type']) == ('L2ViT', 'SwinTransformer')
     assert l2vit['model']['backbone']['cpu_fast_paths']  # on a CPU, L²ViT as the demo configs run it
+    plain = configs['l2vit-t-plain'].to_dict()
+    assert not plain['model']['backbone'].pop('cpu_fast_paths') and l2vit['model']['backbone'].pop('cpu_fast_paths')
+    assert plain == l2vit  # the same L²ViT-T without its CPU fast paths
     assert l2vit['model']['neck']['in_channels'] == swin['model']['neck']['in_channels'] == [96, 192, 384, 768]
     del l2vit['model']['backbone'], swin['model']['backbone']
     assert l2vit == swin and 'SyncBN' not in json.dumps(l2vit, default=str)

@@ -30,6 +30,8 @@ __all__ = ['SCHEMA', 'MODELS', 'MODES', 'DETECTOR_MODE', 'measure_steps', 'peak_
 
 SCHEMA = 'l2vit-benchmark/1'
 MODELS = ('l2vit-t', 'swin-t', 'vit-s')
+#: L²ViT-T without its CPU fast paths (``cpu_fast_paths=False``): measured only when named.
+PLAIN = 'l2vit-t-plain'
 DETECTOR_MODE = 'detector-train'
 MODES = ('infer', 'train', 'train-cp', DETECTOR_MODE)
 BASELINE = 'swin-t'
@@ -202,12 +204,12 @@ def _quiet_logger(name: str = 'l2vit_benchmark') -> None:
 def _detector_configs(config: str, names: Sequence[str], device: Any) -> Dict[str, Any]:
     """``config`` (our Mask R-CNN) for one process, and the same with only the backbone replaced by mmdet's Swin-T
     (and the neck's in_channels by its widths), for the named models that have one. On a CPU L²ViT runs its CPU
-    fast paths (``cpu_fast_paths=True``)."""
+    fast paths (``cpu_fast_paths=True``), and ``l2vit-t-plain`` is the same without them."""
     configs = {}
-    for name in (n for n in names if n in ('l2vit-t', 'swin-t')):
+    for name in (n for n in names if n in ('l2vit-t', PLAIN, 'swin-t')):
         configs[name] = cfg = base_config(config)
-        if name == 'l2vit-t' and device.type == 'cpu':
-            cfg.model.backbone.cpu_fast_paths = True
+        if name != 'swin-t':
+            cfg.model.backbone.cpu_fast_paths = name == 'l2vit-t' and device.type == 'cpu'
         if name == 'swin-t':
             cfg.model.backbone = dict(base_config(SWIN_T_CONFIG).model.backbone.to_dict(), init_cfg=None)
             cfg.model.neck.in_channels = list(SWIN_T_CHANNELS)
@@ -340,18 +342,19 @@ def benchmark_backbones(config: str, sizes: Sequence[Tuple[int, int]], modes: Se
                         flops: bool = True, profile: Optional[Tuple[int, int]] = None, export_dir: str = '.',
                         notes: Sequence[str] = (), command: str = '', gemm_size: int = 2048) -> Dict[str, Any]:
     """Measure the backbones ``models`` (``l2vit-t``: ``config``'s, a Mask R-CNN config of ours; ``swin-t``: mmdet's
-    Swin-T; ``vit-s``: mmseg's ViT-S/16) in every mode of ``modes`` at every (H, W) of ``sizes``; return the record
-    (JSON-able; nothing is written but the exported files of ``runtimes`` in ``export_dir``). ``device``: 'cpu' or
-    'cuda' (None: cuda if available); ``batch``: images per step (None: 1, and 2 for ``detector-train``); ``budget``:
-    a model whose first warm-up step at a size takes longer is skipped there and at the larger sizes of that mode;
-    ``compile``: also ``torch.compile`` of L²ViT-T (infer, train); ``runtimes``: also L²ViT-T exported to ONNX and
-    run by 'onnxruntime' / 'openvino' (infer, CPU); ``autocast``: 'bf16' or 'fp16'; ``flops``: count multiply-adds
-    for FLOP/s in infer, also as a share of a ``gemm_size``³ GEMM timed once in each round; ``profile``: an (H, W)
-    at which one step per model and backbone mode is profiled (:func:`l2vit.analysis.op_profile.profile_step`)."""
+    Swin-T; ``vit-s``: mmseg's ViT-S/16; ``l2vit-t-plain``: L²ViT-T without its CPU fast paths) in every mode of
+    ``modes`` at every (H, W) of ``sizes``; return the record (JSON-able; nothing is written but the exported files
+    of ``runtimes`` in ``export_dir``). ``device``: 'cpu' or 'cuda' (None: cuda if available); ``batch``: images per
+    step (None: 1, and 2 for ``detector-train``); ``budget``: a model whose first warm-up step at a size takes
+    longer is skipped there and at the larger sizes of that mode; ``compile``: also ``torch.compile`` of L²ViT-T
+    (infer, train); ``runtimes``: also L²ViT-T exported to ONNX and run by 'onnxruntime' / 'openvino' (infer, CPU);
+    ``autocast``: 'bf16' or 'fp16'; ``flops``: count multiply-adds for FLOP/s in infer, also as a share of a
+    ``gemm_size``³ GEMM timed once in each round; ``profile``: an (H, W) at which one step per model and backbone
+    mode is profiled (:func:`l2vit.analysis.op_profile.profile_step`)."""
     import torch
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     unknown = [m for m in [*modes, *models, *runtimes, autocast or 'bf16'] if m not in (
-        *MODES, *MODELS, *RUNTIMES, *AUTOCAST_DTYPES)]
+        *MODES, *MODELS, PLAIN, *RUNTIMES, *AUTOCAST_DTYPES)]
     if unknown or not sizes or repeats < 1 or warmup < 1:
         raise ToolError(f'benchmark_backbones: unknown {unknown}, or no sizes, repeats or warm-up steps')
     if device.type == 'cuda' and not torch.cuda.is_available():

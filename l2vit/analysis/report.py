@@ -17,7 +17,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 MIB = 2**20
-LABELS = {'l2vit-t': 'L²ViT-T', 'swin-t': 'Swin-T', 'vit-s': 'ViT-S/16', 'l2vit-t+compile': 'L²ViT-T, torch.compile',
+LABELS = {'l2vit-t': 'L²ViT-T', 'l2vit-t-plain': 'L²ViT-T, plain (no CPU fast paths)', 'swin-t': 'Swin-T',
+          'vit-s': 'ViT-S/16', 'l2vit-t+compile': 'L²ViT-T, torch.compile',
           'l2vit-t+onnxruntime': 'L²ViT-T, onnxruntime (CPU)', 'l2vit-t+openvino': 'L²ViT-T, OpenVINO (CPU)'}
 Record = Dict[str, Any]
 #: A target: (what, table of the record: 'results' or one of its 'derived', field, keys of L²ViT-T's row, op, limit).

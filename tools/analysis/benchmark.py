@@ -52,7 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     add = parser.add_argument
     add('--sizes', nargs='+', type=image_size, default=[image_size(s) for s in SIZES], metavar='N|HxW')
     add('--modes', nargs='+', choices=MODES, default=list(MODES[:3]), help='detector-train only when named')
-    add('--models', nargs='+', choices=MODELS, default=list(MODELS), help='default: all')
+    add('--models', nargs='+', choices=(*MODELS, 'l2vit-t-plain'), default=list(MODELS),
+        help='default: all but l2vit-t-plain (L²ViT-T without its CPU fast paths)')
     add('--compile', action='store_true', help='also time l2vit-t+compile (infer and train)')
     for runtime in ('onnxruntime', 'openvino'):
         add(f'--{runtime}', action='store_true', help=f'also time L²ViT-T exported to ONNX in {runtime} (infer, CPU)')
