@@ -469,3 +469,12 @@ def test_fast_paths_under_bf16_autocast_match_the_plain_model():
         assert (a - b).norm() <= 0.05 * a.norm() + 2 * (a - ref).norm(), ((a - b).norm(), a.norm())
     for a, b in zip(b1, b2):
         torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-2)
+
+
+def test_the_old_environment_switch_is_not_silently_ignored(monkeypatch):
+    import importlib
+
+    import l2vit.models.cpu
+    monkeypatch.setenv('L2VIT_CACHE_BLOCKED', '0')
+    with pytest.warns(UserWarning, match=r'L2VIT_CACHE_BLOCKED is no longer read(.|\n)*cpu_fast_paths'):
+        importlib.reload(l2vit.models.cpu)
