@@ -5,7 +5,8 @@ size when asked; docs/deployment.md describes the parts, the input and the opset
 ``EncoderDecoder`` (the decode head's logits resized to the input size, as mmseg's inference does); ``backbone``, the
 backbone of any config (outputs ``stage{i}``); ``neck``, the backbone and the neck (outputs ``neck{k}``). The input
 is the image after the data preprocessor, ``(B, 3, H, W)`` float32; the config's mean, std and channel order are
-stored in the file's metadata. The plain model is traced (``cpu_fast_paths`` swapped out); with ``dynamic`` the
+stored in the file's metadata. A traced model runs its plain forward (the CPU fast paths step aside under a
+trace: :mod:`l2vit.models.cpu`); with ``dynamic`` the
 sizes are graph values, so the padding to whole windows and strides follows each input, and layers that would fix
 the size are swapped for exact stand-ins first (:mod:`l2vit.deploy.traceable`).
 """
@@ -22,7 +23,6 @@ from torch import Tensor, nn
 
 from ..checkpoint import unwrap_module_prefix
 from ..errors import CheckpointError, ToolError
-from ..models.cpu import use_cpu_fast_paths
 from .runtime import DEFAULT_TOLERANCE, check_sizes, format_parity, require_onnxruntime, verify
 from .traceable import replace_adaptive_pools
 
@@ -284,7 +284,7 @@ def export_onnx(request: ExportRequest) -> Exported:
         weights = 'none: the config\'s initialisation (pretrained init_cfg not loaded)'
     scope = cfg.default_scope
     reference = _Part(model, scope, request.part).eval()
-    exported_module = use_cpu_fast_paths(copy.deepcopy(reference), enable=False)  # the plain model is exported
+    exported_module = copy.deepcopy(reference)
     replace_adaptive_pools(exported_module)
 
     image = torch.randn(request.batch, 3, *shape, generator=torch.Generator().manual_seed(0))

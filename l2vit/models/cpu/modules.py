@@ -213,8 +213,3 @@ def use_cpu_fast_paths(model: nn.Module, enable: bool = True) -> nn.Module:
         elif type(module) in CPU_VARIANTS.values() or type(module) in (DepthwiseConv2d, PatchConv2d):
             module.__class__ = type(module).__bases__[0]
     return model
-
-
-def uses_cpu_fast_paths(model: nn.Module) -> bool:
-    """Whether any module of ``model`` is a CPU variant of this module."""
-    return any(type(m) in CPU_VARIANTS.values() for m in model.modules())
