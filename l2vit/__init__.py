@@ -2,7 +2,7 @@
 from .checkpoint import (convert_official, load_checkpoint_file, load_checkpoint_url, load_pretrained,
                          register_checkpoint_loading)
 from .errors import CheckpointError
-from .hooks import RNGStateHook
+from .hooks import HOOK_CLASSES, RNGStateHook
 from .models import L2ViT
 from .optim import LayerDecayOptimWrapperConstructor
 from .version import __version__
@@ -14,12 +14,13 @@ register_checkpoint_loading()
 
 
 def register_into(models, optim_wrapper_constructors, hooks) -> None:
-    """Register L²ViT, the layer-decay constructor and the RNG-state hook in a downstream library's registries
-    (each library's ``mm*_l2vit`` package calls this with its own ``MODELS``, ``OPTIM_WRAPPER_CONSTRUCTORS`` and
-    ``HOOKS``)."""
+    """Register L²ViT, the layer-decay constructor and our hooks (``l2vit.hooks.HOOK_CLASSES``) in a downstream
+    library's registries (each library's ``mm*_l2vit`` package calls this with its own ``MODELS``,
+    ``OPTIM_WRAPPER_CONSTRUCTORS`` and ``HOOKS``)."""
     models.register_module(module=L2ViT)
     optim_wrapper_constructors.register_module(module=LayerDecayOptimWrapperConstructor)
-    hooks.register_module(module=RNGStateHook)
+    for hook in HOOK_CLASSES:
+        hooks.register_module(module=hook)
 
 
 __all__ = [

@@ -5,7 +5,7 @@
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['mmdet_l2vit'], allow_failed_imports=False)
 # Checkpoints carry the RNG states, so that `--resume` continues exactly with any train tool (ours, mmdet's,
-# `mim train`): see l2vit/hooks.py.
+# `mim train`): see l2vit/hooks/.
 custom_hooks = [dict(type='RNGStateHook')]
 
 pretrained = ('https://github.com/ChuanyangZheng/L2ViT/releases/download/v1.0/'

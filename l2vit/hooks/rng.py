@@ -1,4 +1,4 @@
-"""An mmengine hook that makes resumed training continue bit-identically."""
+"""The hook that makes resumed training continue bit-identically."""
 import random
 from typing import Any, Dict, List, Optional
 
