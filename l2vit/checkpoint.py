@@ -12,11 +12,13 @@ import hashlib
 import os
 import pickle
 import re
+import struct
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Dict, List, Optional, Tuple
+import zipfile
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
@@ -61,6 +63,11 @@ def load_checkpoint_file(path: str, map_location: Any = 'cpu') -> Any:
     if not os.path.isfile(path):
         raise FileNotFoundError(f'Checkpoint file not found: {path!r}. Check the path, or download/convert the '
                                 f'weights first (see README, "Pretrained weights").')
+    not_checkpoint = describe_non_checkpoint(path)
+    if not_checkpoint:
+        raise CheckpointError(f'{path!r} is not a PyTorch checkpoint (a failed download?): {not_checkpoint}. Download '
+                              f'it again (check the URL: a web page, e.g. a login or error page, may have been saved '
+                              f'in its place), or point to the right file.')
     # Added for the process, as importing l2vit does (a set: idempotent). Not `with safe_globals(...)`: leaving that
     # block would take the list away from every later torch.load in the process, the user's own included.
     torch.serialization.add_safe_globals(SAFE_GLOBALS)
@@ -76,6 +83,51 @@ def load_checkpoint_file(path: str, map_location: Any = 'cpu') -> Any:
     except (RuntimeError, EOFError, OSError) as err:
         raise CheckpointError(f'Cannot read checkpoint {path!r}: the file is truncated or not a PyTorch checkpoint '
                               f'({type(err).__name__}: {err}). Download or convert it again.') from None
+
+
+def _looks_like(head: bytes) -> str:
+    """What the first bytes of a file that is not a checkpoint look like, in words, with the bytes themselves."""
+    text = head.lstrip(b'\xef\xbb\xbf \t\r\n')
+    lower = text[:100].lower()
+    shown = text[:60].decode('utf-8', 'replace')
+    shown = repr(shown if len(text) <= 60 else shown + '...')
+    if lower.startswith((b'<!doctype html', b'<html', b'<head', b'<body')) or b'<html' in lower:
+        return f'it starts like an HTML page: {shown}'
+    if lower.startswith(b'<?xml') or lower.startswith(b'<'):
+        return f'it starts like an XML document (e.g. a storage service\'s error reply): {shown}'
+    if lower.startswith((b'{', b'[')):
+        return f'it starts like JSON text (e.g. an error reply): {shown}'
+    if head.startswith(b'\x1f\x8b'):
+        return 'it is gzip-compressed data (decompress it first if it holds a checkpoint)'
+    if all(32 <= b < 127 or b in b'\t\r\n' for b in text[:200]):
+        return f'it is text: {shown}'
+    return f'its first bytes ({head[:16].hex(" ")}) are those of no known checkpoint format'
+
+
+def describe_non_checkpoint(path: str) -> Optional[str]:
+    """Why the file at ``path`` is not a PyTorch checkpoint, judged from its first bytes, or None when it may be one.
+
+    torch's zip format (``PK\\x03\\x04`` with a ``data.pkl`` inside), its legacy format (a pickle: first byte
+    0x80), safetensors (an 8-byte header length, then ``{``) and empty files (torch's own error says truncated) are
+    left to ``torch.load``; a truncated zip too. Anything else, and a readable zip without ``data.pkl``, is not one.
+    """
+    with open(path, 'rb') as f:
+        head = f.read(512)
+    size = os.path.getsize(path)
+    if not head or head[0] == 0x80:
+        return None
+    if head.startswith(b'PK\x03\x04'):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return None  # a torch zip cut short: torch.load says "truncated"
+        if any(name == 'data.pkl' or name.endswith('/data.pkl') for name in names):
+            return None
+        return f'it is a zip archive, but not torch\'s (no data.pkl; it holds {describe_keys(names, 6)})'
+    if len(head) > 8 and head[8:9] == b'{' and struct.unpack('<Q', head[:8])[0] < size:
+        return None  # safetensors
+    return _looks_like(head)
 
 
 # ---------------------------------------------------------------------------------------------------- URLs
@@ -126,6 +178,7 @@ def download_checkpoint(url: str, model_dir: Optional[str] = None, progress: boo
 
 def _download(url: str, path: str, progress: bool) -> None:
     partial = f'{path}.{os.getpid()}.{time.monotonic_ns()}.partial'
+    not_checkpoint = None
     try:
         request = urllib.request.Request(url, headers={'User-Agent': 'l2vit'})
         with urllib.request.urlopen(request, timeout=60) as response, open(partial, 'wb') as out:
@@ -141,12 +194,18 @@ def _download(url: str, path: str, progress: bool) -> None:
         if total is not None and received != total:
             raise CheckpointError(f'Download of {url} broke off after {received} of {total} bytes; nothing was '
                                   f'kept. Try again. {_offline_hint(path, url)}')
-        os.replace(partial, path)
+        not_checkpoint = describe_non_checkpoint(partial)
+        if not_checkpoint is None:
+            os.replace(partial, path)
     except (urllib.error.URLError, OSError, ValueError) as err:  # HTTPError is a URLError
         raise CheckpointError(f'Cannot download {url}: {err}. {_offline_hint(path, url)}') from None
     finally:
         if os.path.exists(partial):
             os.remove(partial)
+    if not_checkpoint is not None:
+        raise CheckpointError(f'{url} did not send a PyTorch checkpoint (a failed download?): {not_checkpoint}. '
+                              f'Nothing was kept. Check the URL (some servers send a login, error or "file moved" '
+                              f'page with status 200) and try again. {_offline_hint(path, url)}')
 
 
 def load_checkpoint_url(url: str, map_location: Any = 'cpu', model_dir: Optional[str] = None) -> Any:
@@ -196,6 +255,110 @@ def register_checkpoint_loading() -> None:
     torch.serialization.add_safe_globals(SAFE_GLOBALS)
     CheckpointLoader.register_scheme(prefixes='', loader=_mmengine_local_loader, force=True)
     CheckpointLoader.register_scheme(prefixes=('http://', 'https://'), loader=_mmengine_url_loader, force=True)
+
+
+# ------------------------------------------------------------------------------------- does it fit the model?
+def checkpoint_state_dict(checkpoint: Any) -> Dict[str, Any]:
+    """The weights of a loaded checkpoint as mmengine's ``load_checkpoint`` takes them: its ``state_dict`` (or the
+    whole dict), with ``module.`` prefixes stripped."""
+    state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else {}
+    return {re.sub(r'^module\.', '', str(k)): v for k, v in state.items()}
+
+
+def _shape(shape: Tuple[int, ...]) -> str:
+    return 'x'.join(map(str, shape)) or 'scalar'
+
+
+def _classes_in(size: int, model_size: int, num_classes: int) -> Optional[int]:
+    """How many classes an output of ``size`` rows stands for, given that ``model_size`` rows stand for the
+    config's ``num_classes``: as many (a sigmoid or segmentation classifier), one more (softmax with background),
+    or a multiple (one per anchor)."""
+    if model_size == num_classes:
+        found = size
+    elif model_size == num_classes + 1:
+        found = size - 1
+    elif num_classes > 0 and model_size % num_classes == 0 and size % (model_size // num_classes) == 0:
+        found = size // (model_size // num_classes)
+    else:
+        return None
+    return found if found > 0 else None
+
+
+def _class_mismatches(owner: str, num_classes: int, keys: List[str], given: Mapping[str, Tuple[int, ...]],
+                      expected: Mapping[str, Tuple[int, ...]]) -> Optional[str]:
+    """One line when the shapes of ``owner``'s mismatched tensors show it was trained for other classes."""
+    classifiers_first = sorted(keys, key=lambda k: (not any(tag in k for tag in ('cls', 'logits', 'seg', 'fc.')),
+                                                    'weight' not in k, k))
+    for key in classifiers_first:
+        if len(given[key]) != len(expected[key]) or given[key][1:] != expected[key][1:]:
+            continue
+        found = _classes_in(given[key][0], expected[key][0], num_classes)
+        if found is not None and found != num_classes:
+            name = key[len(owner) + 1:]
+            return (f"the checkpoint's {owner} was trained for {found} classes ({name} {_shape(given[key])}); the "
+                    f"config's has {num_classes} ({_shape(expected[key])}): set model.{owner}.num_classes={found} "
+                    f"(and the dataset's metainfo classes to the checkpoint's), or give a checkpoint trained for "
+                    f'{num_classes} classes')
+    return None
+
+
+def checkpoint_fit(state_dict: Mapping[str, Any], model: torch.nn.Module) -> Tuple[List[str], List[str]]:
+    """Compare a checkpoint's weights with ``model``'s: (problems, notes), each a list of lines.
+
+    Problems are the model's tensors the checkpoint would leave at their initialisation: tensors whose shapes differ
+    (with ``num_classes`` spelled out where a head's classifier shows it) and tensors the checkpoint lacks. Notes are
+    the checkpoint's tensors the model has no place for. L²ViT backbones are left out: they check what they load
+    themselves (:mod:`l2vit.models.state_dict`), and so are BatchNorm's ``num_batches_tracked`` counters."""
+    from mmengine.model import BaseTTAModel, is_model_wrapper
+    if is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    modules = dict(model.named_modules())
+    backbones = tuple(f'{name}.' for name, module in modules.items() if isinstance(module, L2ViT) and name)
+    if isinstance(model, L2ViT):
+        return [], []
+
+    def counted(key: str) -> bool:
+        return not key.startswith(backbones) and not key.endswith('num_batches_tracked')
+
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if counted(k)}
+    given = {k: tuple(getattr(v, 'shape', ())) for k, v in state_dict.items() if counted(k)}
+    mismatched = [k for k in expected if k in given and given[k] != expected[k]]
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    problems, explained = [], set()
+    by_owner: Dict[str, List[str]] = {}
+    for key in mismatched:
+        parts = key.split('.')
+        owner = next(('.'.join(parts[:i]) for i in range(len(parts) - 1, 0, -1)
+                      if isinstance(getattr(modules.get('.'.join(parts[:i])), 'num_classes', None), int)), None)
+        if owner is not None:
+            by_owner.setdefault(owner, []).append(key)
+    for owner, keys in by_owner.items():
+        line = _class_mismatches(owner, modules[owner].num_classes, keys, given, expected)
+        if line:
+            problems.append(line)
+            explained.update(keys)
+    others = [f'{k} (checkpoint {_shape(given[k])}, model {_shape(expected[k])})' for k in mismatched
+              if k not in explained]
+    if others:
+        problems.append(f'shapes that differ: {describe_keys(others, 6)}')
+    if missing:
+        problems.append(f'missing in the checkpoint: {describe_keys(missing, 8)}')
+    notes = [f'in the checkpoint but not in the model: {describe_keys(unexpected, 8)}'] if unexpected else []
+    return problems, notes
+
+
+def check_checkpoint_fits(checkpoint: Any, model: torch.nn.Module, source: str = 'the checkpoint') -> List[str]:
+    """Raise :class:`CheckpointError` when the weights of ``checkpoint`` (loaded) would leave tensors of ``model``
+    at their initialisation (see :func:`checkpoint_fit`); otherwise return the notes (unused tensors), if any."""
+    problems, notes = checkpoint_fit(checkpoint_state_dict(checkpoint), model)
+    if problems:
+        raise CheckpointError('\n  '.join([
+            f'{source} does not fit the model of this config; it was not used (its tensors that do not fit would '
+            f'keep their random initialisation):', *problems, *notes,
+            'Use the config the checkpoint was trained with (or fix the settings above), or a checkpoint trained '
+            'with this config.']))
+    return notes
 
 
 def unwrap_module_prefix(state_dict: Dict[str, Any]) -> Dict[str, Any]:

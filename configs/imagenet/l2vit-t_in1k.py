@@ -46,4 +46,5 @@ auto_scale_lr = dict(base_batch_size=4096)
 custom_hooks = [
     dict(type='EMAHook', momentum=1e-4, update_buffers=True, priority='ABOVE_NORMAL'),
     dict(type='RNGStateHook'),
+    dict(type='CheckpointFitHook'),  # a checkpoint whose head does not fit is refused when testing (l2vit/hooks/)
 ]

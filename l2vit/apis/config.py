@@ -3,7 +3,7 @@
 dumping and drawing predictions, the preflight (``l2vit.apis.checks``) and the CPU launcher.
 
 Each function changes the config it is given (or returns a new one) and raises ``l2vit.errors.ToolError`` with the
-fix when it cannot; none of them builds a model or starts a run.
+fix when it cannot; none of them builds a model or starts a run (``prepare_*`` make the work dir, checked writable).
 """
 import copy
 import os
@@ -17,6 +17,7 @@ from mmengine.config import Config
 from ..errors import ToolError
 from .checks import preflight
 from .config_tree import as_list, drop_pretrained, leaf_datasets, sync_bn_to_bn
+from .paths import writable_dir
 
 # mmengine imports pkg_resources to resolve `mmdet::`-style bases; its deprecation warning is noise for our users.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
@@ -89,6 +90,7 @@ def prepare_train(config: str, work_dir: Optional[str] = None, resume: Optional[
     """The config ``run_train`` trains with: loaded, overridden, with the RNG-state hook, AMP, LR scaling and
     resuming as asked, its inputs checked and (on CPUs) its launcher set up."""
     cfg = load_config(config, cfg_options, work_dir, launcher, local_rank)
+    writable_dir(cfg.work_dir, '--work-dir')
     add_rng_state_hook(cfg)
     if amp:
         enable_amp(cfg)
@@ -112,8 +114,10 @@ def prepare_test(config: str, checkpoint: str, tta: bool = False, out: Optional[
     if out is not None and not out.endswith(('.pkl', '.pickle')):
         raise ToolError(f'--out must name a .pkl or .pickle file, got {out!r}')
     cfg = load_config(config, cfg_options, work_dir, launcher, local_rank)
+    writable_dir(cfg.work_dir, '--work-dir')
     cfg.load_from = checkpoint
     cfg.resume = False
+    add_custom_hook(cfg, 'CheckpointFitHook')  # a checkpoint whose heads do not fit is refused, not half-loaded
     if tta:
         enable_tta(cfg)
     if out is not None:
@@ -127,12 +131,17 @@ def prepare_test(config: str, checkpoint: str, tta: bool = False, out: Optional[
 
 
 # ------------------------------------------------------------------------------------------------------ training
+def add_custom_hook(cfg: Config, hook_type: str) -> None:
+    """Append ``dict(type=hook_type)`` to the config's ``custom_hooks`` unless a hook of that type is there."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(str(h.get('type', '')).split('.')[-1] == hook_type for h in hooks):
+        hooks.append(dict(type=hook_type))
+    cfg.custom_hooks = hooks
+
+
 def add_rng_state_hook(cfg: Config) -> None:
     """Checkpoints carry the RNG states, so that a resumed run continues exactly (see l2vit.hooks.RNGStateHook)."""
-    hooks = list(cfg.get('custom_hooks') or [])
-    if not any(str(h.get('type', '')).split('.')[-1] == 'RNGStateHook' for h in hooks):
-        hooks.append(dict(type='RNGStateHook'))
-    cfg.custom_hooks = hooks
+    add_custom_hook(cfg, 'RNGStateHook')
 
 
 def enable_amp(cfg: Config) -> None:

@@ -9,6 +9,7 @@ import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from ..errors import ToolError
+from .paths import check_device, writable_dir
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
@@ -34,26 +35,58 @@ def list_images(image: str, config: str, checkpoint: str, max_images: int = 8) -
     return images
 
 
+def read_image(path: str):
+    """The image at ``path`` as an RGB array, or a ``ToolError`` saying why it cannot be read."""
+    import mmcv
+    if osp.getsize(path) == 0:
+        raise ToolError(f'cannot read image {path}: the file is empty (0 bytes)')
+    try:
+        image = mmcv.imread(path, channel_order='rgb')
+    except Exception:  # OpenCV raises cv2.error for undecodable bytes
+        image = None
+    if image is None:
+        raise ToolError(f'cannot read image {path}: it is not an image OpenCV can decode (a broken download, or a '
+                        f'file of another kind with an image\'s name?)')
+    return image
+
+
 def _draw(init: Callable, inference: Callable, visualizers, images: Sequence[str], config: str, checkpoint: str,
           out_dir: str, device: str, dataset_meta: Callable, describe: Callable,
           visualizer_settings: Optional[dict] = None, **draw_options) -> None:
     """Build the model with ``init`` (mmdet's init_detector, mmseg's init_model; the checkpoint is read weights-only,
-    which importing l2vit registered) and its visualizer from the library's ``visualizers`` registry, then predict,
-    draw and describe each image."""
-    import mmcv
+    which importing l2vit registered; one whose weights do not fit the config is refused) and its visualizer from the
+    library's ``visualizers`` registry, then predict, draw and describe each image. An image that cannot be read is
+    named on stderr and skipped; the others are drawn, then a ``ToolError`` lists the skipped ones."""
+    from mmengine.runner import CheckpointLoader
+
+    from ..checkpoint import check_checkpoint_fits
+    check_device(device)
+    writable_dir(out_dir, '--out-dir')
     model = init(config, checkpoint, device=device)
+    # init loaded it with strict=False, keeping what does not fit at its random initialisation: read it again to check.
+    for note in check_checkpoint_fits(CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu'), model,
+                                      checkpoint):
+        print(f'note: {checkpoint}: {note} (not used)', file=sys.stderr)
     visualizer = visualizers.build(model.cfg.visualizer)
     visualizer.dataset_meta = dataset_meta(model)
     for key, value in (visualizer_settings or {}).items():
         setattr(visualizer, key, value)
-    os.makedirs(out_dir, exist_ok=True)
+    skipped = []
     for path in images:
+        try:
+            image = read_image(path)
+        except ToolError as err:
+            print(f'error: {err}; skipped', file=sys.stderr, flush=True)
+            skipped.append(path)
+            continue
         result = inference(model, path)
-        image = mmcv.imread(path, channel_order='rgb')
         target = osp.join(out_dir, osp.splitext(osp.basename(path))[0] + '.png')
         visualizer.add_datasample('prediction', image, data_sample=result, draw_gt=False, show=False, out_file=target,
                                   **draw_options)
         print(f'{path}: {describe(model, result)} -> {target}')
+    if skipped:
+        raise ToolError(f'{len(skipped)} of {len(images)} images could not be read and were skipped (named above): '
+                        f'{", ".join(skipped)}; the other {len(images) - len(skipped)} are drawn in {out_dir}.')
 
 
 def draw_detections(images: Sequence[str], config: str, checkpoint: str, out_dir: str, score_thr: float = 0.3,
