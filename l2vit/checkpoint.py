@@ -284,9 +284,10 @@ def _classes_in(size: int, model_size: int, num_classes: int) -> Optional[int]:
     return found if found > 0 else None
 
 
-def _class_mismatches(owner: str, num_classes: int, keys: List[str], given: Mapping[str, Tuple[int, ...]],
-                      expected: Mapping[str, Tuple[int, ...]]) -> Optional[str]:
-    """One line when the shapes of ``owner``'s mismatched tensors show it was trained for other classes."""
+def _classes_shown(owner: str, num_classes: int, keys: List[str], given: Mapping[str, Tuple[int, ...]],
+                   expected: Mapping[str, Tuple[int, ...]]) -> Optional[Tuple[int, str, str, str]]:
+    """(classes, tensor, its shape in the checkpoint, in the model) when the shapes of ``owner``'s mismatched
+    tensors show it was trained for another number of classes; the classifier's tensor is preferred."""
     classifiers_first = sorted(keys, key=lambda k: (not any(tag in k for tag in ('cls', 'logits', 'seg', 'fc.')),
                                                     'weight' not in k, k))
     for key in classifiers_first:
@@ -294,12 +295,30 @@ def _class_mismatches(owner: str, num_classes: int, keys: List[str], given: Mapp
             continue
         found = _classes_in(given[key][0], expected[key][0], num_classes)
         if found is not None and found != num_classes:
-            name = key[len(owner) + 1:]
-            return (f"the checkpoint's {owner} was trained for {found} classes ({name} {_shape(given[key])}); the "
-                    f"config's has {num_classes} ({_shape(expected[key])}): set model.{owner}.num_classes={found} "
-                    f"(and the dataset's metainfo classes to the checkpoint's), or give a checkpoint trained for "
-                    f'{num_classes} classes')
+            return found, key[len(owner) + 1:], _shape(given[key]), _shape(expected[key])
     return None
+
+
+def _class_lines(shown: Mapping[str, Tuple[int, int, str, str, str]]) -> List[str]:
+    """One line per head, ``{owner: (num_classes, classes, tensor, checkpoint shape, model shape)}``; the stages
+    of a cascade (``roi_head.bbox_head.0``, ``.1``, ...) that show the same are told in one line."""
+    groups: Dict[Tuple, List[str]] = {}
+    for owner, facts in shown.items():
+        parent, _, index = owner.rpartition('.')
+        key = (parent, *facts) if index.isdigit() else (owner, *facts)
+        groups.setdefault(key, []).append(owner)
+    lines = []
+    for (head, num_classes, found, name, given, expected), owners in groups.items():
+        if len(owners) > 1:
+            stages = ', '.join(owner.rpartition('.')[2] for owner in owners)
+            what, where = f'{head} (stages {stages}) were', f'num_classes={found} in each stage of model.{head}'
+        else:
+            what, where = f'{owners[0]} was', f'model.{owners[0]}.num_classes={found}'
+        lines.append(f"the checkpoint's {what} trained for {found} classes ({name} {given}); the config's "
+                     f"{'have' if len(owners) > 1 else 'has'} {num_classes} ({expected}): set {where} (and the "
+                     f"dataset's metainfo classes to the checkpoint's), or give a checkpoint trained for {num_classes} "
+                     f'classes')
+    return lines
 
 
 def checkpoint_fit(state_dict: Mapping[str, Any], model: torch.nn.Module) -> Tuple[List[str], List[str]]:
@@ -333,11 +352,13 @@ def checkpoint_fit(state_dict: Mapping[str, Any], model: torch.nn.Module) -> Tup
                       if isinstance(getattr(modules.get('.'.join(parts[:i])), 'num_classes', None), int)), None)
         if owner is not None:
             by_owner.setdefault(owner, []).append(key)
+    shown = {}
     for owner, keys in by_owner.items():
-        line = _class_mismatches(owner, modules[owner].num_classes, keys, given, expected)
-        if line:
-            problems.append(line)
+        facts = _classes_shown(owner, modules[owner].num_classes, keys, given, expected)
+        if facts:
+            shown[owner] = (modules[owner].num_classes, *facts)
             explained.update(keys)
+    problems += _class_lines(shown)
     others = [f'{k} (checkpoint {_shape(given[k])}, model {_shape(expected[k])})' for k in mismatched
               if k not in explained]
     if others:
