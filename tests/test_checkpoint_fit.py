@@ -312,7 +312,10 @@ def test_an_html_page_given_to_the_train_tools_init_cfg(coco, tmp_path):
     result = run_main('tools/train.py', config, '--work-dir', tmp_path / 'work', '--cfg-options', *data_options(coco),
                       check=False)
     assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-3000:]
-    assert 'is not a PyTorch checkpoint (a failed download?): it starts like an HTML page' in result.stderr
+    # The preflight stops it before the model is built, with the ways to get the weights.
+    assert f'pretrained weights {tmp_path / "l2vit-t.pth"} (model.backbone.init_cfg.checkpoint) are not a PyTorch ' \
+        'checkpoint (a failed download?): it starts like an HTML page' in result.stderr
+    assert "Download the authors' ImageNet checkpoint" in result.stderr and 'Traceback' not in result.stderr
 
 
 def test_test_tool_with_files_that_are_not_checkpoints(coco, tmp_path):

@@ -89,13 +89,23 @@ def missing_data(inputs: RunInputs) -> List[str]:
 
 
 def missing_pretrained(inputs: RunInputs) -> List[str]:
-    """Describe every local pretrained-weights file named by an ``init_cfg`` that does not exist."""
+    """Describe every local pretrained-weights file named by an ``init_cfg`` that does not exist, or is not a
+    checkpoint at all (a web page saved by a failed download: ``l2vit.checkpoint.describe_non_checkpoint``)."""
+    from ..checkpoint import describe_non_checkpoint
     lines = []
     for key, checkpoint in inputs.pretrained:
-        if '://' in checkpoint or osp.isfile(checkpoint):
+        if '://' in checkpoint:
             continue
+        if osp.isfile(checkpoint):
+            not_checkpoint = describe_non_checkpoint(checkpoint)
+            if not_checkpoint is None:
+                continue
+            header = (f'pretrained weights {checkpoint} ({key}) are not a PyTorch checkpoint (a failed download?): '
+                      f'{not_checkpoint}')
+        else:
+            header = f'pretrained weights not found: {checkpoint} ({key})'
         init_key = key[:-len('.checkpoint')]
-        lines += [f'pretrained weights not found: {checkpoint} ({key})',
+        lines += [header,
                   "  Download the authors' ImageNet checkpoint (L2ViT-<Tiny|Small|Base>-checkpoint-best-ema.pth, "
                   'their GitHub release) to that path: it is read as released (see README, "Pretrained weights"),',
                   '  or convert it first: python tools/convert_official.py '
