@@ -104,17 +104,22 @@ def _looks_like(head: bytes) -> str:
     return f'its first bytes ({head[:16].hex(" ")}) are those of no known checkpoint format'
 
 
+#: torch's legacy format written with pickle protocol 0 or 1 starts with its magic number as text, not 0x80.
+_LEGACY_ASCII_PICKLE = pickle.dumps(0x1950a86a20f9469cfc6c, protocol=0)[:-2]
+
+
 def describe_non_checkpoint(path: str) -> Optional[str]:
     """Why the file at ``path`` is not a PyTorch checkpoint, judged from its first bytes, or None when it may be one.
 
     torch's zip format (``PK\\x03\\x04`` with a ``data.pkl`` inside), its legacy format (a pickle: first byte
-    0x80), safetensors (an 8-byte header length, then ``{``) and empty files (torch's own error says truncated) are
-    left to ``torch.load``; a truncated zip too. Anything else, and a readable zip without ``data.pkl``, is not one.
+    0x80, or the magic number as text for pickle protocols 0 and 1), safetensors (an 8-byte header length, then
+    ``{``), empty files and truncated zips are left to ``torch.load`` (and its errors). Anything else, and a readable
+    zip without ``data.pkl``, is not one.
     """
     with open(path, 'rb') as f:
         head = f.read(512)
     size = os.path.getsize(path)
-    if not head or head[0] == 0x80:
+    if not head or head[0] == 0x80 or head.startswith(_LEGACY_ASCII_PICKLE):
         return None
     if head.startswith(b'PK\x03\x04'):
         try:
