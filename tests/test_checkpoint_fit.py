@@ -244,6 +244,19 @@ def test_unwritable_work_dir_is_refused_before_anything_is_built(coco, checkpoin
     assert f'--work-dir {blocker / "work"} cannot be written to: {blocker} is a file, not a folder' in result.stderr
 
 
+@pytest.mark.parametrize('option,name', [('--metrics-out', 'metrics.json'), ('--out', 'predictions.pkl')])
+def test_test_tool_output_file_that_cannot_be_written(coco, checkpoints, tmp_path, option, name):
+    # Refused before the evaluation, which it would otherwise come after (the metrics file) or end (the dump).
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('x')
+    target = blocker / name
+    result = run_main('tools/test.py', DEMO_CONFIG, checkpoints['fits'], '--work-dir', tmp_path / 'work', option,
+                      target, '--cfg-options', *data_options(coco), check=False)
+    assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-3000:]
+    assert f'{option} {target}: its folder {blocker} cannot be written to: {blocker} is a file' in result.stderr
+    assert 'coco/bbox_mAP' not in result.stdout + result.stderr
+
+
 @pytest.mark.skipif(hasattr(os, 'geteuid') and os.geteuid() == 0, reason='root writes into read-only folders')
 def test_read_only_work_dir_is_refused(coco, tmp_path):
     locked = tmp_path / 'locked'

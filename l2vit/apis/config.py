@@ -17,7 +17,7 @@ from mmengine.config import Config
 from ..errors import ToolError
 from .checks import preflight
 from .config_tree import as_list, drop_pretrained, leaf_datasets, sync_bn_to_bn
-from .paths import writable_dir
+from .paths import writable_dir, writable_file
 
 # mmengine imports pkg_resources to resolve `mmdet::`-style bases; its deprecation warning is noise for our users.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
@@ -121,6 +121,7 @@ def prepare_test(config: str, checkpoint: str, tta: bool = False, out: Optional[
     if tta:
         enable_tta(cfg)
     if out is not None:
+        writable_file(out, '--out')
         add_dump(cfg, out)
     if show_dir is not None:
         enable_visualization(cfg, show_dir)

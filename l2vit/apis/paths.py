@@ -2,14 +2,15 @@
 import os
 import os.path as osp
 import tempfile
+from typing import Optional
 
 from ..errors import ToolError
 
 
-def writable_dir(path: str, option: str) -> None:
+def writable_dir(path: str, option: str, fix: Optional[str] = None) -> None:
     """Make the folder ``path`` (given by ``option``, e.g. ``--work-dir``) and check that a file can be written in
-    it, so that a run stops at once with the reason instead of failing at its first log line, picture or
-    checkpoint."""
+    it, so that a run stops at once with the reason (and ``fix``) instead of failing at its first log line, picture,
+    checkpoint or, after the whole evaluation, its results file."""
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
@@ -20,8 +21,14 @@ def writable_dir(path: str, option: str) -> None:
             blocker = osp.dirname(blocker)
         reason = (f'{blocker} is a file, not a folder' if osp.isfile(blocker) else
                   f'{err.strerror or err} ({type(err).__name__})')
-        raise ToolError(f'{option} {path} cannot be written to: {reason}. Give a folder you can write to '
-                        f'({option} DIR).') from None
+        fix = fix or f'Give a folder you can write to ({option} DIR).'
+        raise ToolError(f'{option} {path} cannot be written to: {reason}. {fix}') from None
+
+
+def writable_file(path: str, option: str) -> None:
+    """``writable_dir`` for the folder of the file ``path`` that ``option`` names (e.g. ``--out``)."""
+    writable_dir(osp.dirname(osp.abspath(path)), f'{option} {path}: its folder',
+                 f'Give a file in a folder you can write to ({option} FILE).')
 
 
 def check_device(device: str) -> None:

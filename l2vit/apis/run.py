@@ -9,6 +9,7 @@ from typing import Dict, Optional
 from mmengine.config import Config
 
 from .config import prepare_test, prepare_train
+from .paths import writable_file
 
 
 def build_runner(cfg: Config):
@@ -36,6 +37,8 @@ def _number_or_text(value):
 def run_test(config: str, checkpoint: str, metrics_out: Optional[str] = None, **options) -> Dict[str, float]:
     """Evaluate ``checkpoint`` on the config's test split and return the metrics (also written to ``metrics_out``,
     a JSON file, by the first process); ``options`` are those of ``prepare_test``."""
+    if metrics_out:
+        writable_file(metrics_out, '--metrics-out')  # before the evaluation it would come after
     metrics = build_runner(prepare_test(config, checkpoint, **options)).test()
     from mmengine.dist import get_rank
     if metrics_out and get_rank() == 0:  # every process gets the gathered metrics; one writes them
