@@ -89,6 +89,7 @@ def prepare_train(config: str, work_dir: Optional[str] = None, resume: Optional[
     """The config ``run_train`` trains with: loaded, overridden, with the RNG-state hook, AMP, LR scaling and
     resuming as asked, its inputs checked and (on CPUs) its launcher set up."""
     cfg = load_config(config, cfg_options, work_dir, launcher, local_rank)
+    add_data_check_hook(cfg)
     add_rng_state_hook(cfg)
     if amp:
         enable_amp(cfg)
@@ -114,6 +115,7 @@ def prepare_test(config: str, checkpoint: str, tta: bool = False, out: Optional[
     cfg = load_config(config, cfg_options, work_dir, launcher, local_rank)
     cfg.load_from = checkpoint
     cfg.resume = False
+    add_data_check_hook(cfg)
     if tta:
         enable_tta(cfg)
     if out is not None:
@@ -132,6 +134,15 @@ def add_rng_state_hook(cfg: Config) -> None:
     hooks = list(cfg.get('custom_hooks') or [])
     if not any(str(h.get('type', '')).split('.')[-1] == 'RNGStateHook' for h in hooks):
         hooks.append(dict(type='RNGStateHook'))
+    cfg.custom_hooks = hooks
+
+
+def add_data_check_hook(cfg: Config) -> None:
+    """Data that would train wrong stops the run before it starts, and a file that breaks names itself (see
+    l2vit.hooks.DataCheckHook)."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(str(h.get('type', '')).split('.')[-1] == 'DataCheckHook' for h in hooks):
+        hooks.append(dict(type='DataCheckHook'))
     cfg.custom_hooks = hooks
 
 

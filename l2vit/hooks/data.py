@@ -1,0 +1,130 @@
+"""The hook that checks a run's data before the run trains or tests on it (``l2vit.data_checks``), and makes a data
+file that breaks later name itself."""
+from typing import List, Optional, Tuple
+
+from mmengine.dist import broadcast_object_list, is_main_process
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from ..data_checks import IGNORE_INDEX, batch_label_problem, check_dataset, leaf_datasets
+from ..errors import DataError
+
+
+class NamingPipeline:
+    """A dataset's ``pipeline`` (mmengine's ``Compose``), run transform by transform as ``Compose`` runs it, whose
+    exceptions become a ``DataError`` naming the sample's files, the transform and the original error.
+
+    Picklable (DataLoader workers get a copy), and raised in a worker it reaches the main process intact: torch
+    re-raises a worker's exception by its type with one string, which ``DataError`` takes. Other attributes
+    (``transforms``) are the wrapped pipeline's."""
+
+    def __init__(self, pipeline) -> None:
+        self.pipeline = pipeline
+
+    def __call__(self, data):
+        files = ', '.join(str(data[k]) for k in ('img_path', 'seg_map_path') if isinstance(data, dict) and data.get(k))
+        for transform in getattr(self.pipeline, 'transforms', None) or [self.pipeline]:
+            try:
+                data = transform(data)
+            except Exception as err:
+                raise DataError(f'{files or "a sample"}: {type(transform).__name__} failed on it: '
+                                f'{type(err).__name__}: {err}. Fix: restore or re-save the file, or remove it from '
+                                f'the annotations.') from err
+            if data is None:
+                return None
+        return data
+
+    def __getattr__(self, name: str):
+        if name == 'pipeline':  # not set yet (while unpickling)
+            raise AttributeError(name)
+        return getattr(self.pipeline, name)
+
+    def __repr__(self) -> str:
+        return f'NamingPipeline({self.pipeline!r})'
+
+
+class DataCheckHook(Hook):
+    """Stop a run before its first iteration when its data would train wrong, and name the file when one breaks.
+
+    * ``before_train`` (train and val datasets), ``before_val`` / ``before_test`` (a dataset not checked yet): the
+      checks of ``l2vit.data_checks`` on the datasets the Runner built (no annotation file is parsed again, except
+      a COCO file's categories), run by the main process; one ``DataError`` lists every problem with its fix, and
+      warnings go to the log. ``check=False`` skips them.
+    * Each dataset's ``pipeline`` is wrapped in a ``NamingPipeline``. An ``IterBasedTrainLoop`` started its
+      DataLoader workers when it was built, before any hook, with the pipeline unwrapped: they are started again.
+      This hook runs before every other (priority HIGHEST), so that the random draw of the new workers' seed comes
+      before ``RNGStateHook`` restores a resumed run's states.
+    * ``before_train_iter``: a segmentation batch's labels with values that are neither a class nor the ignore
+      index stop the run with the files named (a comparison on the batch's labels; the start-up check decodes only
+      a sample of the label maps).
+    """
+
+    priority = 'HIGHEST'
+
+    def __init__(self, check: bool = True) -> None:
+        self.check = check
+        self._checked = set()
+        self._num_classes: Optional[int] = None
+        self._ignore_index = IGNORE_INDEX
+
+    def before_train(self, runner) -> None:
+        loaders = [('train_dataloader', runner.train_dataloader)]
+        if runner.val_loop is not None:
+            loaders.append(('val_dataloader', runner.val_loop.dataloader))
+        self._prepare(runner, loaders)
+        _restart_workers(runner.train_loop)
+        leaves = leaf_datasets(runner.train_dataloader.dataset, 'train_dataloader.dataset')
+        if any(hasattr(d, 'reduce_zero_label') for _, d in leaves):  # mmseg's datasets
+            self._num_classes = len(leaves[0][1].metainfo.get('classes') or ()) or None
+            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+            self._ignore_index = getattr(getattr(model, 'decode_head', None), 'ignore_index', IGNORE_INDEX)
+
+    def before_val(self, runner) -> None:
+        self._prepare(runner, [('val_dataloader', runner.val_loop.dataloader)])
+
+    def before_test(self, runner) -> None:
+        self._prepare(runner, [('test_dataloader', runner.test_loop.dataloader)])
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if self._num_classes:
+            problem = batch_label_problem(data_batch, self._num_classes, self._ignore_index)
+            if problem:
+                raise DataError(f'at iteration {runner.iter + 1}: {problem}')
+
+    def _prepare(self, runner, loaders) -> None:
+        """Check the datasets of ``loaders`` not checked yet, then wrap every one's pipeline."""
+        leaves = [leaf for key, loader in loaders for leaf in leaf_datasets(loader.dataset, f'{key}.dataset')]
+        new = [(key, d) for key, d in leaves if id(d) not in self._checked]
+        if self.check and new:
+            result = [_check_all(new) if is_main_process() else None]
+            broadcast_object_list(result)  # every process stops, or none
+            errors, warnings = result[0]
+            for warning in warnings:
+                runner.logger.warning(warning)
+            if errors:
+                raise DataError('the data would train wrong (DataCheckHook, before the first iteration):\n' +
+                                '\n'.join(errors))
+        self._checked.update(id(d) for _, d in new)
+        for _, dataset in leaves:
+            if hasattr(dataset, 'pipeline') and not isinstance(dataset.pipeline, NamingPipeline):
+                dataset.pipeline = NamingPipeline(dataset.pipeline)
+
+
+def _check_all(datasets) -> Tuple[List[str], List[str]]:
+    errors, warnings = [], []
+    for key, dataset in datasets:
+        more, also = check_dataset(dataset, key)
+        errors += more
+        warnings += also
+    return errors, warnings
+
+
+def _restart_workers(loop) -> None:
+    """An ``IterBasedTrainLoop`` iterates its DataLoader from its construction (``dataloader_iterator``): with
+    worker processes, start them again, so that they get the datasets as they are now."""
+    iterator = getattr(loop, 'dataloader_iterator', None)
+    loader = getattr(loop, 'dataloader', None)
+    if iterator is None or not getattr(loader, 'num_workers', 0):
+        return
+    loader._iterator = None  # torch keeps persistent workers here; the old ones end with their iterator
+    loop.dataloader_iterator = type(iterator)(loader)
