@@ -266,22 +266,31 @@ def label_map_problems(dataset, key: str) -> List[str]:
 
 
 def batch_label_problem(data_batch, num_classes: int, ignore_index: int = IGNORE_INDEX) -> Optional[str]:
-    """A training batch's segmentation labels (``gt_sem_seg`` of its data samples) with values that are neither a
-    class nor ``ignore_index``, naming the files; None when they are fine or the batch has none."""
+    """A training batch's segmentation labels (``gt_sem_seg`` of its data samples, packed as 1xHxW) that are not
+    single-channel, or with values that are neither a class nor ``ignore_index``, naming the files; None when they
+    are fine or the batch has none."""
     samples = (data_batch or {}).get('data_samples') if isinstance(data_batch, dict) else None
-    wrong = []
+    channels, wrong = [], []
     for sample in samples or []:
         gt = getattr(sample, 'gt_sem_seg', None)
         if gt is None:
             continue
-        values = gt.data
+        values, path = gt.data, sample.metainfo.get('seg_map_path')
+        if values.dim() != 3 or values.shape[0] != 1:
+            channels.append(f'{path} (labels of shape {tuple(values.shape)})')
+            continue
         bad = values[(values >= num_classes) & (values != ignore_index)]
         if bad.numel():
-            wrong.append(f'{sample.metainfo.get("seg_map_path")} (values {_shown(bad.unique().tolist())})')
-    if not wrong:
-        return None
-    return (f'label maps of this training batch hold values that are neither one of the {num_classes} classes nor '
-            f'{ignore_index} (ignored): {_shown(wrong)}. Fix the label maps, the classes or reduce_zero_label.')
+            wrong.append(f'{path} (values {_shown(bad.unique().tolist())})')
+    problems = []
+    if channels:
+        problems.append(f'label maps of this training batch are not single-channel: {_shown(channels)}. Fix: '
+                        f'save them as 8-bit single-channel PNGs of class indices.')
+    if wrong:
+        problems.append(f'label maps of this training batch hold values that are neither one of the {num_classes} '
+                        f'classes nor {ignore_index} (ignored): {_shown(wrong)}. Fix the label maps, the classes or '
+                        f'reduce_zero_label.')
+    return ' '.join(problems) or None
 
 
 def check_dataset(dataset, key: str) -> Tuple[List[str], List[str]]:

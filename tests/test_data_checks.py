@@ -193,10 +193,12 @@ def test_unreadable_or_missing_image_stops_the_run(coco, spoil):
 DELETING_HOOK = '''
 import os
 from mmengine.hooks import Hook
-from mmdet.registry import HOOKS
+from mmdet.registry import HOOKS as DET_HOOKS
+from mmseg.registry import HOOKS as SEG_HOOKS
 
 
-@HOOKS.register_module()
+@DET_HOOKS.register_module()
+@SEG_HOOKS.register_module()
 class DeleteAfterCheck(Hook):
     """Spoil a file once the run has started (after DataCheckHook's before_train)."""
     priority = 'LOWEST'
@@ -212,23 +214,45 @@ class DeleteAfterCheck(Hook):
 '''
 
 
+def spoiling_config(tmp_path, monkeypatch, base: str, path: str, empty: bool, package: str = 'mmdet_l2vit') -> str:
+    """A user's config on ``base`` whose run spoils ``path`` once started (DeleteAfterCheck, importable through
+    PYTHONPATH, which the tools' interpreters inherit)."""
+    (tmp_path / 'delete_after_check.py').write_text(DELETING_HOOK)
+    monkeypatch.setenv('PYTHONPATH', os.pathsep.join([str(tmp_path), os.environ.get('PYTHONPATH', '')]))
+    config = tmp_path / 'user_config.py'
+    config.write_text(f'_base_ = [{base!r}]\n'
+                      f"custom_imports = dict(imports=[{package!r}, 'delete_after_check'], allow_failed_imports=False)"
+                      "\ncustom_hooks = [dict(type='DataCheckHook'), dict(type='RNGStateHook'), "
+                      f'dict(type="DeleteAfterCheck", path={path!r}, empty={empty})]\n')
+    return str(config)
+
+
 @pytest.mark.parametrize('library_tool,workers', [(False, 0), (True, 1)], ids=['ours', 'mmdet-worker'])
 def test_image_spoiled_mid_run_names_itself(coco, tmp_path, monkeypatch, library_tool, workers):
     """The file is deleted (ours) or emptied (mmdet's tool, a DataLoader worker reads it) after the check: the
     error raised mid-epoch names it."""
-    (tmp_path / 'delete_after_check.py').write_text(DELETING_HOOK)
-    monkeypatch.setenv('PYTHONPATH', os.pathsep.join([str(tmp_path), os.environ.get('PYTHONPATH', '')]))
     path = first_train_image(coco)
-    config = tmp_path / 'user_config.py'
-    config.write_text(f'_base_ = [{DET_DEMO!r}]\n'
-                      "custom_imports = dict(imports=['mmdet_l2vit', 'delete_after_check'], allow_failed_imports=False)"
-                      "\ncustom_hooks = [dict(type='DataCheckHook'), dict(type='RNGStateHook'), "
-                      f'dict(type="DeleteAfterCheck", path={path!r}, empty={library_tool})]\n')
+    config = spoiling_config(tmp_path, monkeypatch, DET_DEMO, path, empty=library_tool)
     script = packaged_tool('mmdet', 'train.py') if library_tool else 'tools/train.py'
     result = train_det(coco, f'train_dataloader.num_workers={workers}', script=script, config=str(config))
     assert result.returncode != 0
     assert path in result.stderr and 'LoadImageFromFile' in result.stderr, result.stderr[-3000:]
     assert ('FileNotFoundError' if not library_tool else 'DataLoader worker') in result.stderr
+
+
+@pytest.mark.slow
+def test_image_emptied_mid_run_names_itself_from_an_iteration_loops_worker(ade, tmp_path, monkeypatch):
+    """mmseg's packaged train.py, IterBasedTrainLoop with a persistent DataLoader worker (started when the loop was
+    built, before any hook: the hook starts it again with the wrapped pipeline): an image emptied once the run has
+    started is named when a later iteration reads it."""
+    path = sorted(os.listdir(osp.join(ade, 'images', 'training')))[0]
+    path = osp.join(ade, 'images', 'training', path)
+    config = spoiling_config(tmp_path, monkeypatch, SEG_DEMO, path, empty=True, package='mmseg_l2vit')
+    result = train_seg(ade, 'train_dataloader.num_workers=1', 'train_dataloader.persistent_workers=True',
+                       'train_cfg.max_iters=6', 'train_cfg.val_interval=10', script=packaged_tool('mmseg', 'train.py'),
+                       config=config)
+    assert result.returncode != 0
+    assert path in result.stderr and 'LoadImageFromFile' in result.stderr, result.stderr[-3000:]
 
 
 def test_naming_pipeline_pickles_and_keeps_the_compose_attributes():
@@ -284,3 +308,12 @@ def test_label_values_beyond_the_classes_stop_training_unchecked(ade):
     result = train_seg(ade, 'custom_hooks.0.check=False')
     assert result.returncode == 2 and 'at iteration 1' in result.stderr, result.stderr[-3000:]
     assert 'values 149' in result.stderr and osp.join('annotations', 'training') in result.stderr
+
+
+def test_rgb_label_maps_stop_training_unchecked(ade):
+    """With the start-up check off, the batch check names an RGB label map (instead of torch.stack's size error)."""
+    path = label_maps(ade)[0]
+    Image.open(path).convert('RGB').save(path)
+    result = train_seg(ade, 'custom_hooks.0.check=False', 'train_dataloader.batch_size=4')
+    assert result.returncode == 2 and 'not single-channel' in result.stderr, result.stderr[-3000:]
+    assert path in result.stderr

@@ -66,13 +66,14 @@ class DataCheckHook(Hook):
         self._checked = set()
         self._num_classes: Optional[int] = None
         self._ignore_index = IGNORE_INDEX
+        self._retired = None
 
     def before_train(self, runner) -> None:
         loaders = [('train_dataloader', runner.train_dataloader)]
         if runner.val_loop is not None:
             loaders.append(('val_dataloader', runner.val_loop.dataloader))
         self._prepare(runner, loaders)
-        _restart_workers(runner.train_loop)
+        self._retired = _restart_workers(runner.train_loop)
         leaves = leaf_datasets(runner.train_dataloader.dataset, 'train_dataloader.dataset')
         if any(hasattr(d, 'reduce_zero_label') for _, d in leaves):  # mmseg's datasets
             self._num_classes = len(leaves[0][1].metainfo.get('classes') or ()) or None
@@ -119,12 +120,18 @@ def _check_all(datasets) -> Tuple[List[str], List[str]]:
     return errors, warnings
 
 
-def _restart_workers(loop) -> None:
+def _restart_workers(loop) -> Optional[object]:
     """An ``IterBasedTrainLoop`` iterates its DataLoader from its construction (``dataloader_iterator``): with
-    worker processes, start them again, so that they get the datasets as they are now."""
+    worker processes, start them again, so that they get the datasets as they are now. Returns the old iterator,
+    its workers ended, for the caller to keep: the sampler's iterator (mmengine's ``InfiniteSampler`` yields from one
+    generator for its lifetime) is shared with the new one, and would be closed with it."""
     iterator = getattr(loop, 'dataloader_iterator', None)
     loader = getattr(loop, 'dataloader', None)
     if iterator is None or not getattr(loader, 'num_workers', 0):
-        return
-    loader._iterator = None  # torch keeps persistent workers here; the old ones end with their iterator
+        return None
+    workers = getattr(iterator, '_iterator', None)
+    loader._iterator = None  # where torch keeps persistent workers
     loop.dataloader_iterator = type(iterator)(loader)
+    if hasattr(workers, '_shutdown_workers'):
+        workers._shutdown_workers()
+    return iterator
