@@ -58,6 +58,11 @@ def _shown(items: Sequence[str]) -> str:
     return ', '.join(map(str, items[:SHOWN])) + (f' (and {len(items) - SHOWN} more)' if len(items) > SHOWN else '')
 
 
+def _messages(found: Sequence[Tuple[Sequence[str], str]]) -> List[str]:
+    """One message per non-empty list of files: its text with ``{n}`` (how many) and ``{files}`` (a few) filled in."""
+    return [text.format(n=len(files), files=_shown(files)) for files, text in found if files]
+
+
 def _pipeline_step(dataset, name: str) -> Tuple[Optional[int], object]:
     """The index and object of the pipeline's first transform of class ``name`` (``LoadImageFromFile``,
     ``LoadAnnotations``), or ``(None, None)``."""
@@ -196,21 +201,16 @@ def image_problems(dataset, key: str) -> List[str]:
         elif expected and tuple(expected) != (0, 0) and loaded != tuple(expected):
             source = 'annotation' if height and width else 'label map'
             wrong_size.append(f'{path} ({loaded[1]}x{loaded[0]}, the {source} says {expected[1]}x{expected[0]})')
-    errors = []
-    if unreadable:
-        errors.append(f'{len(unreadable)} of the {len(samples)} images of {key} cannot be read: '
-                      f'{_shown(unreadable)}. Fix: restore or re-save them, or remove them from the annotations.')
-    if wrong_size:
-        errors.append(f'{len(wrong_size)} images of {key} have another size than their annotation (width x '
-                      f'height): {_shown(wrong_size)}; their boxes, masks or label maps would not fit the pixels. '
-                      f'Fix: the annotations (or the images).')
-    if oriented:
-        step = f'{key}.pipeline.{load_index}.color_type'
-        errors.append(f'{len(oriented)} images of {key} carry an EXIF orientation that LoadImageFromFile applies '
-                      f'to the pixels but not to the boxes, masks or label maps: {_shown(oriented)}. Fix: '
-                      f'--cfg-options {step}=color_ignore_orientation (the annotations are of the stored pixels), '
-                      f'or re-save the images with the rotation applied and the orientation tag removed.')
-    return errors
+    step = f'{key}.pipeline.{load_index}.color_type'
+    return _messages([
+        (unreadable, f'{{n}} of the {len(samples)} images of {key} cannot be read: {{files}}. Fix: restore or '
+         f're-save them, or remove them from the annotations.'),
+        (wrong_size, f'{{n}} images of {key} have another size than their annotation (width x height): {{files}}; '
+         f'their boxes, masks or label maps would not fit the pixels. Fix: the annotations (or the images).'),
+        (oriented, f'{{n}} images of {key} carry an EXIF orientation that LoadImageFromFile applies to the pixels '
+         f'but not to the boxes, masks or label maps: {{files}}. Fix: --cfg-options {step}=color_ignore_orientation '
+         f'(the annotations are of the stored pixels), or re-save the images with the rotation applied and the '
+         f'orientation tag removed.')])
 
 
 # ---------------------------------------------------------------------------------------------------- label maps
@@ -222,17 +222,14 @@ def label_map_problems(dataset, key: str) -> List[str]:
     paths = [p for p in paths if isinstance(p, str) and '://' not in p]
     if not paths:
         return []
-    errors = []
     headers = _read_headers(paths)
     colour = [f'{p} ({c} channels)' for p, (problem, _, _, c) in zip(paths, headers) if not problem and c > 1]
     unreadable = [f'{p} ({problem})' for p, (problem, _, _, _) in zip(paths, headers) if problem]
-    if unreadable:
-        errors.append(f'{len(unreadable)} label maps of {key} cannot be read: {_shown(unreadable)}. Fix: restore or '
-                      f're-save them.')
-    if colour:
-        errors.append(f'{len(colour)} of the {len(paths)} label maps of {key} are not single-channel: '
-                      f'{_shown(colour)}. A label map holds one class index per pixel (mode L or P). Fix: convert '
-                      f'them, e.g. colours to indices with the dataset palette, and save them as 8-bit PNGs.')
+    errors = _messages([
+        (unreadable, f'{{n}} label maps of {key} cannot be read: {{files}}. Fix: restore or re-save them.'),
+        (colour, f'{{n}} of the {len(paths)} label maps of {key} are not single-channel: {{files}}. A label map holds '
+         f'one class index per pixel (mode L or P). Fix: convert them, e.g. colours to indices with the dataset '
+         f'palette, and save them as 8-bit PNGs.')])
     _, load = _pipeline_step(dataset, 'LoadAnnotations')
     num_classes = len((dataset.metainfo or {}).get('classes') or ())
     if errors or load is None or not num_classes or not hasattr(dataset, 'reduce_zero_label'):  # mmseg's datasets
@@ -282,14 +279,11 @@ def batch_label_problem(data_batch, num_classes: int, ignore_index: int = IGNORE
         bad = values[(values >= num_classes) & (values != ignore_index)]
         if bad.numel():
             wrong.append(f'{path} (values {_shown(bad.unique().tolist())})')
-    problems = []
-    if channels:
-        problems.append(f'label maps of this training batch are not single-channel: {_shown(channels)}. Fix: '
-                        f'save them as 8-bit single-channel PNGs of class indices.')
-    if wrong:
-        problems.append(f'label maps of this training batch hold values that are neither one of the {num_classes} '
-                        f'classes nor {ignore_index} (ignored): {_shown(wrong)}. Fix the label maps, the classes or '
-                        f'reduce_zero_label.')
+    problems = _messages([
+        (channels, 'label maps of this training batch are not single-channel: {files}. Fix: save them as 8-bit '
+         'single-channel PNGs of class indices.'),
+        (wrong, f'label maps of this training batch hold values that are neither one of the {num_classes} classes '
+         f'nor {ignore_index} (ignored): {{files}}. Fix the label maps, the classes or reduce_zero_label.')])
     return ' '.join(problems) or None
 
 
