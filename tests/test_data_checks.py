@@ -240,7 +240,6 @@ def test_image_spoiled_mid_run_names_itself(coco, tmp_path, monkeypatch, library
     assert ('FileNotFoundError' if not library_tool else 'DataLoader worker') in result.stderr
 
 
-@pytest.mark.slow
 def test_image_emptied_mid_run_names_itself_from_an_iteration_loops_worker(ade, tmp_path, monkeypatch):
     """mmseg's packaged train.py, IterBasedTrainLoop with a persistent DataLoader worker (started when the loop was
     built, before any hook: the hook starts it again with the wrapped pipeline): an image emptied once the run has
@@ -253,6 +252,21 @@ def test_image_emptied_mid_run_names_itself_from_an_iteration_loops_worker(ade, 
                        config=config)
     assert result.returncode != 0
     assert path in result.stderr and 'LoadImageFromFile' in result.stderr, result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_unreadable_test_image_stops_testing(coco, tmp_path):
+    """tools/test.py and mmdet's packaged test.py: the test dataset is checked before the first test iteration."""
+    work = str(tmp_path / 'work')
+    result = train_det(coco, work=work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(osp.join(coco, 'annotations', 'instances_val2017.json')) as f:
+        path = osp.join(coco, 'val2017', json.load(f)['images'][0]['file_name'])
+    open(path, 'w').close()
+    for script in ('tools/test.py', packaged_tool('mmdet', 'test.py')):
+        result = tool(script, DET_DEMO, osp.join(work, 'epoch_1.pth'), '--work-dir', work, '--cfg-options',
+                      *det_data_options(coco), check=False)
+        stopped(result, path, 'test_dataloader.dataset', 'cannot be read', ours=script == 'tools/test.py')
 
 
 def test_naming_pipeline_pickles_and_keeps_the_compose_attributes():
