@@ -269,6 +269,24 @@ def test_unreadable_test_image_stops_testing(coco, tmp_path):
         stopped(result, path, 'test_dataloader.dataset', 'cannot be read', ours=script == 'tools/test.py')
 
 
+@pytest.mark.slow
+def test_restarting_an_iteration_loops_workers_changes_nothing(ade, tmp_path):
+    """The hook starts an IterBasedTrainLoop's persistent worker again (see above); the run trains on the same
+    batches with the same randomness as one without the hook: the same weights after 3 iterations."""
+    import torch
+    no_hook = tmp_path / 'no_hook.py'
+    no_hook.write_text(f"_base_ = [{SEG_DEMO!r}]\ncustom_hooks = [dict(type='RNGStateHook')]\n")
+    weights = []
+    for name, config in (('with_hook', SEG_DEMO), ('without', str(no_hook))):
+        work = str(tmp_path / name)
+        tool(packaged_tool('mmseg', 'train.py'), config, '--work-dir', work, '--cfg-options', *seg_data_options(ade),
+             'train_dataloader.num_workers=1', 'train_dataloader.persistent_workers=True', 'train_cfg.max_iters=3',
+             'train_cfg.val_interval=10', 'default_hooks.checkpoint.interval=3', 'randomness.seed=0')
+        weights.append(torch.load(osp.join(work, 'iter_3.pth'), map_location='cpu')['state_dict'])
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_naming_pipeline_pickles_and_keeps_the_compose_attributes():
     from mmengine.dataset import Compose
 

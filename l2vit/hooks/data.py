@@ -2,6 +2,7 @@
 file that breaks later name itself."""
 from typing import List, Optional, Tuple
 
+import torch
 from mmengine.dist import broadcast_object_list, is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -52,28 +53,26 @@ class DataCheckHook(Hook):
       warnings go to the log. ``check=False`` skips them.
     * Each dataset's ``pipeline`` is wrapped in a ``NamingPipeline``. An ``IterBasedTrainLoop`` started its
       DataLoader workers when it was built, before any hook, with the pipeline unwrapped: they are started again.
-      This hook runs before every other (priority HIGHEST), so that the random draw of the new workers' seed comes
-      before ``RNGStateHook`` restores a resumed run's states.
+      The run reads and draws what it would have without the restart (see ``_restart_workers``).
     * ``before_train_iter``: a segmentation batch's labels with values that are neither a class nor the ignore
       index stop the run with the files named (a comparison on the batch's labels; the start-up check decodes only
       a sample of the label maps).
     """
 
-    priority = 'HIGHEST'
+    priority = 'HIGHEST'  # the data is checked before any other hook starts on it
 
     def __init__(self, check: bool = True) -> None:
         self.check = check
         self._checked = set()
         self._num_classes: Optional[int] = None
         self._ignore_index = IGNORE_INDEX
-        self._retired = None
 
     def before_train(self, runner) -> None:
         loaders = [('train_dataloader', runner.train_dataloader)]
         if runner.val_loop is not None:
             loaders.append(('val_dataloader', runner.val_loop.dataloader))
         self._prepare(runner, loaders)
-        self._retired = _restart_workers(runner.train_loop)
+        _restart_workers(runner.train_loop)
         leaves = leaf_datasets(runner.train_dataloader.dataset, 'train_dataloader.dataset')
         if any(hasattr(d, 'reduce_zero_label') for _, d in leaves):  # mmseg's datasets
             self._num_classes = len(leaves[0][1].metainfo.get('classes') or ()) or None
@@ -120,18 +119,20 @@ def _check_all(datasets) -> Tuple[List[str], List[str]]:
     return errors, warnings
 
 
-def _restart_workers(loop) -> Optional[object]:
+def _restart_workers(loop) -> None:
     """An ``IterBasedTrainLoop`` iterates its DataLoader from its construction (``dataloader_iterator``): with
-    worker processes, start them again, so that they get the datasets as they are now. Returns the old iterator,
-    its workers ended, for the caller to keep: the sampler's iterator (mmengine's ``InfiniteSampler`` yields from one
-    generator for its lifetime) is shared with the new one, and would be closed with it."""
+    worker processes, start them again, so that they get the datasets as they are now, and as if they had not been
+    started before: mmengine's ``InfiniteSampler`` (which yields from one generator for its lifetime) starts its
+    sequence again, and the random number drawn for the new workers' seed is given back (mmengine seeds each worker
+    itself), so that the run draws and reads what it would have without the restart."""
     iterator = getattr(loop, 'dataloader_iterator', None)
     loader = getattr(loop, 'dataloader', None)
     if iterator is None or not getattr(loader, 'num_workers', 0):
-        return None
-    workers = getattr(iterator, '_iterator', None)
-    loader._iterator = None  # where torch keeps persistent workers
+        return
+    sampler = getattr(loader, 'sampler', None)
+    if hasattr(sampler, '_indices_of_rank'):
+        sampler.indices = sampler._indices_of_rank()
+    loader._iterator = None  # where torch keeps persistent workers; the old ones end with the old iterator
+    state = torch.get_rng_state()
     loop.dataloader_iterator = type(iterator)(loader)
-    if hasattr(workers, '_shutdown_workers'):
-        workers._shutdown_workers()
-    return iterator
+    torch.set_rng_state(state)
