@@ -262,6 +262,16 @@ def label_map_problems(dataset, key: str) -> List[str]:
     return errors
 
 
+def ignored_batch(data_batch, ignore_index: int = IGNORE_INDEX) -> List[str]:
+    """The label maps of a training batch when every pixel of every one is ``ignore_index`` (the batch teaches
+    nothing: loss 0); an empty list otherwise."""
+    samples = (data_batch or {}).get('data_samples') if isinstance(data_batch, dict) else None
+    labels = [s for s in samples or [] if getattr(s, 'gt_sem_seg', None) is not None]
+    if not labels or any(bool((s.gt_sem_seg.data != ignore_index).any()) for s in labels):
+        return []
+    return [str(s.metainfo.get('seg_map_path')) for s in labels]
+
+
 def batch_label_problem(data_batch, num_classes: int, ignore_index: int = IGNORE_INDEX) -> Optional[str]:
     """A training batch's segmentation labels (``gt_sem_seg`` of its data samples, packed as 1xHxW) that are not
     single-channel, or with values that are neither a class nor ``ignore_index``, naming the files; None when they

@@ -331,6 +331,17 @@ def test_label_maps_ignored_everywhere_stop_the_run(ade):
     stopped(train_seg(ade), 'ignored at every pixel', 'reduce_zero_label=False')
 
 
+def test_ignored_batches_are_warned_about_unchecked(ade):
+    """With the start-up check off, each batch whose pixels are all ignored is a warning naming its label maps."""
+    for path in label_maps(ade):
+        labels = np.array(Image.open(path))
+        Image.fromarray(np.where(labels > 0, 255, 0).astype(np.uint8)).save(path)
+    result = train_seg(ade, 'custom_hooks.0.check=False')
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert 'iteration 1: every pixel of this batch is ignored' in log and osp.join('annotations', 'training') in log
+
+
 def test_label_values_beyond_the_classes_stop_training_unchecked(ade):
     """With the start-up check off, the batch check stops the run at the batch that holds them, naming the file."""
     for path in label_maps(ade):

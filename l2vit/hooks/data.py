@@ -7,8 +7,11 @@ from mmengine.dist import broadcast_object_list, is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from ..data_checks import IGNORE_INDEX, batch_label_problem, check_dataset, leaf_datasets
+from ..data_checks import IGNORE_INDEX, batch_label_problem, check_dataset, ignored_batch, leaf_datasets
 from ..errors import DataError
+
+#: How many batches whose pixels are all ignored are warned about.
+MAX_WARNINGS = 5
 
 
 class NamingPipeline:
@@ -56,7 +59,9 @@ class DataCheckHook(Hook):
       The run reads and draws what it would have without the restart (see ``_restart_workers``).
     * ``before_train_iter``: a segmentation batch's labels with values that are neither a class nor the ignore
       index stop the run with the files named (a comparison on the batch's labels; the start-up check decodes only
-      a sample of the label maps).
+      a sample of the label maps). A batch whose pixels are all ignored is a warning naming its files (the first
+      ``MAX_WARNINGS``), not a stop: a crop can be all unlabelled; label maps that are all ignored throughout are
+      found by the start-up sample.
     """
 
     priority = 'HIGHEST'  # the data is checked before any other hook starts on it
@@ -66,6 +71,7 @@ class DataCheckHook(Hook):
         self._checked = set()
         self._num_classes: Optional[int] = None
         self._ignore_index = IGNORE_INDEX
+        self._ignored_warnings = 0
 
     def before_train(self, runner) -> None:
         loaders = [('train_dataloader', runner.train_dataloader)]
@@ -90,6 +96,13 @@ class DataCheckHook(Hook):
             problem = batch_label_problem(data_batch, self._num_classes, self._ignore_index)
             if problem:
                 raise DataError(f'at iteration {runner.iter + 1}: {problem}')
+            ignored = ignored_batch(data_batch, self._ignore_index) if self._ignored_warnings < MAX_WARNINGS else []
+            if ignored:
+                self._ignored_warnings += 1
+                more = ' (the last such warning)' if self._ignored_warnings == MAX_WARNINGS else ''
+                runner.logger.warning(f'iteration {runner.iter + 1}: every pixel of this batch is ignored '
+                                      f'({self._ignore_index}), so it teaches nothing: {", ".join(ignored)}. Check '
+                                      f'these label maps and reduce_zero_label{more}.')
 
     def _prepare(self, runner, loaders) -> None:
         """Check the datasets of ``loaders`` not checked yet, then wrap every one's pipeline."""
