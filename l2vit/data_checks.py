@@ -176,7 +176,8 @@ def image_problems(dataset, key: str) -> List[str]:
     ``height``/``width`` (or from the label map's); EXIF orientations the loader applies to the pixels only.
 
     An orientation that swaps the sides is accepted when the annotation's size is the rotated one (the annotation
-    was made on the rotated view, which is what the loader gives)."""
+    was made on the rotated view, which is what the loader gives), and any orientation is when the samples have no
+    geometry to disagree with (classification: no ``height``/``width``, no label map)."""
     samples = [(s.get('img_path'), s.get('height'), s.get('width'), s.get('seg_map_path'))
                for s in _samples(dataset)]
     paths = [s[0] for s in samples if isinstance(s[0], str)]
@@ -196,7 +197,7 @@ def image_problems(dataset, key: str) -> List[str]:
             continue
         loaded = stored[::-1] if rotates and orientation in TRANSPOSING else stored
         expected = (height, width) if height and width else (labels[seg][1] if seg in labels else None)
-        if rotates and orientation != 1 and not (expected and loaded == tuple(expected) and loaded != stored):
+        if rotates and orientation != 1 and expected and not (loaded == tuple(expected) and loaded != stored):
             oriented.append(f'{path} (orientation {orientation})')
         elif expected and tuple(expected) != (0, 0) and loaded != tuple(expected):
             source = 'annotation' if height and width else 'label map'

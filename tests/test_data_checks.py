@@ -13,7 +13,8 @@ from PIL import Image
 
 from helpers import CONFIG_DIR, config_paths, load_config, tool
 from l2vit.testing import generate_ade_semantic, generate_coco_instances
-from test_entry_points import DET_DEMO, SEG_DEMO, det_data_options, packaged_tool, seg_data_options
+from test_entry_points import (DET_DEMO, IMAGENET_T, SEG_DEMO, det_data_options, packaged_tool, seg_data_options,
+                               write_imagenet_layout)
 
 #: One short epoch, no validation: the runs that must go on stay short.
 DET_SHORT = ['train_cfg.max_epochs=1', 'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2']
@@ -285,6 +286,26 @@ def test_restarting_an_iteration_loops_workers_changes_nothing(ade, tmp_path):
         weights.append(torch.load(osp.join(work, 'iter_3.pth'), map_location='cpu')['state_dict'])
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_classification_images_may_be_oriented_but_not_unreadable(tmp_path):
+    """mmpretrain's ImageNet dataset, as configs/imagenet builds it: without boxes or label maps an EXIF orientation
+    cannot disagree with anything (no error), a zero-byte image can."""
+    from mmengine.registry import DATASETS, DefaultScope
+
+    import mmpretrain_l2vit  # noqa: F401  (what the config's custom_imports do)
+    from l2vit.data_checks import check_dataset
+    root = tmp_path / 'imagenet'
+    write_imagenet_layout(root)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.open(root / 'train' / 'train_0000.JPEG').save(root / 'train' / 'train_0000.JPEG', exif=exif.tobytes())
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        dataset = DATASETS.build(dict(load_config(IMAGENET_T).train_dataloader.dataset, data_root=str(root)))
+    assert check_dataset(dataset, 'train_dataloader.dataset') == ([], [])
+    open(root / 'train' / 'train_0001.JPEG', 'w').close()
+    errors, _ = check_dataset(dataset, 'train_dataloader.dataset')
+    assert len(errors) == 1 and 'train_0001.JPEG (empty (0 bytes))' in errors[0]
 
 
 def test_naming_pipeline_pickles_and_keeps_the_compose_attributes():

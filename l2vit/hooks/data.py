@@ -74,10 +74,8 @@ class DataCheckHook(Hook):
         self._ignored_warnings = 0
 
     def before_train(self, runner) -> None:
-        loaders = [('train_dataloader', runner.train_dataloader)]
-        if runner.val_loop is not None:
-            loaders.append(('val_dataloader', runner.val_loop.dataloader))
-        self._prepare(runner, loaders)
+        self._prepare(runner, [('train_dataloader', runner.train_dataloader),
+                               ('val_dataloader', getattr(runner.val_loop, 'dataloader', None))])
         _restart_workers(runner.train_loop)
         leaves = leaf_datasets(runner.train_dataloader.dataset, 'train_dataloader.dataset')
         if any(hasattr(d, 'reduce_zero_label') for _, d in leaves):  # mmseg's datasets
@@ -86,10 +84,10 @@ class DataCheckHook(Hook):
             self._ignore_index = getattr(getattr(model, 'decode_head', None), 'ignore_index', IGNORE_INDEX)
 
     def before_val(self, runner) -> None:
-        self._prepare(runner, [('val_dataloader', runner.val_loop.dataloader)])
+        self._prepare(runner, [('val_dataloader', getattr(runner.val_loop, 'dataloader', None))])
 
     def before_test(self, runner) -> None:
-        self._prepare(runner, [('test_dataloader', runner.test_loop.dataloader)])
+        self._prepare(runner, [('test_dataloader', getattr(runner.test_loop, 'dataloader', None))])
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         if self._num_classes:
@@ -105,8 +103,10 @@ class DataCheckHook(Hook):
                                       f'these label maps and reduce_zero_label{more}.')
 
     def _prepare(self, runner, loaders) -> None:
-        """Check the datasets of ``loaders`` not checked yet, then wrap every one's pipeline."""
-        leaves = [leaf for key, loader in loaders for leaf in leaf_datasets(loader.dataset, f'{key}.dataset')]
+        """Check the datasets of ``loaders`` (``(config key, DataLoader or None)``) not checked yet, then wrap every
+        one's pipeline."""
+        leaves = [leaf for key, loader in loaders if loader is not None
+                  for leaf in leaf_datasets(loader.dataset, f'{key}.dataset')]
         new = [(key, d) for key, d in leaves if id(d) not in self._checked]
         if self.check and new:
             result = [_check_all(new) if is_main_process() else None]
