@@ -306,6 +306,12 @@ def test_classification_images_may_be_oriented_but_not_unreadable(tmp_path):
     open(root / 'train' / 'train_0001.JPEG', 'w').close()
     errors, _ = check_dataset(dataset, 'train_dataloader.dataset')
     assert len(errors) == 1 and 'train_0001.JPEG (empty (0 bytes))' in errors[0]
+    # Under dataset wrappers, each leaf is checked, named by its config key.
+    from mmengine.dataset import ConcatDataset, RepeatDataset
+
+    from l2vit.data_checks import leaf_datasets
+    assert leaf_datasets(RepeatDataset(dataset, times=2), 'd') == [('d.dataset', dataset)]
+    assert leaf_datasets(ConcatDataset([dataset, dataset]), 'd') == [(f'd.datasets.{i}', dataset) for i in (0, 1)]
 
 
 def test_naming_pipeline_pickles_and_keeps_the_compose_attributes():
