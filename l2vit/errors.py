@@ -33,3 +33,8 @@ def error_exit() -> Iterator[None]:
         yield
     except (ToolError, CheckpointError) as err:
         fail(str(err))
+
+
+class DataError(ToolError):
+    """Data that would train wrong, or a data file that broke during a run (raised by ``l2vit.hooks.DataCheckHook``
+    and by the pipelines it wraps); the message names the files and the fix."""

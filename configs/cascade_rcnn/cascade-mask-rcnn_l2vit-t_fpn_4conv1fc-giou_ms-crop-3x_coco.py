@@ -6,8 +6,8 @@
 _base_ = 'mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
 custom_imports = dict(imports=['mmdet_l2vit'], allow_failed_imports=False)
 # Checkpoints carry the RNG states, so that `--resume` continues exactly with any train tool (ours, mmdet's,
-# `mim train`): see l2vit/hooks/.
-custom_hooks = [dict(type='RNGStateHook'), dict(type='CheckpointFitHook')]
+# `mim train`): see l2vit/hooks/. DataCheckHook: data that would train wrong stops the run first.
+custom_hooks = [dict(type='DataCheckHook'), dict(type='RNGStateHook'), dict(type='CheckpointFitHook')]
 
 pretrained = ('https://github.com/ChuanyangZheng/L2ViT/releases/download/v1.0/'
               'L2ViT-Tiny-checkpoint-best-ema.pth')

@@ -42,9 +42,10 @@ auto_scale_lr = dict(base_batch_size=4096)
 # checkpoint format their release uses (our assumption). Like that trainer, the average covers BatchNorm statistics.
 # Validation and saved checkpoints use the EMA weights.
 # RNGStateHook: checkpoints carry the RNG states, so that `--resume` continues exactly with any train tool (ours,
-# mmpretrain's, `mim train`): see l2vit/hooks/.
+# mmpretrain's, `mim train`): see l2vit/hooks/. DataCheckHook: data that would train wrong stops the run first.
 custom_hooks = [
     dict(type='EMAHook', momentum=1e-4, update_buffers=True, priority='ABOVE_NORMAL'),
+    dict(type='DataCheckHook'),
     dict(type='RNGStateHook'),
     dict(type='CheckpointFitHook'),  # a checkpoint whose head does not fit is refused when testing (l2vit/hooks/)
 ]

@@ -3,7 +3,9 @@
 :func:`write_annotations` writes a COCO-format instance file the size of COCO's ``instances_train2017.json``
 (images without pixels: nothing reads them); :func:`measure` times, in a fresh process each, the preflight of a
 config that trains on it and the library's own load of the same dataset (``DATASETS.build`` + ``full_init``), with
-each process's peak memory.
+each process's peak memory. :func:`write_image_layout` and :func:`time_data_checks` time what
+``l2vit.hooks.DataCheckHook`` adds at the start of a run: the image headers of a 100k-image layout, and the re-read
+of a COCO file's categories.
 """
 import json
 import os
@@ -78,3 +80,54 @@ def measure(config: str, data_root: str, ann_file: str, what: Sequence[str] = ('
                                  capture_output=True, text=True).stdout
             results[name].append(json.loads(out.strip().splitlines()[-1]))
     return results
+
+
+def write_image_layout(data_root: str, images: int = 100000) -> str:
+    """``images`` copies of one small JPEG (64x48) under ``data_root/images/``, and a COCO file listing them with one
+    box each; returns the file's path."""
+    from PIL import Image
+    folder = osp.join(data_root, 'images')
+    os.makedirs(folder, exist_ok=True)
+    Image.new('RGB', (64, 48), (90, 120, 150)).save(osp.join(folder, 'template.jpg'))
+    with open(osp.join(folder, 'template.jpg'), 'rb') as f:
+        data = f.read()
+    for i in range(1, images + 1):
+        with open(osp.join(folder, f'{i:012d}.jpg'), 'wb') as f:
+            f.write(data)
+    path = osp.join(data_root, 'instances_images.json')
+    with open(path, 'w') as f:
+        json.dump(dict(images=[dict(id=i, file_name=f'{i:012d}.jpg', height=48, width=64)
+                               for i in range(1, images + 1)],
+                       annotations=[dict(id=i, image_id=i, category_id=1, bbox=[4, 4, 20, 20], area=400, iscrowd=0)
+                                    for i in range(1, images + 1)],
+                       categories=[dict(id=i + 1, name=name) for i, name in enumerate(metainfo()['classes'])]), f)
+    return path
+
+
+def time_data_checks(data_root: str, image_ann_file: str, large_ann_file: str) -> Dict[str, float]:
+    """In this process: DataCheckHook's image checks (``image_problems``: every header, in threads) on mmdet's
+    ``CocoDataset`` of :func:`write_image_layout`'s layout, and its category check (``category_problems``: the
+    file's categories and annotations read again) on a dataset of ``large_ann_file`` (built without images)."""
+    from mmengine.registry import DATASETS, init_default_scope
+
+    from ..data_checks import category_problems, image_problems
+    init_default_scope('mmdet')
+    classes = metainfo()['classes']
+    timings = {}
+    dataset = DATASETS.build(dict(type='CocoDataset', data_root=data_root, ann_file=image_ann_file,
+                                  data_prefix=dict(img='images/'), metainfo=dict(classes=classes),
+                                  pipeline=[dict(type='LoadImageFromFile')]))
+    start = time.perf_counter()
+    problems = image_problems(dataset, 'train_dataloader.dataset')
+    timings.update(images=len(dataset), image_seconds=time.perf_counter() - start)
+    if problems:
+        raise RuntimeError('\n'.join(problems))
+    dataset = DATASETS.build(dict(type='CocoDataset', ann_file=large_ann_file, metainfo=dict(classes=classes),
+                                  data_prefix=dict(img='images/'), pipeline=[]))
+    start = time.perf_counter()
+    errors, _ = category_problems(dataset, 'train_dataloader.dataset')
+    timings.update(category_seconds=time.perf_counter() - start,
+                   peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    if errors:
+        raise RuntimeError('\n'.join(errors))
+    return timings

@@ -91,6 +91,7 @@ def prepare_train(config: str, work_dir: Optional[str] = None, resume: Optional[
     resuming as asked, its inputs checked and (on CPUs) its launcher set up."""
     cfg = load_config(config, cfg_options, work_dir, launcher, local_rank)
     writable_dir(cfg.work_dir, '--work-dir')
+    add_custom_hook(cfg, 'DataCheckHook')
     add_rng_state_hook(cfg)
     if amp:
         enable_amp(cfg)
@@ -117,6 +118,7 @@ def prepare_test(config: str, checkpoint: str, tta: bool = False, out: Optional[
     writable_dir(cfg.work_dir, '--work-dir')
     cfg.load_from = checkpoint
     cfg.resume = False
+    add_custom_hook(cfg, 'DataCheckHook')
     add_custom_hook(cfg, 'CheckpointFitHook')  # a checkpoint whose heads do not fit is refused, not half-loaded
     if tta:
         enable_tta(cfg)
@@ -143,6 +145,15 @@ def add_custom_hook(cfg: Config, hook_type: str) -> None:
 def add_rng_state_hook(cfg: Config) -> None:
     """Checkpoints carry the RNG states, so that a resumed run continues exactly (see l2vit.hooks.RNGStateHook)."""
     add_custom_hook(cfg, 'RNGStateHook')
+
+
+def add_data_check_hook(cfg: Config) -> None:
+    """Data that would train wrong stops the run before it starts, and a file that breaks names itself (see
+    l2vit.hooks.DataCheckHook)."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(str(h.get('type', '')).split('.')[-1] == 'DataCheckHook' for h in hooks):
+        hooks.append(dict(type='DataCheckHook'))
+    cfg.custom_hooks = hooks
 
 
 def enable_amp(cfg: Config) -> None:

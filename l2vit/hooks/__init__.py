@@ -1,9 +1,13 @@
 """mmengine hooks that our configs carry (and ``tools/train.py`` / ``tools/test.py`` add to any config), so that a
 run started by any tool (ours, mmdet's, mmseg's, mmpretrain's, ``mim``) gets the same guarantees."""
+from .data import DataCheckHook, NamingPipeline
 from .fit import CheckpointFitHook
 from .rng import RNGStateHook, capture_rng_states, restore_rng_states
 
 #: Every hook class registered in each library's ``HOOKS`` by ``l2vit.register_into``.
-HOOK_CLASSES = (RNGStateHook, CheckpointFitHook)
+HOOK_CLASSES = (RNGStateHook, DataCheckHook, CheckpointFitHook)
 
-__all__ = ['RNGStateHook', 'CheckpointFitHook', 'capture_rng_states', 'restore_rng_states', 'HOOK_CLASSES']
+__all__ = [
+    'RNGStateHook', 'DataCheckHook', 'CheckpointFitHook', 'NamingPipeline', 'capture_rng_states',
+    'restore_rng_states', 'HOOK_CLASSES'
+]
