@@ -46,4 +46,8 @@ auto_scale_lr = dict(base_batch_size=4096)
 custom_hooks = [
     dict(type='EMAHook', momentum=1e-4, update_buffers=True, priority='ABOVE_NORMAL'),
     dict(type='RNGStateHook'),
+    dict(type='FiniteLossHook'),
 ]
+# Checkpoints are never lost or half-written, --resume works in a moved work dir, one training per work dir,
+# and a non-finite loss stops the run: see l2vit/hooks/.
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))

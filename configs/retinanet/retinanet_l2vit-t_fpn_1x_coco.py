@@ -6,7 +6,10 @@ _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['mmdet_l2vit'], allow_failed_imports=False)
 # Checkpoints carry the RNG states, so that `--resume` continues exactly with any train tool (ours, mmdet's,
 # `mim train`): see l2vit/hooks/.
-custom_hooks = [dict(type='RNGStateHook')]
+custom_hooks = [dict(type='RNGStateHook'), dict(type='FiniteLossHook')]
+# Checkpoints are never lost or half-written, --resume works in a moved work dir, one training per work dir,
+# and a non-finite loss stops the run: see l2vit/hooks/.
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
 
 pretrained = ('https://github.com/ChuanyangZheng/L2ViT/releases/download/v1.0/'
               'L2ViT-Tiny-checkpoint-best-ema.pth')

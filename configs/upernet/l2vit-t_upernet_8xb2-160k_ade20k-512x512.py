@@ -8,7 +8,10 @@ _base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k
 custom_imports = dict(imports=['mmseg_l2vit'], allow_failed_imports=False)
 # Checkpoints carry the RNG states, so that `--resume` continues exactly with any train tool (ours, or mmseg's own
 # tools/train.py from its repository): see l2vit/hooks/.
-custom_hooks = [dict(type='RNGStateHook')]
+custom_hooks = [dict(type='RNGStateHook'), dict(type='FiniteLossHook')]
+# Checkpoints are never lost or half-written, --resume works in a moved work dir, one training per work dir,
+# and a non-finite loss stops the run: see l2vit/hooks/.
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
 
 # The authors' released ImageNet weights (downloaded once into the torch hub cache; a local file works too); the
 # name is the base's, so its Swin URL does not linger in the config.

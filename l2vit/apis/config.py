@@ -89,7 +89,7 @@ def prepare_train(config: str, work_dir: Optional[str] = None, resume: Optional[
     """The config ``run_train`` trains with: loaded, overridden, with the RNG-state hook, AMP, LR scaling and
     resuming as asked, its inputs checked and (on CPUs) its launcher set up."""
     cfg = load_config(config, cfg_options, work_dir, launcher, local_rank)
-    add_rng_state_hook(cfg)
+    add_run_hooks(cfg)
     if amp:
         enable_amp(cfg)
     if auto_scale_lr:
@@ -127,12 +127,33 @@ def prepare_test(config: str, checkpoint: str, tta: bool = False, out: Optional[
 
 
 # ------------------------------------------------------------------------------------------------------ training
+def add_run_hooks(cfg: Config) -> None:
+    """Give any config the guarantees of ours (``l2vit.hooks``): the RNG states in checkpoints, the
+    ``SafeCheckpointHook`` in place of mmengine's plain ``CheckpointHook``, and the ``FiniteLossHook``."""
+    add_rng_state_hook(cfg)
+    add_custom_hook(cfg, 'FiniteLossHook')
+    checkpoint = (cfg.get('default_hooks') or {}).get('checkpoint')
+    if checkpoint is not None:
+        kind = str(checkpoint.get('type', ''))
+        if kind.split('.')[-1] == 'CheckpointHook':
+            checkpoint.type = 'SafeCheckpointHook'
+        elif kind.split('.')[-1] != 'SafeCheckpointHook':
+            print(f'note: default_hooks.checkpoint is {kind}, kept as it is; the guarantees of SafeCheckpointHook '
+                  f'(atomic saves, the work dir lock, --resume in a moved work dir: l2vit/hooks/checkpoint.py) hold '
+                  f'only if it subclasses it.')
+
+
+def add_custom_hook(cfg: Config, name: str) -> None:
+    """Append ``dict(type=name)`` to the config's ``custom_hooks`` unless it has one."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(str(h.get('type', '')).split('.')[-1] == name for h in hooks):
+        hooks.append(dict(type=name))
+    cfg.custom_hooks = hooks
+
+
 def add_rng_state_hook(cfg: Config) -> None:
     """Checkpoints carry the RNG states, so that a resumed run continues exactly (see l2vit.hooks.RNGStateHook)."""
-    hooks = list(cfg.get('custom_hooks') or [])
-    if not any(str(h.get('type', '')).split('.')[-1] == 'RNGStateHook' for h in hooks):
-        hooks.append(dict(type='RNGStateHook'))
-    cfg.custom_hooks = hooks
+    add_custom_hook(cfg, 'RNGStateHook')
 
 
 def enable_amp(cfg: Config) -> None:
