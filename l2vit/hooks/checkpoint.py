@@ -104,6 +104,18 @@ def read_last_checkpoint(work_dir: str) -> Optional[str]:
         return None
 
 
+def saves_folders(runner) -> bool:
+    """Whether the runner's strategy (mmengine's FlexibleRunner) saves each checkpoint as a folder that every process
+    writes into (DeepSpeed, sharded FSDP state dicts)."""
+    strategy = getattr(runner, 'strategy', None)
+    if strategy is None:
+        return False
+    if 'DeepSpeed' in type(strategy).__name__:
+        return True
+    full = getattr(strategy, '_is_full_state_dict', None)
+    return full is not None and not full()
+
+
 # ------------------------------------------------------------------------------------------------ the work dir lock
 def describe_process() -> str:
     return (f'pid {os.getpid()} on host {socket.gethostname()}, started {time.strftime("%Y-%m-%d %H:%M:%S %Z")}, '
@@ -186,7 +198,8 @@ class SafeCheckpointHook(CheckpointHook):
       ``<work_dir>/.train.lock`` for the whole run (released when the process ends, however it ends) and a second
       training is refused, naming the first. A file system without ``flock``: a warning, and the run goes on.
 
-    Other storage backends (``backend_args``, ``file_client_args``, an ``out_dir`` URL) keep mmengine's behaviour.
+    Other storage backends (``backend_args``, ``file_client_args``, an ``out_dir`` URL) and checkpoints saved as
+    folders by every process (DeepSpeed, sharded FSDP) keep mmengine's way of saving.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -209,7 +222,8 @@ class SafeCheckpointHook(CheckpointHook):
 
     def before_train(self, runner) -> None:
         super().before_train(runner)
-        self._local = self.file_client_args is None and isinstance(self.file_backend, LocalBackend)
+        self._local = (self.file_client_args is None and isinstance(self.file_backend, LocalBackend)
+                       and not saves_folders(runner))
         if self._local and is_main_process():
             for path in sorted(glob.glob(osp.join(glob.escape(self.out_dir), '*' + PARTIAL)) +
                                glob.glob(osp.join(glob.escape(runner.work_dir), 'last_checkpoint' + PARTIAL))):
