@@ -297,10 +297,10 @@ class SafeCheckpointHook(CheckpointHook):
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
         if isinstance(runner, _SavingRunner):
             runner = runner.runner
-        if not self._local:
-            return super()._save_checkpoint_with_step(runner, step, meta)
         filename = self.filename_tmpl.format(step)
-        self._check_weights(runner, filename)
+        if not self._local:
+            self._check_weights(runner, filename)
+            return super()._save_checkpoint_with_step(runner, step, meta)
         dropped = []
         if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
             kept = list(self.keep_ckpt_ids) + [step]
@@ -345,7 +345,9 @@ class SafeCheckpointHook(CheckpointHook):
             shutil.rmtree(path)
 
     def _save_file(self, runner, out_dir: str, filename: str, **kwargs) -> None:
-        """``runner.save_checkpoint`` into ``<filename>.partial`` (rank 0 writes), renamed once complete."""
+        """``runner.save_checkpoint`` into ``<filename>.partial`` (rank 0 writes), renamed once complete; never with
+        non-finite weights."""
+        self._check_weights(runner, filename)
         final = osp.join(out_dir, filename)
         self._no_room_guard(runner, final, lambda: runner.save_checkpoint(out_dir, filename + PARTIAL, **kwargs))
         if is_main_process():
