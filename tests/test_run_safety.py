@@ -312,26 +312,32 @@ def test_full_disk_keeps_the_previous_best_checkpoint(hook_class, tmp_path):
 
 # ------------------------------------------------------------------------------------------ one run per work dir
 @pytest.mark.slow
-def test_a_second_training_into_a_busy_work_dir_is_refused(coco, tmp_path):
-    """A live process holds the work dir's lock: our train tool refuses, naming it; once that process is killed
-    (its lock dies with it, the lock file stays) training into the work dir runs."""
+@pytest.mark.parametrize('ours', [True, False], ids=['tools/train.py', 'mmdet train.py'])
+def test_a_second_training_into_a_busy_work_dir_is_refused(ours, coco, tmp_path):
+    """A live process holds the work dir's lock: our train tool (before the Runner writes into the work dir) and
+    mmdet's (the config's SafeCheckpointHook, before anything is loaded or trained) refuse, naming it; once that
+    process is killed (its lock dies with it, the lock file stays) training into the work dir runs."""
     work = tmp_path / 'work'
+    tool = 'tools/train.py' if ours else packaged_tool('mmdet', 'train.py')
     holder = subprocess.Popen(
         [sys.executable, '-c', 'import sys, time\nfrom l2vit.hooks.checkpoint import lock_work_dir\n'
          'lock = lock_work_dir(sys.argv[1])\nprint("locked", flush=True)\ntime.sleep(600)', str(work)],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == 'locked'
-        refused = train('tools/train.py', DEMO_CONFIG, work, *options(coco, 'train_cfg.max_epochs=1'))
-        assert refused.returncode == 2, output(refused)[-3000:]
-        assert 'error: another training is using the work dir' in refused.stderr
-        assert f'pid {holder.pid} ' in refused.stderr
+        refused = train(tool, DEMO_CONFIG, work, *options(coco, 'train_cfg.max_epochs=1'))
+        assert refused.returncode == (2 if ours else 1), output(refused)[-3000:]
+        last = refused.stderr.strip().splitlines()[-1]
+        assert last.startswith('error: ' if ours else 'l2vit.errors.RunStopped: '), last
+        assert f'another training is using the work dir {work}: pid {holder.pid} on host ' in last
         assert not osp.exists(work / 'epoch_1.pth')
+        if ours:  # refused before the Runner wrote its config and log there
+            assert sorted(os.listdir(work)) == [LOCK_FILE]
     finally:
         holder.kill()
         holder.wait()
     assert osp.isfile(work / LOCK_FILE)
-    result = train('tools/train.py', DEMO_CONFIG, work, *options(coco, 'train_cfg.max_epochs=1'))
+    result = train(tool, DEMO_CONFIG, work, *options(coco, 'train_cfg.max_epochs=1'))
     assert result.returncode == 0, output(result)[-3000:]
     assert osp.isfile(work / 'epoch_1.pth')
 

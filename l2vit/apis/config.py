@@ -86,8 +86,9 @@ def check_inputs(cfg: Config, splits: Sequence[str], check_pretrained: bool = Tr
 def prepare_train(config: str, work_dir: Optional[str] = None, resume: Optional[str] = None, amp: bool = False,
                   auto_scale_lr: bool = False, cfg_options: Optional[dict] = None, launcher: str = 'none',
                   local_rank: int = 0) -> Config:
-    """The config ``run_train`` trains with: loaded, overridden, with the RNG-state hook, AMP, LR scaling and
-    resuming as asked, its inputs checked and (on CPUs) its launcher set up."""
+    """The config ``run_train`` trains with: loaded, overridden, with our run hooks (``add_run_hooks``), AMP, LR
+    scaling and resuming as asked, its inputs checked, its work dir free of another training, and (on CPUs) its
+    launcher set up."""
     cfg = load_config(config, cfg_options, work_dir, launcher, local_rank)
     add_run_hooks(cfg)
     if amp:
@@ -96,6 +97,7 @@ def prepare_train(config: str, work_dir: Optional[str] = None, resume: Optional[
         enable_auto_scale_lr(cfg)
     set_resume(cfg, resume)
     check_inputs(cfg, ['train_dataloader'] + (['val_dataloader'] if cfg.get('val_cfg') else []))
+    check_work_dir_free(cfg.work_dir)
     setup_cpu_launcher(cfg)
     return cfg
 
@@ -154,6 +156,19 @@ def add_custom_hook(cfg: Config, name: str) -> None:
 def add_rng_state_hook(cfg: Config) -> None:
     """Checkpoints carry the RNG states, so that a resumed run continues exactly (see l2vit.hooks.RNGStateHook)."""
     add_custom_hook(cfg, 'RNGStateHook')
+
+
+def check_work_dir_free(work_dir: str) -> None:
+    """Refuse a work dir that a live training uses before the Runner writes anything into it (its config, its log);
+    the run's ``SafeCheckpointHook`` holds the lock itself. Only the first process looks."""
+    if os.environ.get('RANK', '0') != '0':
+        return
+    from ..hooks.checkpoint import busy_message, lock_work_dir
+    lock, holder = lock_work_dir(work_dir)
+    if lock is not None:
+        lock.close()
+    if holder is not None:
+        raise ToolError(busy_message(work_dir, holder))
 
 
 def enable_amp(cfg: Config) -> None:

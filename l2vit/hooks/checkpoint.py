@@ -148,6 +148,13 @@ def lock_work_dir(work_dir: str) -> Tuple[Optional[object], Optional[str]]:
     return f, None
 
 
+def busy_message(work_dir: str, holder: str) -> str:
+    return (f'another training is using the work dir {work_dir}: {holder}. Two trainings in one work dir overwrite '
+            f"each other's checkpoints. Wait for that run to end (or stop it), or train into another work dir "
+            f'(--work-dir DIR, or work_dir in the config). A run that was killed does not hold the lock: the holder '
+            f'above is alive.')
+
+
 # ------------------------------------------------------------------------------------------------------- the hook
 class _DeferredRemoval:
     """The hook's file backend while mmengine saves a best checkpoint: removals wait until the new one is saved."""
@@ -245,11 +252,7 @@ class SafeCheckpointHook(CheckpointHook):
             broadcast_object_list(shared)
             holder = shared[0]
         if holder is not None:
-            raise RunStopped(
-                f'another training is using the work dir {runner.work_dir}: {holder}. Two trainings in one work dir '
-                f"overwrite each other's checkpoints. Wait for that run to end (or stop it), or train into another "
-                f'work dir (--work-dir DIR, or work_dir in the config). A run that was killed does not hold the '
-                f'lock: the holder above is alive.')
+            raise RunStopped(busy_message(runner.work_dir, holder))
 
     def _checkpoint_dir(self, runner) -> str:
         """Where ``before_train`` will save checkpoints (``out_dir`` is resolved there)."""
@@ -273,12 +276,14 @@ class SafeCheckpointHook(CheckpointHook):
             return
         if '://' in named or osp.exists(named):
             return
-        here = osp.join(work_dir, osp.basename(named))
-        if not osp.isfile(here):
+        folders = list(dict.fromkeys([work_dir, self._checkpoint_dir(runner)]))
+        here = next((osp.join(f, osp.basename(named)) for f in folders
+                     if osp.isfile(osp.join(f, osp.basename(named)))), None)
+        if here is None:
             raise RunStopped(
                 f'--resume: {osp.join(work_dir, "last_checkpoint")} names {named}, which does not exist, and '
-                f'{work_dir} has no {osp.basename(named)} either. Resume from a checkpoint you name (--resume CKPT, '
-                f'or resume=True with load_from=CKPT), or train afresh without --resume.')
+                f'{" and ".join(folders)} has no {osp.basename(named)} either. Resume from a checkpoint you name '
+                f'(--resume CKPT, or resume=True with load_from=CKPT), or train afresh without --resume.')
         runner._load_from = here
         runner.logger.info(f'last_checkpoint names {named}, which does not exist (the work dir was moved or '
                            f'copied); resuming from {here}.')
