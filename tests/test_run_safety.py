@@ -291,10 +291,13 @@ def test_full_disk_keeps_the_previous_best_checkpoint(hook_class, tmp_path):
     hook = hook_class(interval=1, save_best='acc', rule='greater')
     runner = toy_runner(tmp_path, hook)
     runner.train()
-    hook.after_val_epoch(runner, dict(acc=0.5))
-    best = tmp_path / 'best_acc_epoch_1.pth'
-    size = osp.getsize(best)
+    hook.after_val_epoch(runner, dict(acc=0.4))
     runner.train_loop._epoch += 1  # the next validation, one epoch later
+    hook.after_val_epoch(runner, dict(acc=0.5))
+    best = tmp_path / 'best_acc_epoch_2.pth'
+    assert osp.isfile(best) and not osp.exists(tmp_path / 'best_acc_epoch_1.pth')  # the previous best removed
+    size = osp.getsize(best)
+    runner.train_loop._epoch += 1
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, hard))
     try:
@@ -305,9 +308,9 @@ def test_full_disk_keeps_the_previous_best_checkpoint(hook_class, tmp_path):
     if hook_class is CheckpointHook:
         assert not osp.exists(best)
         return
-    assert failure.type is RunStopped and 'best_acc_epoch_2.pth' in str(failure.value)
+    assert failure.type is RunStopped and 'best_acc_epoch_3.pth' in str(failure.value)
     assert torch.equal(weights(best)['linear.weight'], runner.model.linear.weight.detach())
-    assert not osp.exists(tmp_path / 'best_acc_epoch_2.pth') and not leftovers(tmp_path)
+    assert not osp.exists(tmp_path / 'best_acc_epoch_3.pth') and not leftovers(tmp_path)
 
 
 # ------------------------------------------------------------------------------------------ one run per work dir
