@@ -160,8 +160,9 @@ def add_rng_state_hook(cfg: Config) -> None:
 
 def check_work_dir_free(work_dir: str) -> None:
     """Refuse a work dir that a live training uses before the Runner writes anything into it (its config, its log);
-    the run's ``SafeCheckpointHook`` holds the lock itself. Only the first process looks."""
-    if os.environ.get('RANK', '0') != '0':
+    the run's ``SafeCheckpointHook`` holds the lock itself. Only the first process looks (torchrun, Slurm, MPI)."""
+    rank = next((os.environ[v] for v in ('RANK', 'SLURM_PROCID', 'OMPI_COMM_WORLD_RANK') if v in os.environ), '0')
+    if rank != '0':
         return
     from ..hooks.checkpoint import busy_message, lock_work_dir
     lock, holder = lock_work_dir(work_dir)
