@@ -30,6 +30,7 @@ from l2vit.hooks.checkpoint import LOCK_FILE, PARTIAL, lock_work_dir
 from l2vit.testing import generate_ade_semantic, generate_coco_instances
 from test_detection_e2e import DEMO_CONFIG
 from test_detection_e2e import data_options as det_data_options
+from test_distributed import free_port
 from test_entry_points import packaged_tool
 from test_segmentation_e2e import DEMO_CONFIG as SEG_DEMO
 from test_segmentation_e2e import data_options as seg_data_options
@@ -252,6 +253,25 @@ def test_full_disk_stops_the_run_and_keeps_the_checkpoints(hook, coco, tmp_path)
     assert weights(work / 'epoch_1.pth')  # complete and loadable
     with open(work / 'last_checkpoint') as f:
         assert f.read().endswith('epoch_1.pth')
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the CPU/gloo path')
+def test_full_disk_stops_every_process(coco, tmp_path):
+    """Two processes (tools/dist_train.sh) resumed with no room for epoch_2.pth: rank 0, the only writer, stops, and
+    rank 1 learns it at the save and stops with the same message instead of waiting for rank 0 in the next
+    collective; epoch_1.pth stays."""
+    work = tmp_path / 'work'
+    first = train('tools/train.py', DEMO_CONFIG, work, *options(coco, 'train_cfg.max_epochs=1'))
+    assert first.returncode == 0, output(first)[-3000:]
+    size = osp.getsize(work / 'epoch_1.pth')
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore', PORT=free_port())
+    both = subprocess.run(['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), DEMO_CONFIG, '2', '--work-dir',
+                           str(work), '--resume', *options(coco, 'train_dataloader.batch_size=1')], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600, preexec_fn=limit_file_size(size // 2))
+    assert both.returncode != 0
+    assert output(both).count('error: cannot save') == 2, output(both)[-5000:]
+    assert weights(work / 'epoch_1.pth') and not leftovers(work) and not osp.exists(work / 'epoch_2.pth')
 
 
 class ToyModel(BaseModel):

@@ -354,9 +354,20 @@ class SafeCheckpointHook(CheckpointHook):
         non-finite weights."""
         self._check_weights(runner, filename)
         final = osp.join(out_dir, filename)
-        self._no_room_guard(runner, final, lambda: runner.save_checkpoint(out_dir, filename + PARTIAL, **kwargs))
-        if is_main_process():
-            self._no_room_guard(runner, final, lambda: finish_partial(final + PARTIAL, final))
+        stopped = None
+        try:
+            self._no_room_guard(runner, final, lambda: runner.save_checkpoint(out_dir, filename + PARTIAL, **kwargs))
+            if is_main_process():
+                self._no_room_guard(runner, final, lambda: finish_partial(final + PARTIAL, final))
+        except RunStopped as err:
+            stopped = err
+        if get_world_size() > 1:  # the other processes learn whether rank 0 could save, and stop with it
+            shared = [None if stopped is None else str(stopped)]
+            broadcast_object_list(shared)
+            if stopped is None and shared[0] is not None:
+                stopped = RunStopped(shared[0])
+        if stopped is not None:
+            raise stopped
 
     def _no_room_guard(self, runner, final: str, write) -> None:
         """Run ``write`` (which writes ``final`` through ``final.partial``); on an error, remove the partial file,
