@@ -3,8 +3,9 @@
 (l2vit/hooks: SafeCheckpointHook, FiniteLossHook).
 
 Through mmdet's own packaged train.py (what `mim train mmdet` runs: only the config's hooks, registered by its
-custom_imports, carry the guarantees) and through our tools/train.py, on the tiny demo config: 4 training images,
-2 iterations an epoch."""
+custom_imports, carry the guarantees) and through our tools/train.py (also with the iteration-based mmseg demo and
+with two processes), on the tiny demo configs: 4 training images, 2 iterations an epoch; and with mmengine's Runner
+on a toy model for the best checkpoint and the lock's lifetime."""
 import os
 import os.path as osp
 import resource
