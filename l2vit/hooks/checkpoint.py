@@ -290,7 +290,7 @@ class SafeCheckpointHook(CheckpointHook):
 
     def _newest_checkpoints(self, folder: str) -> List[str]:
         """The checkpoints named by ``filename_tmpl`` in ``folder``, newest (highest step) first."""
-        pattern = re.compile(re.escape(self.filename_tmpl).replace(r'\{\}', r'(\d+)') + '$')
+        pattern = re.compile(re.sub(r'\\\{[^}]*\\\}', r'(\\d+)', re.escape(self.filename_tmpl)) + '$')
         steps = []
         for name in os.listdir(folder) if osp.isdir(folder) else []:
             match = pattern.match(name)
