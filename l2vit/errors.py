@@ -14,6 +14,11 @@ class ToolError(ValueError):
     says what is wrong and how. ``l2vit.apis`` raises it; the command-line tools turn it into their error exit."""
 
 
+class RunStopped(RuntimeError):
+    """A training run stopped to protect what it has produced (a full disk, a non-finite loss, a work dir another
+    run is using); the message says what happened, that the checkpoints already saved are intact, and what to do."""
+
+
 def error_message(message: str) -> int:
     """Print ``error: <message>`` on stderr and return the tools' error exit code, 2."""
     print(f'error: {message}', file=sys.stderr)
@@ -28,10 +33,11 @@ def fail(message: str) -> NoReturn:
 
 @contextlib.contextmanager
 def error_exit() -> Iterator[None]:
-    """Inside a tool's ``main``: a ``ToolError`` or ``CheckpointError`` ends the tool through ``fail``."""
+    """Inside a tool's ``main``: a ``ToolError``, ``CheckpointError`` or ``RunStopped`` ends the tool through
+    ``fail``."""
     try:
         yield
-    except (ToolError, CheckpointError) as err:
+    except (ToolError, CheckpointError, RunStopped) as err:
         fail(str(err))
 
 

@@ -10,7 +10,7 @@ import torch
 from mmengine.config import Config
 
 from helpers import CONFIG_DIR, load_config
-from l2vit.apis import (add_dump, add_rng_state_hook, config_dicts, drop_pretrained, enable_amp, enable_auto_scale_lr,
+from l2vit.apis import (add_dump, add_run_hooks, config_dicts, drop_pretrained, enable_amp, enable_auto_scale_lr,
                         enable_visualization, leaf_datasets)
 from l2vit.apis import load_config as prepare_config
 from l2vit.apis import (preflight, prepare_test, prepare_train, pretrained_checkpoints, set_resume, setup_cpu_launcher,
@@ -71,9 +71,9 @@ def test_load_config_errors_and_work_dir(tmp_path):
 
 def test_training_switches():
     cfg = load_config(DEMO_CONFIG)
-    add_rng_state_hook(cfg)
+    add_run_hooks(cfg)
     hooks = [h['type'] for h in cfg.custom_hooks]
-    add_rng_state_hook(cfg)
+    add_run_hooks(cfg)
     assert [h['type'] for h in cfg.custom_hooks] == hooks and hooks.count('RNGStateHook') == 1
     set_resume(cfg, None)
     assert not cfg.get('resume')

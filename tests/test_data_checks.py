@@ -110,12 +110,13 @@ def test_every_config_carries_one_data_check_hook(path):
 
 
 def test_our_tools_add_the_hook_to_a_config_lacking_it():
-    from l2vit.apis.config import add_data_check_hook
+    from l2vit.apis.config import add_run_hooks
     cfg = load_config(DET_DEMO)
     cfg.custom_hooks = [dict(type='RNGStateHook')]
-    add_data_check_hook(cfg)
-    add_data_check_hook(cfg)
-    assert [h['type'] for h in cfg.custom_hooks] == ['RNGStateHook', 'DataCheckHook']
+    add_run_hooks(cfg)
+    add_run_hooks(cfg)
+    assert [h['type'] for h in cfg.custom_hooks] == ['RNGStateHook', 'DataCheckHook', 'FiniteLossHook',
+                                                     'CheckpointFitHook']
 
 
 # ------------------------------------------------------------------------------------------------ COCO categories

@@ -99,21 +99,22 @@ def test_config_carries_one_rng_state_hook_and_every_base_hook(path):
 def test_imagenet_configs_keep_their_ema_hook():
     for name in ('l2vit-t_in1k.py', 'l2vit-s_in1k.py', 'l2vit-b_in1k.py', 'l2vit-b_in1k-384px.py'):
         hooks = load_config(CONFIG_DIR / 'imagenet' / name).custom_hooks
-        assert [h.type for h in hooks] == ['EMAHook', 'DataCheckHook', 'RNGStateHook', 'CheckpointFitHook'], name
+        assert [h.type for h in hooks] == ['EMAHook', 'DataCheckHook', 'RNGStateHook', 'FiniteLossHook',
+                                           'CheckpointFitHook'], name
 
 
 def test_our_train_tool_adds_no_second_rng_state_hook():
-    from l2vit.apis import add_rng_state_hook
+    from l2vit.apis import add_run_hooks
     for path in (Path(DET_DEMO), Path(IMAGENET_T)):
         cfg = copy.deepcopy(load_config(path))
         before = list(cfg.custom_hooks)
-        add_rng_state_hook(cfg)
+        add_run_hooks(cfg)
         assert list(cfg.custom_hooks) == before, path.name
         # A config of the user's own without it still gets one, after its own hooks.
-        cfg.custom_hooks = [h for h in before if not is_rng_state_hook(h)]
-        add_rng_state_hook(cfg)
-        assert list(cfg.custom_hooks) == [h for h in before if not is_rng_state_hook(h)] + [
-            dict(type='RNGStateHook')], path.name
+        own = [h for h in before if not is_rng_state_hook(h)]
+        cfg.custom_hooks = list(own)
+        add_run_hooks(cfg)
+        assert list(cfg.custom_hooks) == own + [dict(type='RNGStateHook')], path.name
 
 
 # ------------------------------------------------------------------------------------ fresh-interpreter scripts

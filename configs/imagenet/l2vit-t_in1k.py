@@ -41,11 +41,13 @@ auto_scale_lr = dict(base_batch_size=4096)
 # EMA: the authors give no decay rate; 0.9999 (momentum 1e-4) is the default of the ConvNeXt/timm trainer whose
 # checkpoint format their release uses (our assumption). Like that trainer, the average covers BatchNorm statistics.
 # Validation and saved checkpoints use the EMA weights.
-# RNGStateHook: checkpoints carry the RNG states, so that `--resume` continues exactly with any train tool (ours,
-# mmpretrain's, `mim train`): see l2vit/hooks/. DataCheckHook: data that would train wrong stops the run first.
+# Our hooks (l2vit/hooks/), registered by custom_imports, so that every train and test tool (ours, mmpretrain's
+# own, `mim`) gives a run the same guarantees: see configs/mask_rcnn/mask-rcnn_l2vit-t_fpn_1x_coco.py.
 custom_hooks = [
     dict(type='EMAHook', momentum=1e-4, update_buffers=True, priority='ABOVE_NORMAL'),
     dict(type='DataCheckHook'),
     dict(type='RNGStateHook'),
-    dict(type='CheckpointFitHook'),  # a checkpoint whose head does not fit is refused when testing (l2vit/hooks/)
+    dict(type='FiniteLossHook'),
+    dict(type='CheckpointFitHook'),
 ]
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))

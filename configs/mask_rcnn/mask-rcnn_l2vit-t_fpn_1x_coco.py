@@ -3,9 +3,19 @@
 # mmdet's Swin-T "ms-crop-3x" config carries exactly that augmentation; we change backbone and schedule.
 _base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
 custom_imports = dict(imports=['mmdet_l2vit'], allow_failed_imports=False)
-# Checkpoints carry the RNG states, so that `--resume` continues exactly with any train tool (ours, mmdet's,
-# `mim train`): see l2vit/hooks/. DataCheckHook: data that would train wrong stops the run first.
-custom_hooks = [dict(type='DataCheckHook'), dict(type='RNGStateHook'), dict(type='CheckpointFitHook')]
+# Our hooks (l2vit/hooks/), registered by custom_imports, so that every train and test tool (ours, mmdet's own,
+# `mim`) gives a run the same guarantees: DataCheckHook stops a run whose data would train wrong before it starts
+# and makes a file that breaks later name itself; RNGStateHook puts the RNG states in checkpoints, so that `--resume`
+# continues exactly; FiniteLossHook stops at the first non-finite loss; CheckpointFitHook refuses a checkpoint that
+# does not fit the model when testing or resuming; SafeCheckpointHook never loses a checkpoint nor leaves one
+# half-written, finds `--resume`'s checkpoint in a moved work dir and lets one training at a time use a work dir.
+custom_hooks = [
+    dict(type='DataCheckHook'),
+    dict(type='RNGStateHook'),
+    dict(type='FiniteLossHook'),
+    dict(type='CheckpointFitHook'),
+]
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
 
 # The authors' released ImageNet weights (downloaded once into the torch hub cache; a local file works too).
 pretrained = ('https://github.com/ChuanyangZheng/L2ViT/releases/download/v1.0/'

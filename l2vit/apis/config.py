@@ -87,18 +87,19 @@ def check_inputs(cfg: Config, splits: Sequence[str], check_pretrained: bool = Tr
 def prepare_train(config: str, work_dir: Optional[str] = None, resume: Optional[str] = None, amp: bool = False,
                   auto_scale_lr: bool = False, cfg_options: Optional[dict] = None, launcher: str = 'none',
                   local_rank: int = 0) -> Config:
-    """The config ``run_train`` trains with: loaded, overridden, with the RNG-state hook, AMP, LR scaling and
-    resuming as asked, its inputs checked and (on CPUs) its launcher set up."""
+    """The config ``run_train`` trains with: loaded, overridden, with our run hooks (``add_run_hooks``), AMP, LR
+    scaling and resuming as asked, its inputs checked, its work dir free of another training, and (on CPUs) its
+    launcher set up."""
     cfg = load_config(config, cfg_options, work_dir, launcher, local_rank)
     writable_dir(cfg.work_dir, '--work-dir')
-    add_custom_hook(cfg, 'DataCheckHook')
-    add_rng_state_hook(cfg)
+    add_run_hooks(cfg)
     if amp:
         enable_amp(cfg)
     if auto_scale_lr:
         enable_auto_scale_lr(cfg)
     set_resume(cfg, resume)
     check_inputs(cfg, ['train_dataloader'] + (['val_dataloader'] if cfg.get('val_cfg') else []))
+    check_work_dir_free(cfg.work_dir)
     setup_cpu_launcher(cfg)
     return cfg
 
@@ -118,8 +119,7 @@ def prepare_test(config: str, checkpoint: str, tta: bool = False, out: Optional[
     writable_dir(cfg.work_dir, '--work-dir')
     cfg.load_from = checkpoint
     cfg.resume = False
-    add_custom_hook(cfg, 'DataCheckHook')
-    add_custom_hook(cfg, 'CheckpointFitHook')  # a checkpoint whose heads do not fit is refused, not half-loaded
+    add_run_hooks(cfg)  # among them CheckpointFitHook: a checkpoint whose heads do not fit is refused
     if tta:
         enable_tta(cfg)
     if out is not None:
@@ -133,29 +133,50 @@ def prepare_test(config: str, checkpoint: str, tta: bool = False, out: Optional[
     return cfg
 
 
+# ----------------------------------------------------------------------------------------------------- run hooks
+#: The hooks of ``l2vit.hooks`` that our root configs carry in ``custom_hooks``, in their order.
+RUN_HOOKS = ('DataCheckHook', 'RNGStateHook', 'FiniteLossHook', 'CheckpointFitHook')
+
+
+def add_run_hooks(cfg: Config) -> None:
+    """Give any config the guarantees of ours (``l2vit.hooks``): each hook of ``RUN_HOOKS`` that its
+    ``custom_hooks`` lack is appended, and mmengine's plain ``CheckpointHook`` becomes ``SafeCheckpointHook``."""
+    for name in RUN_HOOKS:
+        add_custom_hook(cfg, name)
+    checkpoint = (cfg.get('default_hooks') or {}).get('checkpoint')
+    if checkpoint is not None:
+        kind = str(checkpoint.get('type', ''))
+        if kind.split('.')[-1] == 'CheckpointHook':
+            checkpoint.type = 'SafeCheckpointHook'
+        elif kind.split('.')[-1] != 'SafeCheckpointHook':
+            print(f'note: default_hooks.checkpoint is {kind}, kept as it is; the guarantees of SafeCheckpointHook '
+                  f'(atomic saves, the work dir lock, --resume in a moved work dir: l2vit/hooks/checkpoint.py) hold '
+                  f'only if it subclasses it.')
+
+
+def add_custom_hook(cfg: Config, name: str) -> None:
+    """Append ``dict(type=name)`` to the config's ``custom_hooks`` unless it has one."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(str(h.get('type', '')).split('.')[-1] == name for h in hooks):
+        hooks.append(dict(type=name))
+    cfg.custom_hooks = hooks
+
+
+def check_work_dir_free(work_dir: str) -> None:
+    """Refuse a work dir that a live training uses before the Runner writes anything into it (its config, its log);
+    the run's ``SafeCheckpointHook`` holds the lock itself. Only the first process looks (torchrun, Slurm, MPI)."""
+    rank = next((os.environ[v] for v in ('RANK', 'SLURM_PROCID', 'OMPI_COMM_WORLD_RANK') if v in os.environ), '0')
+    if rank != '0':
+        return
+    from ..hooks.checkpoint import busy_message, lock_work_dir
+    lock, holder = lock_work_dir(work_dir)
+    if lock is not None:
+        lock.close()
+    if holder is not None:
+        raise ToolError(busy_message(work_dir, holder))
+
+
 # ------------------------------------------------------------------------------------------------------ training
-def add_custom_hook(cfg: Config, hook_type: str) -> None:
-    """Append ``dict(type=hook_type)`` to the config's ``custom_hooks`` unless a hook of that type is there."""
-    hooks = list(cfg.get('custom_hooks') or [])
-    if not any(str(h.get('type', '')).split('.')[-1] == hook_type for h in hooks):
-        hooks.append(dict(type=hook_type))
-    cfg.custom_hooks = hooks
-
-
-def add_rng_state_hook(cfg: Config) -> None:
-    """Checkpoints carry the RNG states, so that a resumed run continues exactly (see l2vit.hooks.RNGStateHook)."""
-    add_custom_hook(cfg, 'RNGStateHook')
-
-
-def add_data_check_hook(cfg: Config) -> None:
-    """Data that would train wrong stops the run before it starts, and a file that breaks names itself (see
-    l2vit.hooks.DataCheckHook)."""
-    hooks = list(cfg.get('custom_hooks') or [])
-    if not any(str(h.get('type', '')).split('.')[-1] == 'DataCheckHook' for h in hooks):
-        hooks.append(dict(type='DataCheckHook'))
-    cfg.custom_hooks = hooks
-
-
 def enable_amp(cfg: Config) -> None:
     """Switch the config's ``OptimWrapper`` to mmengine's ``AmpOptimWrapper`` (dynamic loss scale)."""
     if not torch.cuda.is_available():

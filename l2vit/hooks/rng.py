@@ -24,6 +24,35 @@ def restore_rng_states(states: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states['cuda'])
 
 
+class _Skipped:
+    """A dataloader iterator whose first ``count`` batches were taken already: ``next`` gives None for them."""
+
+    def __init__(self, iterator, count: int) -> None:
+        self.iterator, self.count = iterator, count
+
+    def __getattr__(self, name):
+        return getattr(self.iterator, name)
+
+    def __next__(self):
+        if self.count > 0:
+            self.count -= 1
+            return None
+        return next(self.iterator)
+
+
+def skip_trained_batches(runner) -> None:
+    """An iteration-based loop resumed at iteration k skips the k batches already trained after ``before_train``,
+    loading them (their augmentations draw random numbers): take them here, before the RNG states are restored, and
+    let the loop's own skipping pass over nothing."""
+    from mmengine.runner import IterBasedTrainLoop
+    loop = runner.train_loop
+    if not isinstance(loop, IterBasedTrainLoop) or loop.iter == 0:
+        return
+    for _ in range(loop.iter):
+        next(loop.dataloader_iterator)
+    loop.dataloader_iterator = _Skipped(loop.dataloader_iterator, loop.iter)
+
+
 class RNGStateHook(Hook):
     """Carry every process's RNG states through checkpoints, so that ``--resume`` continues exactly.
 
@@ -81,6 +110,7 @@ class RNGStateHook(Hook):
         # Restored here, after everything the Runner does at start-up (weight init, dataloader set-up) that draws
         # random numbers the interrupted run drew before its checkpoint.
         if self._resumed is not None:
+            skip_trained_batches(runner)
             restore_rng_states(self._resumed)
             self._resumed = None
 
