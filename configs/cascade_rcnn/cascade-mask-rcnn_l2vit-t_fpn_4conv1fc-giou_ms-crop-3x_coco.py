@@ -3,20 +3,12 @@
 # multi-scale + crop augmentation, 36 epochs with lr x0.1 after 27 and 33) with L2ViT's 3x drop path (T 0.2) and
 # two changes: fp32 instead of AMP (the authors trained in fp32), and our layer-wise lr decay instead of mmdet's
 # ConvNeXt-only constructor.
-_base_ = 'mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
-custom_imports = dict(imports=['mmdet_l2vit'], allow_failed_imports=False)
-# Our hooks (l2vit/hooks/), registered by custom_imports, so that every train and test tool (ours, mmdet's own,
-# `mim`) gives a run the same guarantees: DataCheckHook stops a run whose data would train wrong before it starts
-# and makes a file that breaks later name itself; RNGStateHook puts the RNG states in checkpoints, so that `--resume`
-# continues exactly; FiniteLossHook stops at the first non-finite loss; CheckpointFitHook refuses a checkpoint that
-# does not fit the model when testing or resuming; SafeCheckpointHook never loses a checkpoint nor leaves one
-# half-written, finds `--resume`'s checkpoint in a moved work dir and lets one training at a time use a work dir.
-custom_hooks = [
-    dict(type='DataCheckHook'),
-    dict(type='RNGStateHook'),
-    dict(type='FiniteLossHook'),
-    dict(type='CheckpointFitHook'),
+_base_ = [
+    'mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py',
+    '../_base_/l2vit_hooks.py'
 ]
+custom_imports = dict(imports=['mmdet_l2vit'], allow_failed_imports=False)
+# Our hooks: see ../_base_/l2vit_hooks.py.
 default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
 
 pretrained = ('https://github.com/ChuanyangZheng/L2ViT/releases/download/v1.0/'

@@ -41,8 +41,7 @@ auto_scale_lr = dict(base_batch_size=4096)
 # EMA: the authors give no decay rate; 0.9999 (momentum 1e-4) is the default of the ConvNeXt/timm trainer whose
 # checkpoint format their release uses (our assumption). Like that trainer, the average covers BatchNorm statistics.
 # Validation and saved checkpoints use the EMA weights.
-# Our hooks (l2vit/hooks/), registered by custom_imports, so that every train and test tool (ours, mmpretrain's
-# own, `mim`) gives a run the same guarantees: see configs/mask_rcnn/mask-rcnn_l2vit-t_fpn_1x_coco.py.
+# Then our hooks: those of ../_base_/l2vit_hooks.py (restated: a list here replaces the inherited one).
 custom_hooks = [
     dict(type='EMAHook', momentum=1e-4, update_buffers=True, priority='ABOVE_NORMAL'),
     dict(type='DataCheckHook'),

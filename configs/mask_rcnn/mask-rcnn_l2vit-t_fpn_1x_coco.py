@@ -1,20 +1,9 @@
 # Mask R-CNN + FPN + L2ViT-T on COCO 2017, the authors' 1x recipe: AdamW 1e-4 (wd 0.05) for 2 images/GPU x 8 GPUs,
 # 500-iteration linear warm-up, lr x0.1 after epochs 8 and 11 of 12, DETR-style multi-scale (+ crop) augmentation.
 # mmdet's Swin-T "ms-crop-3x" config carries exactly that augmentation; we change backbone and schedule.
-_base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
+_base_ = ['mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py', '../_base_/l2vit_hooks.py']
 custom_imports = dict(imports=['mmdet_l2vit'], allow_failed_imports=False)
-# Our hooks (l2vit/hooks/), registered by custom_imports, so that every train and test tool (ours, mmdet's own,
-# `mim`) gives a run the same guarantees: DataCheckHook stops a run whose data would train wrong before it starts
-# and makes a file that breaks later name itself; RNGStateHook puts the RNG states in checkpoints, so that `--resume`
-# continues exactly; FiniteLossHook stops at the first non-finite loss; CheckpointFitHook refuses a checkpoint that
-# does not fit the model when testing or resuming; SafeCheckpointHook never loses a checkpoint nor leaves one
-# half-written, finds `--resume`'s checkpoint in a moved work dir and lets one training at a time use a work dir.
-custom_hooks = [
-    dict(type='DataCheckHook'),
-    dict(type='RNGStateHook'),
-    dict(type='FiniteLossHook'),
-    dict(type='CheckpointFitHook'),
-]
+# Our hooks: see ../_base_/l2vit_hooks.py.
 default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
 
 # The authors' released ImageNet weights (downloaded once into the torch hub cache; a local file works too).

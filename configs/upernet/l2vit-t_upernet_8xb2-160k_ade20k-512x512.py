@@ -4,20 +4,11 @@
 # heads, ADE20K pipeline, schedule, runtime); we swap the backbone and use plain AdamW.
 #   single scale:            python tools/test.py CONFIG CHECKPOINT
 #   multi-scale + flip (ms): python tools/test.py CONFIG CHECKPOINT --tta
-_base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['mmseg_l2vit'], allow_failed_imports=False)
-# Our hooks (l2vit/hooks/), registered by custom_imports, so that every train and test tool (ours, mmseg's own,
-# `mim`) gives a run the same guarantees: DataCheckHook stops a run whose data would train wrong before it starts
-# and makes a file that breaks later name itself; RNGStateHook puts the RNG states in checkpoints, so that `--resume`
-# continues exactly; FiniteLossHook stops at the first non-finite loss; CheckpointFitHook refuses a checkpoint that
-# does not fit the model when testing or resuming; SafeCheckpointHook never loses a checkpoint nor leaves one
-# half-written, finds `--resume`'s checkpoint in a moved work dir and lets one training at a time use a work dir.
-custom_hooks = [
-    dict(type='DataCheckHook'),
-    dict(type='RNGStateHook'),
-    dict(type='FiniteLossHook'),
-    dict(type='CheckpointFitHook'),
+_base_ = [
+    'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py', '../_base_/l2vit_hooks.py'
 ]
+custom_imports = dict(imports=['mmseg_l2vit'], allow_failed_imports=False)
+# Our hooks: see ../_base_/l2vit_hooks.py.
 default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
 
 # The authors' released ImageNet weights (downloaded once into the torch hub cache; a local file works too); the

@@ -23,7 +23,8 @@ class FiniteLossHook(Hook):
     priority = 'HIGH'  # before the EMA, logger and checkpoint hooks (and after the runtime info one)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        terms = {key: float(value) for key, value in (outputs or {}).items()
+        terms = {key: float(value.detach() if isinstance(value, torch.Tensor) else value)
+                 for key, value in (outputs or {}).items()
                  if 'loss' in key and (isinstance(value, (int, float)) or
                                        (isinstance(value, torch.Tensor) and value.numel() == 1))}
         bad = [key for key, value in terms.items() if not math.isfinite(value)]
