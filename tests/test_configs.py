@@ -59,6 +59,8 @@ def shrink(model_cfg, name: str) -> None:
     rpn_test_cfg = (model_cfg.get('test_cfg') or {}).get('rpn')
     if rpn_test_cfg is not None and 'max_per_img' in rpn_test_cfg:
         rpn_test_cfg['max_per_img'] = 20  # a few proposals keep cascade mask heads fast on the CPU
+    if 'num_queries' in model_cfg:  # DETR-style (DINO): top-k over the encoder's tokens of a small image
+        model_cfg['num_queries'] = 20
     neck = model_cfg.get('neck')
     first_neck = neck[0] if isinstance(neck, list) else neck
     if not remap(first_neck, 'neck'):  # no neck, or one without in_channels (GlobalAveragePooling)

@@ -75,6 +75,8 @@ def _small_model_cfg(cfg: Config) -> dict:
         stage['sampler']['num'] = 32
     if 'rpn' in test_cfg:
         test_cfg['rpn'].update(nms_pre=100, max_per_img=20)
+    if 'num_queries' in model_cfg:  # DETR-style (DINO): top-k over the encoder's tokens of a small image
+        model_cfg['num_queries'] = 20
     # score_thr 0: even an untrained head returns boxes, so the mask head runs in predict mode too.
     head_test_cfg = test_cfg['rcnn'] if 'rcnn' in test_cfg else test_cfg
     head_test_cfg.update(score_thr=0.0, max_per_img=5)
@@ -144,6 +146,8 @@ def test_loss_and_predict(path):
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(model_cfg)
+        # As the Runner does: DETR-style detectors leave level_embed uninitialised memory until init_weights.
+        model.init_weights()
         assert isinstance(model.backbone, L2ViT)
         data = demo_mm_inputs(batch_size=len(IMAGE_SHAPES), image_shapes=IMAGE_SHAPES,
                               num_classes=_num_classes(model_cfg), with_mask=with_mask)

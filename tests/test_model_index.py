@@ -33,7 +33,7 @@ pytest.importorskip('modelindex')  # mmpretrain's dependency, the format's reade
 from modelindex.load_model_index import load  # noqa: E402
 
 RELEASE = 'https://github.com/ChuanyangZheng/L2ViT/releases/download/v1.0/'
-FOLDERS = ('imagenet', 'mask_rcnn', 'cascade_rcnn', 'retinanet', 'upernet')
+FOLDERS = ('imagenet', 'mask_rcnn', 'cascade_rcnn', 'retinanet', 'upernet', 'dino')
 ARCH_OF_LETTER = {'t': 'tiny', 's': 'small', 'b': 'base'}
 FILE_ARCH = {'t': 'Tiny', 's': 'Small', 'b': 'Base'}
 # What each library's configs train and evaluate on, and how the metafiles say it.
@@ -190,8 +190,9 @@ def test_entry_matches_its_config(name):
 
     # Schedule and precision.
     if scope == 'mmdet':
-        epochs = 12 if '_1x_' in name else 36
-        assert ('_1x_' in name) != ('3x' in name)
+        stated = re.search(r'-(\d+)e_', name)  # mmdet's own naming (DINO: 8xb2-12e)
+        epochs = int(stated.group(1)) if stated else 12 if '_1x_' in name else 36
+        assert stated or ('_1x_' in name) != ('3x' in name)
         assert meta['Epochs'] == epochs == cfg.train_cfg.max_epochs
     if scope == 'mmseg':
         iters = re.search(r'(\d+)k_', name)

@@ -41,7 +41,8 @@ def preflight(cfg: Config, splits: Sequence[str], check_pretrained: bool = True)
     (e.g. ``['train_dataloader', 'val_dataloader']``) need; an empty list when nothing is."""
     inputs = run_inputs(cfg, splits)
     missing = missing_data(inputs)
-    problems = missing + (missing_pretrained(inputs) if check_pretrained else []) + neck_problems(cfg)
+    problems = missing + (missing_pretrained(inputs) if check_pretrained else []) + \
+        (channel_mapper_problems(cfg) or neck_problems(cfg))
     if not missing:  # the libraries read the files only once they are there
         problems += loading_problems(cfg, inputs)
     return problems
@@ -137,6 +138,48 @@ def neck_problems(cfg: Config) -> List[str]:
     return [f'model.neck.in_channels is {list(neck["in_channels"])}, but the L2ViT backbone (embed_dims {dims}, '
             f'out_indices {out_indices}) outputs {expected} channels. Fix: --cfg-options '
             f'model.neck.in_channels="{expected}" (or change the backbone arch/out_indices).']
+
+
+def channel_mapper_problems(cfg: Config) -> List[str]:
+    """A DETR-style detector (DINO, Deformable DETR) whose L2ViT ``out_indices``, ChannelMapper ``in_channels`` and
+    ``num_outs`` and the transformer's feature levels do not fit together; mmdet would stop with a bare
+    ``AssertionError`` in channel_mapper.py or a channel error at the first forward. Nothing is built."""
+    model = cfg.get('model') or {}
+    backbone, neck = model.get('backbone'), model.get('neck')
+    if not isinstance(backbone, dict) or str(backbone.get('type', '')).split('.')[-1] != 'L2ViT' or \
+            not isinstance(neck, dict) or str(neck.get('type', '')).split('.')[-1] != 'ChannelMapper' or \
+            not isinstance(neck.get('in_channels'), (list, tuple)):
+        return []
+    from ..models.backbone import L2ViT
+    try:
+        dims = L2ViT.parse_arch(backbone.get('arch', 'tiny'))['embed_dims']
+        out_indices = L2ViT.parse_out_indices(backbone.get('out_indices', (0, 1, 2, 3)))
+    except ValueError as err:
+        return [f'model.backbone: {err}']
+    in_channels = list(neck['in_channels'])
+    num_outs = neck.get('num_outs') or len(in_channels)
+    levels = {'model.neck.num_outs': num_outs}
+    if 'encoder' in model or 'num_feature_levels' in model:  # a deformable transformer: 4 levels unless stated
+        levels['model.num_feature_levels'] = model.get('num_feature_levels', 4)
+    for key, path in (('model.encoder.layer_cfg.self_attn_cfg.num_levels', ('encoder', 'self_attn_cfg')),
+                      ('model.decoder.layer_cfg.cross_attn_cfg.num_levels', ('decoder', 'cross_attn_cfg'))):
+        attn = ((model.get(path[0]) or {}).get('layer_cfg') or {}).get(path[1])
+        if isinstance(attn, dict) and 'num_levels' in attn:
+            levels[key] = attn['num_levels']
+    expected = [dims[i] for i in out_indices]
+    if in_channels == expected and len(set(levels.values())) == 1 and num_outs >= len(in_channels):
+        return []
+    # The usual layout: the last stages, and one extra level by a strided conv (4-scale: 1-3, 5-scale: 0-3).
+    scales = max(levels.values()) if levels else num_outs
+    stages = tuple(range(max(4 - (scales - 1), 0), 4)) if 2 <= scales <= 5 else out_indices
+    fix = (f'"model.backbone.out_indices={stages}" "model.neck.in_channels={[dims[i] for i in stages]}" '
+           + ' '.join(f'{key}={scales}' for key, value in levels.items() if value != scales))
+    return [f'the backbone and the neck of this {scales}-level detector do not fit: model.backbone.out_indices '
+            f'{tuple(out_indices)} gives {len(out_indices)} feature maps of {expected} channels (L2ViT embed_dims '
+            f'{dims}), model.neck.in_channels is {in_channels}, feature levels: '
+            + ', '.join(f'{key} {value}' for key, value in levels.items())
+            + f'. A {scales}-scale DINO takes stages {stages} and adds one level. Fix: --cfg-options {fix.strip()} '
+            '(see configs/dino/ for the 4-scale and 5-scale settings).']
 
 
 # ------------------------------------------------------------------------------------- the libraries' own loading
