@@ -384,8 +384,8 @@ def class_weight_problems(cfg: Config) -> List[str]:
             continue
         problems.append(f'{key}.loss_cls.class_weight has {len(weights)} weights, but {key} has {num_classes} '
                         f'classes: it needs one per class and one for "no object" ({num_classes + 1}). Fix: in the '
-                        f'config, {key.split(".")[-1]}=dict(loss_cls=dict(class_weight=[1.0] * {num_classes} + '
-                        f'[0.1])) (the no-object weight of the Mask2Former recipes), or --cfg-options '
+                        f'config, model = dict({key.split(".")[-1]}=dict(loss_cls=dict(class_weight=[1.0] * '
+                        f'{num_classes} + [0.1]))) (0.1: the recipes\' no-object weight), or --cfg-options '
                         f'{key}.loss_cls.class_weight="[{", ".join(["1.0"] * min(num_classes, 3))}'
                         f'{", ..." if num_classes > 3 else ""}, 0.1]" written out.')
     return problems
