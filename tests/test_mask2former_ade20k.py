@@ -259,3 +259,12 @@ def test_crop_size_restated_alone_is_refused(tmp_path, ade):
     result = tool(packaged_tool('mmseg', 'train.py'), str(tiny_child), '--work-dir', tmp_path / 'mmseg',
                   '--cfg-options', *data_options(ade), check=False)
     assert result.returncode != 0 and 'crop_size is (32, 32)' in result.stderr, result.stderr[-2000:]
+
+
+def test_compare_backbones_rewires_the_mask2former_head():
+    """compare_backbones swaps a peer backbone in: mmseg's Mask2FormerHead (no in_index) reads every stage."""
+    from l2vit.analysis.compare import _rewire_heads
+    cfg = load_config(ROOT_CONFIG)
+    changed = _rewire_heads(cfg, 'mmseg', [64, 128, 320, 512])
+    assert cfg.model.decode_head.in_channels == [64, 128, 320, 512]
+    assert changed == {'model.decode_head.in_channels': [64, 128, 320, 512]}
