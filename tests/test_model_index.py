@@ -33,7 +33,7 @@ pytest.importorskip('modelindex')  # mmpretrain's dependency, the format's reade
 from modelindex.load_model_index import load  # noqa: E402
 
 RELEASE = 'https://github.com/ChuanyangZheng/L2ViT/releases/download/v1.0/'
-FOLDERS = ('imagenet', 'mask_rcnn', 'cascade_rcnn', 'retinanet', 'upernet', 'dino')
+FOLDERS = ('imagenet', 'mask_rcnn', 'cascade_rcnn', 'retinanet', 'upernet', 'dino', 'mask2former_ade20k')
 ARCH_OF_LETTER = {'t': 'tiny', 's': 'small', 'b': 'base'}
 FILE_ARCH = {'t': 'Tiny', 's': 'Small', 'b': 'Base'}
 # What each library's configs train and evaluate on, and how the metafiles say it.

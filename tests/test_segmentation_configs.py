@@ -51,7 +51,10 @@ def _heads(model_cfg) -> list:
 
 
 def _head_widths(head, stage_widths: list) -> list:
-    """The in_channels a head must have: the widths of the backbone outputs its in_index selects."""
+    """The in_channels a head must have: the widths of the backbone outputs its in_index selects (a Mask2Former
+    head reads them all)."""
+    if str(head.get('type', '')).endswith('Mask2FormerHead'):
+        return list(stage_widths)
     in_index = head.get('in_index', -1)
     indices = list(in_index) if isinstance(in_index, (list, tuple)) else [in_index]
     return [stage_widths[i] for i in indices]
@@ -156,7 +159,9 @@ def test_loss_and_predict(path):
     batch = model.data_preprocessor(copy.deepcopy(data), True)
     assert batch['inputs'].shape == (BATCH, 3, 64, 96)  # padded to the size divisor
     losses = model(**batch, mode='loss')
-    expected = ['decode.loss_ce'] + (['aux.loss_ce'] if model.with_auxiliary_head else [])
+    mask2former = model_cfg['decode_head']['type'].endswith('Mask2FormerHead')
+    expected = (['decode.loss_cls', 'decode.loss_mask', 'decode.loss_dice'] if mask2former else ['decode.loss_ce']) + \
+        (['aux.loss_ce'] if model.with_auxiliary_head else [])
     assert bool(model_cfg.get('auxiliary_head')) == model.with_auxiliary_head
     for key in expected:
         assert key in losses, f'{path.name}: no {key} in {sorted(losses)}'

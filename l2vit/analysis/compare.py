@@ -213,7 +213,9 @@ def _rewire_heads(cfg: Any, scope: str, widths: List[int]) -> Dict[str, Any]:
         return changed
     for key in ('decode_head', 'auxiliary_head'):
         for i, head in enumerate(as_list(cfg.model.get(key))):
-            index = head.get('in_index', -1)
+            # A head without in_index but with a list of in_channels (mmseg's Mask2FormerHead) reads every stage.
+            every = list(range(len(widths))) if isinstance(head.get('in_channels'), (list, tuple)) else -1
+            index = head.get('in_index', every)
             head['in_channels'] = [widths[j] for j in index] if isinstance(index, (list, tuple)) else widths[index]
             changed[f'model.{key}' + (f'.{i}' if isinstance(cfg.model[key], list) else '') + '.in_channels'] = \
                 head['in_channels']

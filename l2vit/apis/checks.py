@@ -42,7 +42,7 @@ def preflight(cfg: Config, splits: Sequence[str], check_pretrained: bool = True)
     inputs = run_inputs(cfg, splits)
     missing = missing_data(inputs)
     problems = missing + (missing_pretrained(inputs) if check_pretrained else []) + \
-        (channel_mapper_problems(cfg) or neck_problems(cfg))
+        (channel_mapper_problems(cfg) or neck_problems(cfg)) + class_weight_problems(cfg) + crop_size_problems(cfg)
     if not missing:  # the libraries read the files only once they are there
         problems += loading_problems(cfg, inputs)
     return problems
@@ -378,3 +378,83 @@ def num_classes_problems(inputs: RunInputs, metainfo: dict) -> List[str]:
     return [f'{", ".join(f"{key} is {value}" for key, value in wrong)}, but the dataset ({dataset_key}, '
             f'{dataset.get("type")}) has {len(classes)} classes ({shown}). Fix: --cfg-options {fixes} '
             f'(or give the dataset the classes of your model through its metainfo).']
+
+
+# ------------------------------------------------------------------------------------------ Mask2Former's traps
+#: The versions of the OpenMMLab libraries we support (setup.cfg's extras), for the install hint.
+LIBRARY_REQUIREMENTS = {'mmdet': 'mmdet>=3.3.0,<3.4', 'mmseg': 'mmsegmentation>=1.2.2,<1.3',
+                        'mmpretrain': 'mmpretrain>=1.2.0,<1.3'}
+
+
+def missing_library_problem(path: str, err: ImportError) -> Optional[str]:
+    """The message for a config whose ``custom_imports`` fail because one of the OpenMMLab libraries is not
+    importable (mmseg's Mask2Former head is built from mmdet's components, for one); None for another import error.
+
+    ``err`` is what ``Config.fromfile`` raised: mmengine wraps the library's ``ModuleNotFoundError``."""
+    cause = err
+    while cause is not None and not isinstance(cause, ModuleNotFoundError):
+        cause = cause.__cause__ or cause.__context__
+    library = str(getattr(cause, 'name', '') or '').split('.')[0]
+    if library not in LIBRARY_REQUIREMENTS:
+        return None
+    return (f'{path} needs {library}, which cannot be imported ({cause}): its custom_imports import it (mmseg\'s '
+            f'Mask2Former head, for one, is built from mmdet\'s components). Fix: pip install '
+            f'"{LIBRARY_REQUIREMENTS[library]}" (the versions we support), or run with a config that does not need it.')
+
+
+def _mask_former_heads(model: dict):
+    """(key, head config) of every MaskFormer/Mask2Former head in a model config (mmdet's and mmseg's)."""
+    for key in ('decode_head', 'panoptic_head'):
+        head = model.get(key)
+        kind = str(head.get('type', '')).split('.')[-1] if isinstance(head, dict) else ''
+        if kind in ('Mask2FormerHead', 'MaskFormerHead'):
+            yield f'model.{key}', head
+
+
+def class_weight_problems(cfg: Config) -> List[str]:
+    """A MaskFormer/Mask2Former head whose ``loss_cls.class_weight`` does not have one weight per class plus the
+    "no object" one: the loss would stop at the first iteration with torch's "weight tensor should be defined either
+    for all N classes or no classes" (the base configs set both for their dataset; changing one is not enough)."""
+    problems = []
+    for key, head in _mask_former_heads(cfg.get('model') or {}):
+        num_classes = head.get('num_classes')
+        if num_classes is None and isinstance(head.get('num_things_classes'), int):
+            num_classes = head['num_things_classes'] + head.get('num_stuff_classes', 0)
+        weights = (head.get('loss_cls') or {}).get('class_weight')
+        if not isinstance(num_classes, int) or not isinstance(weights, (list, tuple)) or \
+                len(weights) == num_classes + 1:
+            continue
+        problems.append(f'{key}.loss_cls.class_weight has {len(weights)} weights, but {key} has {num_classes} '
+                        f'classes: it needs one per class and one for "no object" ({num_classes + 1}). Fix: in the '
+                        f'config, model = dict({key.split(".")[-1]}=dict(loss_cls=dict(class_weight=[1.0] * '
+                        f'{num_classes} + [0.1]))) (0.1: the recipes\' no-object weight), or --cfg-options '
+                        f'{key}.loss_cls.class_weight="[{", ".join(["1.0"] * min(num_classes, 3))}'
+                        f'{", ..." if num_classes > 3 else ""}, 0.1]" written out.')
+    return problems
+
+
+def crop_size_problems(cfg: Config) -> List[str]:
+    """A top-level ``crop_size`` (mmseg's configs) that differs from the sizes it was used for when the base was
+    read: the data preprocessor's ``size`` and the training pipeline's ``RandomCrop``. A child config restating
+    ``crop_size`` alone changes neither (mmengine evaluates each base once), so the run would silently crop and pad
+    to the base's size."""
+    crop_size = cfg.get('crop_size')
+    if not isinstance(crop_size, (list, tuple)):
+        return []
+    crop_size = tuple(crop_size)
+    used = []  # (key, size) where the crop size should have gone
+    preprocessor = (cfg.get('model') or {}).get('data_preprocessor') or {}
+    if isinstance(preprocessor.get('size'), (list, tuple)):
+        used.append(('model.data_preprocessor.size', tuple(preprocessor['size'])))
+    dataset = (cfg.get('train_dataloader') or {}).get('dataset') or {}
+    for i, step in enumerate(dataset.get('pipeline') or []):
+        if isinstance(step, dict) and str(step.get('type', '')).split('.')[-1] == 'RandomCrop' and \
+                isinstance(step.get('crop_size'), (list, tuple)):
+            used.append((f'train_dataloader.dataset.pipeline[{i}] (RandomCrop) crop_size', tuple(step['crop_size'])))
+    wrong = [f'{key} is {size}' for key, size in used if size != crop_size]
+    if not wrong:
+        return []
+    return [f'crop_size is {crop_size}, but {" and ".join(wrong)}: restating crop_size in a config does not change '
+            f'what its base built from it. Fix: restate them in the config too, e.g. '
+            f'model = dict(data_preprocessor=dict(size=crop_size)) and the train pipeline with '
+            f'dict(type=\'RandomCrop\', crop_size=crop_size, ...) (or set crop_size back to what they are).']

@@ -15,7 +15,7 @@ import torch
 from mmengine.config import Config
 
 from ..errors import ToolError
-from .checks import preflight
+from .checks import missing_library_problem, preflight
 from .config_tree import as_list, drop_pretrained, leaf_datasets, sync_bn_to_bn
 from .paths import writable_dir, writable_file
 
@@ -33,7 +33,13 @@ def read_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     the library whose registries build it (``default_scope``)."""
     if not osp.isfile(path):
         raise ToolError(f'config file not found: {path}')
-    cfg = Config.fromfile(path)
+    try:
+        cfg = Config.fromfile(path)
+    except ImportError as err:  # its custom_imports: a library that is not installed gets the install hint
+        problem = missing_library_problem(path, err)
+        if problem is None:
+            raise
+        raise ToolError(problem) from err
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if cfg.get('default_scope') is None:
