@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 
 from mmengine.config import Config
 
-from .config_tree import RunInputs, run_inputs
+from .config_tree import RunInputs, config_dicts, run_inputs
 
 #: The expected on-disk layout per dataset type, shown when a dataset is missing.
 DATASET_LAYOUTS = {
@@ -27,6 +27,12 @@ DATASET_LAYOUTS = {
                     '      annotations/instances_val2017.json\n'
                     '      train2017/*.jpg\n'
                     '      val2017/*.jpg'),
+    'CocoPanopticDataset': ('COCO 2017 panoptic (panoptic_annotations_trainval2017.zip from cocodataset.org, its '
+                            'inner zips unpacked into annotations/)',
+                            'data/coco/\n'
+                            '      annotations/panoptic_train2017.json   annotations/panoptic_train2017/*.png\n'
+                            '      annotations/panoptic_val2017.json     annotations/panoptic_val2017/*.png\n'
+                            '      train2017/*.jpg  val2017/*.jpg'),
     'ADE20KDataset': ('ADE20K (ADEChallengeData2016)', 'data/ade/ADEChallengeData2016/\n'
                       '      images/training/*.jpg       annotations/training/*.png\n'
                       '      images/validation/*.jpg     annotations/validation/*.png'),
@@ -41,7 +47,8 @@ def preflight(cfg: Config, splits: Sequence[str], check_pretrained: bool = True)
     (e.g. ``['train_dataloader', 'val_dataloader']``) need; an empty list when nothing is."""
     inputs = run_inputs(cfg, splits)
     missing = missing_data(inputs)
-    problems = missing + (missing_pretrained(inputs) if check_pretrained else []) + neck_problems(cfg)
+    problems = missing + (missing_pretrained(inputs) if check_pretrained else []) + neck_problems(cfg) + \
+        mask_head_problems(cfg)
     if not missing:  # the libraries read the files only once they are there
         problems += loading_problems(cfg, inputs)
     return problems
@@ -137,6 +144,78 @@ def neck_problems(cfg: Config) -> List[str]:
     return [f'model.neck.in_channels is {list(neck["in_channels"])}, but the L2ViT backbone (embed_dims {dims}, '
             f'out_indices {out_indices}) outputs {expected} channels. Fix: --cfg-options '
             f'model.neck.in_channels="{expected}" (or change the backbone arch/out_indices).']
+
+
+# ---------------------------------------------------------------------------------- Mask2Former: classes, crop size
+#: Heads whose classification loss has one class more than the head's classes ("no object"), weighted per class.
+MASK_HEADS = ('Mask2FormerHead', 'MaskFormerHead')
+
+
+def mask_head_problems(cfg: Config) -> List[str]:
+    """What a Mask2Former/MaskFormer config (mmdet's or mmseg's) would only show mid-run or never: ``class_weight``
+    lengths that do not match the head's classes, and an ``image_size`` that did not reach the crop and the padding."""
+    heads = [head for _, head in config_dicts(cfg.get('model'), 'model')
+             if str(head.get('type', '')).split('.')[-1] in MASK_HEADS]
+    return (class_weight_problems(cfg) + image_size_problems(cfg)) if heads else []
+
+
+def class_weight_problems(cfg: Config) -> List[str]:
+    """A mask head's ``loss_cls.class_weight`` whose length is not its classes + 1 (the last weight is for "no
+    object"): the cross-entropy fails at the first iteration with "weight tensor should be defined either for all N
+    classes or no classes"."""
+    problems = []
+    for key, head in config_dicts(cfg.get('model'), 'model'):
+        if str(head.get('type', '')).split('.')[-1] not in MASK_HEADS or not isinstance(head.get('loss_cls'), dict):
+            continue
+        weights = head['loss_cls'].get('class_weight')
+        if 'num_things_classes' in head:  # mmdet: things + stuff
+            num_classes = head['num_things_classes'] + head.get('num_stuff_classes', 0)
+            counted = (f'num_things_classes {head["num_things_classes"]} + num_stuff_classes '
+                       f'{head.get("num_stuff_classes", 0)}')
+        else:  # mmseg
+            num_classes, counted = head.get('num_classes'), f'num_classes {head.get("num_classes")}'
+        if not isinstance(weights, (list, tuple)) or not isinstance(num_classes, int) or \
+                len(weights) == num_classes + 1:
+            continue
+        fixed = '[' + ','.join(['1.0'] * num_classes + ['0.1']) + ']'
+        problems.append(f'{key}.loss_cls.class_weight has {len(weights)} weights, but the head has {num_classes} '
+                        f'classes ({counted}) and needs one weight per class plus the last for "no object" '
+                        f'({num_classes + 1}); training would stop at the first loss. Fix (the recipe\'s weights): '
+                        f'--cfg-options "{key}.loss_cls.class_weight={fixed}", or set it beside the class count in '
+                        f'the config: class_weight=[1.0] * {num_classes} + [0.1].')
+    return problems
+
+
+def _size(value) -> Optional[tuple]:
+    return tuple(value) if isinstance(value, (list, tuple)) else None
+
+
+def image_size_problems(cfg: Config) -> List[str]:
+    """A top-level ``image_size`` (the LSJ crop of mmdet's Mask2Former/DETR bases) that differs from the sizes the
+    base derived from it when it was read: the train pipeline's ``RandomResize.scale``/``RandomCrop.crop_size`` and
+    the batch padding (``model.data_preprocessor.batch_augments``). Restating ``image_size`` in a child changes none
+    of them, silently."""
+    size = _size(cfg.get('image_size'))
+    if size is None:
+        return []
+    loader = cfg.get('train_dataloader') or {}
+    dataset = loader.get('dataset') or {}
+    pipeline = dataset.get('pipeline') or (dataset.get('dataset') or {}).get('pipeline') or []
+    key = 'train_dataloader.dataset.' + ('pipeline' if dataset.get('pipeline') else 'dataset.pipeline')
+    stale = [(f'{key}.{i}.{field}', _size(step.get(field))) for i, step in enumerate(pipeline)
+             if isinstance(step, dict) for kind, field in (('RandomResize', 'scale'), ('RandomCrop', 'crop_size'))
+             if step.get('type') == kind and _size(step.get(field)) is not None]
+    augments = ((cfg.get('model') or {}).get('data_preprocessor') or {}).get('batch_augments') or []
+    stale += [(f'model.data_preprocessor.batch_augments.{i}.size', _size(step.get('size')))
+              for i, step in enumerate(augments) if isinstance(step, dict) and _size(step.get('size')) is not None]
+    stale = [(k, v) for k, v in stale if v != size]
+    if not stale:
+        return []
+    text = f'({size[0]},{size[1]})'
+    found = ', '.join(f'{k} is {v}' for k, v in stale)
+    return [f'image_size is {size}, but {found}: the base config applied its own image_size to them when it was '
+            'read, so restating image_size alone changes nothing. Fix: restate them too, e.g. --cfg-options ' +
+            ' '.join(f'{k}={text}' for k, _ in stale) + '.']
 
 
 # ------------------------------------------------------------------------------------- the libraries' own loading
