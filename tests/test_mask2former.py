@@ -4,6 +4,7 @@ Each config's optimizer as the Runner builds it (every backbone norm and the att
 decay, the backbone at 0.1x lr), the configs through mmdet's packaged train.py / test.py and DetInferencer on
 synthetic data with a tiny arch and head, one training iteration under bf16 autocast, and the traps of issue 25
 (class weights, a dict arch, image_size in a child, panoptic files) with their clear errors."""
+import json
 import os.path as osp
 import re
 import shutil
@@ -322,3 +323,34 @@ def test_panoptic_config_without_panopticapi_says_how_to_install_it(tmp_path):
     assert result.returncode == 2, result.stderr[-3000:]
     assert 'panopticapi' in result.stderr and 'git+https://github.com/cocodataset/panopticapi' in result.stderr, \
         result.stderr[-3000:]
+
+
+# ----------------------------------------------------------------------------------- synthetic panoptic export
+def test_synthetic_panoptic_export(tmp_path):
+    """``panoptic=True`` adds the COCO panoptic files and changes none of the others; each PNG's segment ids (RGB,
+    id = R + 256 G + 256^2 B) are exactly its segments_info: the annotated shapes' visible pixels (one "thing"
+    segment per instance, same class) and one "background" stuff segment."""
+    import cv2
+    import numpy as np
+    plain = generate_coco_instances(str(tmp_path / 'plain'), num_train=2, num_val=1, seed=5, progress=False)
+    both = generate_coco_instances(str(tmp_path / 'both'), num_train=2, num_val=1, seed=5, progress=False,
+                                   panoptic=True)
+    for split in ('train', 'val'):
+        assert Path(plain[split]['ann_file']).read_bytes() == Path(both[split]['ann_file']).read_bytes()
+        for image in Path(plain[split]['img_dir']).iterdir():
+            assert image.read_bytes() == (Path(both[split]['img_dir']) / image.name).read_bytes()
+        assert 'panoptic_ann_file' not in plain[split]
+        panoptic = json.loads(Path(both[split]['panoptic_ann_file']).read_text())
+        instances = json.loads(Path(both[split]['ann_file']).read_text())
+        assert [c['isthing'] for c in panoptic['categories']] == [1, 1, 1, 1, 0]
+        assert panoptic['images'] == instances['images']
+        for ann in panoptic['annotations']:
+            bgr = cv2.imread(osp.join(both[split]['panoptic_seg_dir'], ann['file_name']), cv2.IMREAD_COLOR)
+            rgb = bgr[..., ::-1].astype(np.int64)
+            ids = rgb[..., 0] + 256 * rgb[..., 1] + 256 ** 2 * rgb[..., 2]
+            found = dict(zip(*np.unique(ids[ids > 0], return_counts=True)))
+            assert found == {s['id']: s['area'] for s in ann['segments_info']}
+            things = sorted(s['category_id'] for s in ann['segments_info'] if s['category_id'] <= 4)
+            assert things == sorted(a['category_id'] for a in instances['annotations']
+                                    if a['image_id'] == ann['image_id'])
+            assert [s['category_id'] for s in ann['segments_info']].count(5) == 1
