@@ -314,15 +314,17 @@ def test_panoptic_config_through_mmdet_train_and_test_tools(tmp_path):
 
 @pytest.mark.skipif(has_panopticapi(), reason='panopticapi is installed')
 def test_panoptic_config_without_panopticapi_says_how_to_install_it(tmp_path):
-    """panopticapi is not on the package index: our tools say so before anything runs (mmdet's own message, from
-    its LoadPanopticAnnotations and CocoPanopticMetric, reached by the preflight)."""
+    """panopticapi is not on the package index: our preflight says what needs it and how to install it, before
+    anything is loaded (mmdet's own tools stop in LoadPanopticAnnotations with its install line)."""
     data = small_data(tmp_path, panoptic=True)
     config = tiny_config(tmp_path, PANOPTIC_T, panoptic=True)
     result = tool('tools/train.py', config, '--work-dir', str(tmp_path / 'work'), *cli(data_options(data, True)),
                   check=False)
     assert result.returncode == 2, result.stderr[-3000:]
-    assert 'panopticapi' in result.stderr and 'git+https://github.com/cocodataset/panopticapi' in result.stderr, \
+    assert 'panopticapi is not installed' in result.stderr and 'val_evaluator.0 (CocoPanopticMetric)' in \
+        result.stderr and 'pip install git+https://github.com/cocodataset/panopticapi' in result.stderr, \
         result.stderr[-3000:]
+    assert 'Fix the file' not in result.stderr, result.stderr[-3000:]
 
 
 # ----------------------------------------------------------------------------------- synthetic panoptic export

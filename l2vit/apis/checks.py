@@ -47,11 +47,28 @@ def preflight(cfg: Config, splits: Sequence[str], check_pretrained: bool = True)
     (e.g. ``['train_dataloader', 'val_dataloader']``) need; an empty list when nothing is."""
     inputs = run_inputs(cfg, splits)
     missing = missing_data(inputs)
-    problems = missing + (missing_pretrained(inputs) if check_pretrained else []) + neck_problems(cfg) + \
+    packages = panopticapi_problems(inputs)
+    problems = missing + packages + (missing_pretrained(inputs) if check_pretrained else []) + neck_problems(cfg) + \
         mask_head_problems(cfg)
-    if not missing:  # the libraries read the files only once they are there
+    if not missing and not packages:  # the libraries read the files only once they (and their readers) are there
         problems += loading_problems(cfg, inputs)
     return problems
+
+
+def panopticapi_problems(inputs: RunInputs) -> List[str]:
+    """mmdet's COCO panoptic reading (``LoadPanopticAnnotations``) and PQ (``CocoPanopticMetric``) without
+    panopticapi, which is not on the package index."""
+    import importlib.util
+    users = [f'{key}.pipeline ({step["type"]})' for _, key, node in inputs.datasets
+             for step in node.get('pipeline') or [] if isinstance(step, dict)
+             and str(step.get('type', '')).split('.')[-1] == 'LoadPanopticAnnotations']
+    users += [f'{key} ({node["type"]})' for _, key, node in inputs.evaluators
+              if str(node.get('type', '')).split('.')[-1] == 'CocoPanopticMetric']
+    if not users or importlib.util.find_spec('panopticapi') is not None:
+        return []
+    return [f'panopticapi is not installed, and {", ".join(users)} need it (COCO panoptic annotations and PQ). It '
+            f'is not on the package index: pip install git+https://github.com/cocodataset/panopticapi.git '
+            f'(docs/mask2former.md).']
 
 
 # ------------------------------------------------------------------------------------------- files and weights
