@@ -224,7 +224,10 @@ def label_map_problems(dataset, key: str) -> List[str]:
     if not paths:
         return []
     headers = _read_headers(paths)
-    colour = [f'{p} ({c} channels)' for p, (problem, _, _, c) in zip(paths, headers) if not problem and c > 1]
+    # COCO panoptic PNGs hold segment ids as RGB (id = R + 256 G + 256^2 B), read by mmdet's LoadPanopticAnnotations.
+    panoptic = _pipeline_step(dataset, 'LoadPanopticAnnotations')[1] is not None
+    colour = [f'{p} ({c} channels)' for p, (problem, _, _, c) in zip(paths, headers)
+              if not problem and c > 1 and not panoptic]
     unreadable = [f'{p} ({problem})' for p, (problem, _, _, _) in zip(paths, headers) if problem]
     errors = _messages([
         (unreadable, f'{{n}} label maps of {key} cannot be read: {{files}}. Fix: restore or re-save them.'),

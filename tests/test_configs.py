@@ -13,7 +13,7 @@ import torch
 from helpers import CONFIG_DIR, ROOT, SMALL_ARCH, config_paths, packages_needed, run_main
 from l2vit.apis import drop_pretrained
 
-HEAD_KEYS = ('head', 'decode_head', 'auxiliary_head')
+HEAD_KEYS = ('head', 'decode_head', 'auxiliary_head', 'panoptic_head')  # panoptic_head: mmdet's Mask2Former
 CONFIGS = config_paths()
 
 

@@ -115,8 +115,8 @@ def test_our_tools_add_the_hook_to_a_config_lacking_it():
     cfg.custom_hooks = [dict(type='RNGStateHook')]
     add_run_hooks(cfg)
     add_run_hooks(cfg)
-    assert [h['type'] for h in cfg.custom_hooks] == ['RNGStateHook', 'DataCheckHook', 'FiniteLossHook',
-                                                     'CheckpointFitHook']
+    assert [h['type'] for h in cfg.custom_hooks] == ['RNGStateHook', 'ConfigCheckHook', 'DataCheckHook',
+                                                     'FiniteLossHook', 'CheckpointFitHook']
 
 
 # ------------------------------------------------------------------------------------------------ COCO categories

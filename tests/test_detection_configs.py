@@ -56,6 +56,11 @@ def _expected_in_channels(backbone_cfg: dict) -> list:
     return [widths[i % len(widths)] for i in sorted(out_indices)]
 
 
+def _reader(model_cfg: dict) -> dict:
+    """What reads the backbone's outputs: the neck, or Mask2Former's panoptic_head (no neck)."""
+    return model_cfg['neck'] if model_cfg.get('neck') is not None else model_cfg['panoptic_head']
+
+
 # ---------------------------------------------------------------- building a small detector
 def _small_model_cfg(cfg: Config) -> dict:
     """The config's model with a small L2ViT, no pretrained weights, BN, and few proposals (fast on a CPU)."""
@@ -65,9 +70,15 @@ def _small_model_cfg(cfg: Config) -> dict:
     backbone = model_cfg['backbone']
     out_indices = sorted(backbone.get('out_indices', (0, 1, 2, 3)))
     backbone.update(arch=copy.deepcopy(SMALL_ARCH), init_cfg=None, norm_cfg=dict(type='BN', requires_grad=True))
-    model_cfg['neck']['in_channels'] = [SMALL_ARCH['embed_dims'][i] for i in out_indices]
+    _reader(model_cfg)['in_channels'] = [SMALL_ARCH['embed_dims'][i] for i in out_indices]
 
     train_cfg, test_cfg = model_cfg.get('train_cfg') or {}, model_cfg.get('test_cfg') or {}
+    head = model_cfg.get('panoptic_head')
+    if head is not None:  # Mask2Former: one encoder and one decoder layer, few queries and points
+        head.update(num_queries=10)
+        head['pixel_decoder']['encoder']['num_layers'] = head['transformer_decoder']['num_layers'] = 1
+        train_cfg['num_points'] = 1024
+        test_cfg['max_per_image'] = 5
     if 'rpn_proposal' in train_cfg:
         train_cfg['rpn_proposal'].update(nms_pre=200, max_per_img=50)
     rcnn_train = train_cfg.get('rcnn')
@@ -86,12 +97,14 @@ def _small_model_cfg(cfg: Config) -> dict:
 
 
 def _num_classes(model_cfg: dict) -> int:
+    if 'panoptic_head' in model_cfg:
+        return model_cfg['panoptic_head']['num_things_classes'] + model_cfg['panoptic_head']['num_stuff_classes']
     head = model_cfg['roi_head']['bbox_head'] if 'roi_head' in model_cfg else model_cfg['bbox_head']
     return (head[0] if isinstance(head, list) else head)['num_classes']
 
 
 def _has_masks(model_cfg: dict) -> bool:
-    return model_cfg.get('roi_head', {}).get('mask_head') is not None
+    return model_cfg.get('roi_head', {}).get('mask_head') is not None or 'panoptic_head' in model_cfg
 
 
 def _leaf_tensors(value):
@@ -118,8 +131,8 @@ def test_backbone_is_clean_l2vit(path):
     accepted = set(inspect.signature(L2ViT.__init__).parameters) - {'self'}
     unknown = backbone.keys() - accepted - {'type'}
     assert not unknown, f'{path.name}: L2ViT does not take {sorted(unknown)}'
-    assert list(cfg.model.neck.in_channels) == _expected_in_channels(backbone), (
-        f'{path.name}: neck in_channels {cfg.model.neck.in_channels} != widths of out_indices '
+    assert list(_reader(cfg.model).in_channels) == _expected_in_channels(backbone), (
+        f'{path.name}: neck in_channels {_reader(cfg.model).in_channels} != widths of out_indices '
         f'{backbone.get("out_indices")} for arch {backbone.get("arch")!r}')
 
     small = dict(backbone, arch=copy.deepcopy(SMALL_ARCH), init_cfg=None, norm_cfg=dict(type='BN'))
@@ -150,7 +163,8 @@ def test_loss_and_predict(path):
         model.init_weights()
         assert isinstance(model.backbone, L2ViT)
         data = demo_mm_inputs(batch_size=len(IMAGE_SHAPES), image_shapes=IMAGE_SHAPES,
-                              num_classes=_num_classes(model_cfg), with_mask=with_mask)
+                              num_classes=_num_classes(model_cfg), with_mask=with_mask,
+                              with_semantic=(model_cfg.get('panoptic_head') or {}).get('num_stuff_classes', 0) > 0)
 
         model.train()
         losses = model(**model.data_preprocessor(copy.deepcopy(data), True), mode='loss')
@@ -164,7 +178,7 @@ def test_loss_and_predict(path):
                 assert tensor.numel() == 1 and torch.isfinite(tensor).all(), f'{path.name}: {key} = {tensor}'
         total, _ = model.parse_losses(losses)
         assert torch.isfinite(total) and total.requires_grad
-        if with_mask:
+        if with_mask and 'roi_head' in model_cfg:
             num_stages = getattr(model.roi_head, 'num_stages', 1)
             mask_keys = [k for k in loss_keys if k.endswith('loss_mask')]
             assert len(mask_keys) == num_stages, f'{path.name}: mask losses {mask_keys}, {num_stages} stage(s)'

@@ -143,7 +143,7 @@ def coco(tmp_path_factory):
 
 
 def test_mmdet_train_tool_names_neck_widths_left_at_r50s(coco, tmp_path):
-    """Through mmdet's own train.py: the config's CheckpointFitHook stops the run before its first iteration with
+    """Through mmdet's own train.py: the config's ConfigCheckHook stops the run before its first iteration with
     the fix, instead of ``expected input[...] to have 512 channels`` at the first forward. (L2ViT's default
     out_indices into a 3-input neck fail while mmdet's Runner builds the model, before any hook: our tools'
     preflight names that one.)"""

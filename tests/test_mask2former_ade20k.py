@@ -233,7 +233,7 @@ def test_num_classes_without_class_weight_is_refused(tmp_path, ade):
     assert result.returncode == 2, result.stderr[-2000:]
     assert 'class_weight has 151 weights' in result.stderr and '[1.0] * 6 + [0.1]' in result.stderr
     assert 'Traceback' not in result.stderr
-    # mmseg's own train.py: our DataCheckHook (in the config's custom_hooks) stops it before the first iteration.
+    # mmseg's own train.py: our ConfigCheckHook (in the config's custom_hooks) stops it before the first iteration.
     result = tool(packaged_tool('mmseg', 'train.py'), config, '--work-dir', tmp_path / 'mmseg', '--cfg-options',
                   *data_options(ade), check=False)
     assert result.returncode != 0 and 'class_weight has 151 weights' in result.stderr, result.stderr[-2000:]
@@ -253,7 +253,7 @@ def test_crop_size_restated_alone_is_refused(tmp_path, ade):
     result = tool('tools/train.py', str(child), '--work-dir', tmp_path / 'work', '--cfg-options',
                   *data_options(ade), 'model.backbone.init_cfg=None', check=False)
     assert result.returncode == 2 and 'crop_size is (256, 256)' in result.stderr, result.stderr[-2000:]
-    # mmseg's own train.py, on the tiny config with crop_size alone changed: stopped by our DataCheckHook.
+    # mmseg's own train.py, on the tiny config with crop_size alone changed: stopped by our ConfigCheckHook.
     tiny_child = tmp_path / 'tiny_child.py'
     tiny_child.write_text(f'_base_ = [{tiny_config(tmp_path)!r}]\ncrop_size = (32, 32)\n')
     result = tool(packaged_tool('mmseg', 'train.py'), str(tiny_child), '--work-dir', tmp_path / 'mmseg',

@@ -33,13 +33,14 @@ pytest.importorskip('modelindex')  # mmpretrain's dependency, the format's reade
 from modelindex.load_model_index import load  # noqa: E402
 
 RELEASE = 'https://github.com/ChuanyangZheng/L2ViT/releases/download/v1.0/'
-FOLDERS = ('imagenet', 'mask_rcnn', 'cascade_rcnn', 'retinanet', 'upernet', 'dino', 'mask2former_ade20k')
+FOLDERS = ('imagenet', 'mask_rcnn', 'cascade_rcnn', 'retinanet', 'upernet', 'dino', 'mask2former',
+           'mask2former_ade20k')
 ARCH_OF_LETTER = {'t': 'tiny', 's': 'small', 'b': 'base'}
 FILE_ARCH = {'t': 'Tiny', 's': 'Small', 'b': 'Base'}
 # What each library's configs train and evaluate on, and how the metafiles say it.
 SCOPES = {
     'mmpretrain': dict(collection_data='ImageNet-1k', dataset_type='ImageNet', task='Image Classification'),
-    'mmdet': dict(collection_data='COCO', dataset_type='CocoDataset'),
+    'mmdet': dict(collection_data='COCO', dataset_type='CocoDataset'),  # CocoPanopticDataset for '-panoptic' names
     'mmseg': dict(collection_data='ADE20K', dataset_type='ADE20KDataset'),
 }
 # The authors' figures (their README's ImageNet-1K and ImageNet-22K tables, release v1.0; the paper's variants):
@@ -172,7 +173,8 @@ def test_entry_matches_its_config(name):
     backbone = cfg.model.backbone
     assert backbone.type in ('L2ViT', 'mmpretrain.L2ViT', 'mmdet.L2ViT', 'mmseg.L2ViT')
     assert L2ViT.parse_arch(backbone.arch) == L2ViT.arch_zoo[ARCH_OF_LETTER[letter]], f'{name}: arch {backbone.arch}'
-    assert cfg.test_dataloader.dataset.type == SCOPES[scope]['dataset_type']
+    panoptic = name.endswith('-panoptic')
+    assert cfg.test_dataloader.dataset.type == ('CocoPanopticDataset' if panoptic else SCOPES[scope]['dataset_type'])
     training_data = meta['Training Data']
     assert SCOPES[scope]['collection_data'] in ([training_data] if isinstance(training_data, str) else training_data)
 
@@ -189,7 +191,10 @@ def test_entry_matches_its_config(name):
     assert backbone.get('window_size', 7) == (12 if size == 384 else 7), f'{name}: window size'
 
     # Schedule and precision.
-    if scope == 'mmdet':
+    lsj = re.search(r'-lsj-(\d+)e_', name)  # Mask2Former: epochs as iterations of 16 images over COCO train2017
+    if scope == 'mmdet' and lsj:
+        assert meta['Epochs'] == int(lsj.group(1)) == round(cfg.train_cfg.max_iters * 16 / 118287)
+    elif scope == 'mmdet':
         stated = re.search(r'-(\d+)e_', name)  # mmdet's own naming (DINO: 8xb2-12e)
         epochs = int(stated.group(1)) if stated else 12 if '_1x_' in name else 36
         assert stated or ('_1x_' in name) != ('3x' in name)

@@ -204,12 +204,15 @@ def _peer_optimizer(cfg: Any, recipe: Any, scale: float) -> Tuple[Dict[str, Any]
 
 
 def _rewire_heads(cfg: Any, scope: str, widths: List[int]) -> Dict[str, Any]:
-    """Point the first neck (mmdet) or the decode/auxiliary heads (mmseg) at ``widths``; the new in_channels by key."""
+    """Point the first neck (mmdet; Mask2Former's panoptic_head, which has none) or the decode/auxiliary heads
+    (mmseg) at ``widths``; the new in_channels by key."""
     from ..apis.config_tree import as_list
     changed = {}
     if scope == 'mmdet':
         for neck in as_list(cfg.model.get('neck'))[:1]:
             neck['in_channels'] = changed['model.neck.in_channels'] = list(widths)
+        if not cfg.model.get('neck') and cfg.model.get('panoptic_head'):
+            cfg.model.panoptic_head['in_channels'] = changed['model.panoptic_head.in_channels'] = list(widths)
         return changed
     for key in ('decode_head', 'auxiliary_head'):
         for i, head in enumerate(as_list(cfg.model.get(key))):

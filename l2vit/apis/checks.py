@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 
 from mmengine.config import Config
 
-from .config_tree import RunInputs, run_inputs
+from .config_tree import RunInputs, config_dicts, run_inputs
 
 #: The expected on-disk layout per dataset type, shown when a dataset is missing.
 DATASET_LAYOUTS = {
@@ -27,6 +27,12 @@ DATASET_LAYOUTS = {
                     '      annotations/instances_val2017.json\n'
                     '      train2017/*.jpg\n'
                     '      val2017/*.jpg'),
+    'CocoPanopticDataset': ('COCO 2017 panoptic (panoptic_annotations_trainval2017.zip from cocodataset.org, its '
+                            'inner zips unpacked into annotations/)',
+                            'data/coco/\n'
+                            '      annotations/panoptic_train2017.json   annotations/panoptic_train2017/*.png\n'
+                            '      annotations/panoptic_val2017.json     annotations/panoptic_val2017/*.png\n'
+                            '      train2017/*.jpg  val2017/*.jpg'),
     'ADE20KDataset': ('ADE20K (ADEChallengeData2016)', 'data/ade/ADEChallengeData2016/\n'
                       '      images/training/*.jpg       annotations/training/*.png\n'
                       '      images/validation/*.jpg     annotations/validation/*.png'),
@@ -41,11 +47,28 @@ def preflight(cfg: Config, splits: Sequence[str], check_pretrained: bool = True)
     (e.g. ``['train_dataloader', 'val_dataloader']``) need; an empty list when nothing is."""
     inputs = run_inputs(cfg, splits)
     missing = missing_data(inputs)
-    problems = missing + (missing_pretrained(inputs) if check_pretrained else []) + \
-        (channel_mapper_problems(cfg) or neck_problems(cfg)) + class_weight_problems(cfg) + crop_size_problems(cfg)
-    if not missing:  # the libraries read the files only once they are there
+    packages = panopticapi_problems(inputs)
+    problems = missing + packages + (missing_pretrained(inputs) if check_pretrained else []) + \
+        wiring_problems(cfg) + training_config_problems(cfg)
+    if not missing and not packages:  # the libraries read the files only once they (and their readers) are there
         problems += loading_problems(cfg, inputs)
     return problems
+
+
+def panopticapi_problems(inputs: RunInputs) -> List[str]:
+    """mmdet's COCO panoptic reading (``LoadPanopticAnnotations``) and PQ (``CocoPanopticMetric``) without
+    panopticapi, which is not on the package index."""
+    import importlib.util
+    users = [f'{key}.pipeline ({step["type"]})' for _, key, node in inputs.datasets
+             for step in node.get('pipeline') or [] if isinstance(step, dict)
+             and str(step.get('type', '')).split('.')[-1] == 'LoadPanopticAnnotations']
+    users += [f'{key} ({node["type"]})' for _, key, node in inputs.evaluators
+              if str(node.get('type', '')).split('.')[-1] == 'CocoPanopticMetric']
+    if not users or importlib.util.find_spec('panopticapi') is not None:
+        return []
+    return [f'panopticapi is not installed, and {", ".join(users)} need it (COCO panoptic annotations and PQ). It '
+            f'is not on the package index: pip install git+https://github.com/cocodataset/panopticapi.git '
+            f'(docs/mask2former.md).']
 
 
 # ------------------------------------------------------------------------------------------- files and weights
@@ -140,6 +163,19 @@ def neck_problems(cfg: Config) -> List[str]:
             f'model.neck.in_channels="{expected}" (or change the backbone arch/out_indices).']
 
 
+def wiring_problems(cfg: Config) -> List[str]:
+    """The neck that does not fit the L2ViT stages it receives: a DETR-style ChannelMapper's levels, or any neck's
+    widths (``l2vit.hooks.ConfigCheckHook`` runs this for the libraries' own tools, training or testing)."""
+    return channel_mapper_problems(cfg) or neck_problems(cfg)
+
+
+def training_config_problems(cfg: Config) -> List[str]:
+    """What a config says inconsistently about training: a Mask2Former/MaskFormer ``class_weight`` for another
+    class count, an ``image_size`` / ``crop_size`` restated without the crops and padding the base built from it
+    (``l2vit.hooks.ConfigCheckHook`` runs this for the libraries' own tools when training starts)."""
+    return mask_head_problems(cfg) + crop_size_problems(cfg)
+
+
 def channel_mapper_problems(cfg: Config) -> List[str]:
     """A DETR-style detector (DINO, Deformable DETR) whose L2ViT ``out_indices``, ChannelMapper ``in_channels`` and
     ``num_outs`` and the transformer's feature levels do not fit together; mmdet would stop with a bare
@@ -180,6 +216,78 @@ def channel_mapper_problems(cfg: Config) -> List[str]:
             + ', '.join(f'{key} {value}' for key, value in levels.items())
             + f'. A {scales}-scale DINO takes stages {stages} and adds one level. Fix: --cfg-options {fix.strip()} '
             '(see configs/dino/ for the 4-scale and 5-scale settings).']
+
+
+# ---------------------------------------------------------------------------------- Mask2Former: classes, crop size
+#: Heads whose classification loss has one class more than the head's classes ("no object"), weighted per class.
+MASK_HEADS = ('Mask2FormerHead', 'MaskFormerHead')
+
+
+def mask_head_problems(cfg: Config) -> List[str]:
+    """What a Mask2Former/MaskFormer config (mmdet's or mmseg's) would only show mid-run or never: ``class_weight``
+    lengths that do not match the head's classes, and an ``image_size`` that did not reach the crop and the padding."""
+    heads = [head for _, head in config_dicts(cfg.get('model'), 'model')
+             if str(head.get('type', '')).split('.')[-1] in MASK_HEADS]
+    return (class_weight_problems(cfg) + image_size_problems(cfg)) if heads else []
+
+
+def class_weight_problems(cfg: Config) -> List[str]:
+    """A mask head's ``loss_cls.class_weight`` whose length is not its classes + 1 (the last weight is for "no
+    object"): the cross-entropy fails at the first iteration with "weight tensor should be defined either for all N
+    classes or no classes"."""
+    problems = []
+    for key, head in config_dicts(cfg.get('model'), 'model'):
+        if str(head.get('type', '')).split('.')[-1] not in MASK_HEADS or not isinstance(head.get('loss_cls'), dict):
+            continue
+        weights = head['loss_cls'].get('class_weight')
+        if 'num_things_classes' in head:  # mmdet: things + stuff
+            num_classes = head['num_things_classes'] + head.get('num_stuff_classes', 0)
+            counted = (f'num_things_classes {head["num_things_classes"]} + num_stuff_classes '
+                       f'{head.get("num_stuff_classes", 0)}')
+        else:  # mmseg
+            num_classes, counted = head.get('num_classes'), f'num_classes {head.get("num_classes")}'
+        if not isinstance(weights, (list, tuple)) or not isinstance(num_classes, int) or \
+                len(weights) == num_classes + 1:
+            continue
+        fixed = '[' + ','.join(['1.0'] * num_classes + ['0.1']) + ']'
+        problems.append(f'{key}.loss_cls.class_weight has {len(weights)} weights, but the head has {num_classes} '
+                        f'classes ({counted}) and needs one weight per class plus the last for "no object" '
+                        f'({num_classes + 1}); training would stop at the first loss. Fix (the recipe\'s weights): '
+                        f'--cfg-options "{key}.loss_cls.class_weight={fixed}", or set it beside the class count in '
+                        f'the config: class_weight=[1.0] * {num_classes} + [0.1].')
+    return problems
+
+
+def _size(value) -> Optional[tuple]:
+    return tuple(value) if isinstance(value, (list, tuple)) else None
+
+
+def image_size_problems(cfg: Config) -> List[str]:
+    """A top-level ``image_size`` (the LSJ crop of mmdet's Mask2Former/DETR bases) that differs from the sizes the
+    base derived from it when it was read: the train pipeline's ``RandomResize.scale``/``RandomCrop.crop_size`` and
+    the batch padding (``model.data_preprocessor.batch_augments``). Restating ``image_size`` in a child changes none
+    of them, silently."""
+    size = _size(cfg.get('image_size'))
+    if size is None:
+        return []
+    loader = cfg.get('train_dataloader') or {}
+    dataset = loader.get('dataset') or {}
+    pipeline = dataset.get('pipeline') or (dataset.get('dataset') or {}).get('pipeline') or []
+    key = 'train_dataloader.dataset.' + ('pipeline' if dataset.get('pipeline') else 'dataset.pipeline')
+    stale = [(f'{key}.{i}.{field}', _size(step.get(field))) for i, step in enumerate(pipeline)
+             if isinstance(step, dict) for kind, field in (('RandomResize', 'scale'), ('RandomCrop', 'crop_size'))
+             if step.get('type') == kind and _size(step.get(field)) is not None]
+    augments = ((cfg.get('model') or {}).get('data_preprocessor') or {}).get('batch_augments') or []
+    stale += [(f'model.data_preprocessor.batch_augments.{i}.size', _size(step.get('size')))
+              for i, step in enumerate(augments) if isinstance(step, dict) and _size(step.get('size')) is not None]
+    stale = [(k, v) for k, v in stale if v != size]
+    if not stale:
+        return []
+    text = f'({size[0]},{size[1]})'
+    found = ', '.join(f'{k} is {v}' for k, v in stale)
+    return [f'image_size is {size}, but {found}: the base config applied its own image_size to them when it was '
+            'read, so restating image_size alone changes nothing. Fix: restate them too, e.g. --cfg-options ' +
+            ' '.join(f'{k}={text}' for k, _ in stale) + '.']
 
 
 # ------------------------------------------------------------------------------------- the libraries' own loading
@@ -400,37 +508,6 @@ def missing_library_problem(path: str, err: ImportError) -> Optional[str]:
     return (f'{path} needs {library}, which cannot be imported ({cause}): its custom_imports import it (mmseg\'s '
             f'Mask2Former head, for one, is built from mmdet\'s components). Fix: pip install '
             f'"{LIBRARY_REQUIREMENTS[library]}" (the versions we support), or run with a config that does not need it.')
-
-
-def _mask_former_heads(model: dict):
-    """(key, head config) of every MaskFormer/Mask2Former head in a model config (mmdet's and mmseg's)."""
-    for key in ('decode_head', 'panoptic_head'):
-        head = model.get(key)
-        kind = str(head.get('type', '')).split('.')[-1] if isinstance(head, dict) else ''
-        if kind in ('Mask2FormerHead', 'MaskFormerHead'):
-            yield f'model.{key}', head
-
-
-def class_weight_problems(cfg: Config) -> List[str]:
-    """A MaskFormer/Mask2Former head whose ``loss_cls.class_weight`` does not have one weight per class plus the
-    "no object" one: the loss would stop at the first iteration with torch's "weight tensor should be defined either
-    for all N classes or no classes" (the base configs set both for their dataset; changing one is not enough)."""
-    problems = []
-    for key, head in _mask_former_heads(cfg.get('model') or {}):
-        num_classes = head.get('num_classes')
-        if num_classes is None and isinstance(head.get('num_things_classes'), int):
-            num_classes = head['num_things_classes'] + head.get('num_stuff_classes', 0)
-        weights = (head.get('loss_cls') or {}).get('class_weight')
-        if not isinstance(num_classes, int) or not isinstance(weights, (list, tuple)) or \
-                len(weights) == num_classes + 1:
-            continue
-        problems.append(f'{key}.loss_cls.class_weight has {len(weights)} weights, but {key} has {num_classes} '
-                        f'classes: it needs one per class and one for "no object" ({num_classes + 1}). Fix: in the '
-                        f'config, model = dict({key.split(".")[-1]}=dict(loss_cls=dict(class_weight=[1.0] * '
-                        f'{num_classes} + [0.1]))) (0.1: the recipes\' no-object weight), or --cfg-options '
-                        f'{key}.loss_cls.class_weight="[{", ".join(["1.0"] * min(num_classes, 3))}'
-                        f'{", ..." if num_classes > 3 else ""}, 0.1]" written out.')
-    return problems
 
 
 def crop_size_problems(cfg: Config) -> List[str]:

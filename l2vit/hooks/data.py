@@ -53,9 +53,7 @@ class DataCheckHook(Hook):
     * ``before_train`` (train and val datasets), ``before_val`` / ``before_test`` (a dataset not checked yet): the
       checks of ``l2vit.data_checks`` on the datasets the Runner built (no annotation file is parsed again, except
       a COCO file's categories), run by the main process; one ``DataError`` lists every problem with its fix, and
-      warnings go to the log. ``check=False`` skips them. ``before_train`` first checks what the config says
-      inconsistently (a Mask2Former ``class_weight`` for another class count, a ``crop_size`` that did not reach
-      the data preprocessor or ``RandomCrop``), as our tools' preflight does (``l2vit.apis.checks``).
+      warnings go to the log. ``check=False`` skips them.
     * Each dataset's ``pipeline`` is wrapped in a ``NamingPipeline``. An ``IterBasedTrainLoop`` started its
       DataLoader workers when it was built, before any hook, with the pipeline unwrapped: they are started again.
       The run reads and draws what it would have without the restart (see ``_restart_workers``).
@@ -76,8 +74,6 @@ class DataCheckHook(Hook):
         self._ignored_warnings = 0
 
     def before_train(self, runner) -> None:
-        if self.check:
-            _check_config(runner)
         self._prepare(runner, [('train_dataloader', runner.train_dataloader),
                                ('val_dataloader', getattr(runner.val_loop, 'dataloader', None))])
         _restart_workers(runner.train_loop)
@@ -125,17 +121,6 @@ class DataCheckHook(Hook):
         for _, dataset in leaves:
             if hasattr(dataset, 'pipeline') and not isinstance(dataset.pipeline, NamingPipeline):
                 dataset.pipeline = NamingPipeline(dataset.pipeline)
-
-
-def _check_config(runner) -> None:
-    """What the config says inconsistently about training (the preflight's ``class_weight_problems`` and
-    ``crop_size_problems``), for the libraries' own tools, which run no preflight."""
-    from ..apis.checks import class_weight_problems, crop_size_problems
-    cfg = getattr(runner, 'cfg', None)
-    problems = class_weight_problems(cfg) + crop_size_problems(cfg) if cfg is not None else []
-    if problems:
-        raise DataError('the config would train wrong (DataCheckHook, before the first iteration):\n' +
-                        '\n'.join(problems))
 
 
 def _check_all(datasets) -> Tuple[List[str], List[str]]:

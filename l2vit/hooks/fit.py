@@ -1,10 +1,8 @@
-"""The hook that refuses a checkpoint whose weights do not fit the model when they are used as they are, and a model
-whose neck does not fit its L2ViT backbone."""
+"""The hook that refuses a checkpoint whose weights do not fit the model when they are used as they are."""
 from mmengine.hooks import Hook
 from mmengine.runner import BaseLoop
 
 from ..checkpoint import check_checkpoint_fits, checkpoint_fit, checkpoint_state_dict
-from ..errors import ToolError
 
 
 class CheckpointFitHook(Hook):
@@ -20,19 +18,9 @@ class CheckpointFitHook(Hook):
     normal: it is logged in one summary and the run goes on. Training is told apart from testing the way mmengine's
     Runner does it (``build_param_scheduler``): ``Runner.train`` builds its train loop before it loads the
     checkpoint, while ``Runner.test`` and ``Runner.val`` leave ``_train_loop`` a config dict (or None).
-
-    ``before_run`` (before any weight is loaded) raises :class:`~l2vit.errors.ToolError` when the config's neck
-    does not fit the L2ViT stages it receives (the preflight's wiring checks, ``l2vit.apis.checks``), so that the
-    libraries' own tools name the fix too instead of failing at the first forward.
     """
 
     priority = 'VERY_HIGH'  # before hooks that copy the weights elsewhere (EMAHook)
-
-    def before_run(self, runner) -> None:
-        from ..apis.checks import channel_mapper_problems, neck_problems
-        problems = channel_mapper_problems(runner.cfg) or neck_problems(runner.cfg)
-        if problems:
-            raise ToolError('\n'.join(problems))
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         source = runner._load_from or 'the checkpoint to resume'

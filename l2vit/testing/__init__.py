@@ -5,10 +5,10 @@ extra); a missing one is a :class:`~l2vit.testing.common.MissingDependencyError`
 to install. ``import l2vit`` does not import this package.
 """
 from .ade import SEG_CLASSES, SEG_PALETTE, generate_ade_semantic, seg_metainfo
-from .coco import CLASSES, PALETTE, generate_coco_instances, metainfo
+from .coco import CLASSES, PALETTE, STUFF_CLASSES, generate_coco_instances, metainfo, panoptic_metainfo
 from .common import MissingDependencyError
 
 __all__ = [
-    'CLASSES', 'PALETTE', 'generate_coco_instances', 'metainfo', 'SEG_CLASSES', 'SEG_PALETTE', 'generate_ade_semantic',
-    'seg_metainfo', 'MissingDependencyError'
+    'CLASSES', 'PALETTE', 'STUFF_CLASSES', 'generate_coco_instances', 'metainfo', 'panoptic_metainfo', 'SEG_CLASSES',
+    'SEG_PALETTE', 'generate_ade_semantic', 'seg_metainfo', 'MissingDependencyError'
 ]

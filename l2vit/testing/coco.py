@@ -22,6 +22,13 @@ What is in an image
   with ``COCO.annToMask``). An instance with less than ``min_visible`` of its area or ``min_pixels`` pixels visible
   is left out (rare; the summary counts it).
 
+Panoptic export (``panoptic=True``): also ``annotations/panoptic_{train,val}2017.json`` and
+``annotations/panoptic_{train,val}2017/<image>.png`` in the COCO panoptic layout that mmdet's ``CocoPanopticDataset``
+and panopticapi read (segment ids as RGB, ``id = R + 256 G + 256^2 B``, 0 = void): the annotated shapes' visible
+masks as "thing" segments (disjoint by construction) and the rest of the image as one "stuff" segment of the class
+:data:`STUFF_CLASSES` (``background``); a shape left out of the instances is void. Classes: :func:`panoptic_metainfo`.
+The instance files are the same with or without it.
+
 Everything is drawn from ``numpy.random.default_rng([seed, split, index])``: the same seed gives byte-identical files.
 """
 import functools
@@ -40,6 +47,8 @@ cv2 = require('cv2', 'opencv-python')
 CLASSES: Tuple[str, ...] = ('ellipse', 'rectangle', 'triangle', 'star')
 #: A colour per class for mmdet's visualiser (RGB).
 PALETTE: List[Tuple[int, int, int]] = [(220, 20, 60), (0, 114, 255), (0, 170, 60), (255, 170, 0)]
+#: The panoptic export's stuff class (category id len(CLASSES) + 1): every pixel outside the annotated shapes.
+STUFF_CLASSES: Tuple[str, ...] = ('background', )
 
 _INFO = dict(description='L2ViT synthetic shapes (instance segmentation, COCO format)',
              url='',
@@ -56,6 +65,13 @@ _MIN_SHAPE_DISTANCE = 110.0  # RGB distance between the colours of two shapes of
 def metainfo() -> dict:
     """``metainfo`` for mmdet's ``CocoDataset`` on this data: ``dict(classes=CLASSES, palette=[...])``."""
     return dict(classes=CLASSES, palette=list(PALETTE))
+
+
+def panoptic_metainfo() -> dict:
+    """``metainfo`` for mmdet's ``CocoPanopticDataset`` on the panoptic export (things: the shapes, stuff:
+    background)."""
+    return dict(classes=CLASSES + STUFF_CLASSES, thing_classes=CLASSES, stuff_classes=STUFF_CLASSES,
+                palette=list(PALETTE) + [(128, 128, 128)])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -216,8 +232,9 @@ def _draw_image(rng: np.random.Generator, min_size: int, max_size: int, obj_size
 
 
 def _write_split(split: str, images: Iterator[Tuple[int, np.random.Generator]], out_dir: str, draw: Callable,
-                 jpeg_quality: int, min_visible: float, min_pixels: int, mask_utils) -> dict:
+                 jpeg_quality: int, min_visible: float, min_pixels: int, mask_utils, panoptic: bool = False) -> dict:
     img_dir, ann_dir = make_dirs(out_dir, f'{split}2017', 'annotations')  # COCO 2017's folders and file names
+    panoptic_writer = _PanopticWriter(ann_dir, split) if panoptic else None
     coco_images, annotations = [], []
     stats = dict(num_occluded=0, num_dropped=0, num_split=0, min_visible_fraction=1.0)
     per_class = {name: 0 for name in CLASSES}
@@ -228,6 +245,7 @@ def _write_split(split: str, images: Iterator[Tuple[int, np.random.Generator]], 
         file_name = f'{image_id:012d}.jpg'
         write_image(osp.join(img_dir, file_name), img, jpeg_quality)
         coco_images.append(dict(id=image_id, file_name=file_name, width=width, height=height, license=1))
+        kept = []  # (label, visible mask) of the annotated shapes, for the panoptic export
         for label, visible, full in instances:
             pixels = int(np.count_nonzero(visible))
             polygons = _mask_polygons(visible) if pixels else []
@@ -253,17 +271,67 @@ def _write_split(split: str, images: Iterator[Tuple[int, np.random.Generator]], 
                      area=area,
                      bbox=[x, y, w, h],
                      iscrowd=0))
+            kept.append((label, visible))
+        if panoptic_writer is not None:
+            panoptic_writer.add(image_id, file_name, (height, width), kept, [visible for _, visible, _ in instances])
     categories = [dict(id=i + 1, name=name, supercategory='shape') for i, name in enumerate(CLASSES)]
     coco = dict(info=_INFO, licenses=_LICENSES, images=coco_images, annotations=annotations, categories=categories)
     ann_file = osp.join(ann_dir, f'instances_{split}2017.json')
     with open(ann_file, 'w') as f:
         json.dump(coco, f, separators=(',', ':'))
+    if panoptic_writer is not None:
+        stats.update(panoptic_writer.write(coco_images, categories))
     return dict(num_images=len(coco_images),
                 num_instances=len(annotations),
                 instances_per_class=per_class,
                 ann_file=ann_file,
                 img_dir=img_dir,
                 **stats)
+
+
+class _PanopticWriter:
+    """The COCO panoptic export of one split: a segment-id PNG per image, then the JSON."""
+
+    def __init__(self, ann_dir: str, split: str) -> None:
+        self.name = f'panoptic_{split}2017'
+        self.ann_dir = ann_dir
+        self.seg_dir = make_dirs(ann_dir, self.name)[0]
+        self.annotations: List[dict] = []
+
+    def add(self, image_id: int, file_name: str, shape: Tuple[int, int], kept: List[Tuple[int, np.ndarray]],
+            painted: List[np.ndarray]) -> None:
+        """``kept``: (label, visible mask) of the annotated shapes; ``painted``: the visible masks of all shapes."""
+        ids = np.zeros(shape, np.int64)
+        segments = [(label + 1, visible > 0) for label, visible in kept]
+        shapes = np.zeros(shape, bool)
+        for visible in painted:
+            shapes |= visible > 0
+        segments.append((len(CLASSES) + 1, ~shapes))  # the background stuff; left-out shapes stay void
+        segments_info = []
+        for segment_id, (category_id, mask) in enumerate(segments, start=1):
+            area = int(np.count_nonzero(mask))
+            if not area:
+                continue
+            ids[mask] = segment_id
+            ys, xs = np.nonzero(mask)
+            bbox = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+            segments_info.append(dict(id=segment_id, category_id=category_id, area=area, bbox=bbox, iscrowd=0))
+        png_name = osp.splitext(file_name)[0] + '.png'
+        rgb = np.stack([ids % 256, ids // 256 % 256, ids // 256**2], axis=-1).astype(np.uint8)
+        cv2.imwrite(osp.join(self.seg_dir, png_name), rgb[..., ::-1])  # OpenCV writes BGR
+        self.annotations.append(dict(image_id=image_id, file_name=png_name, segments_info=segments_info))
+
+    def write(self, images: List[dict], thing_categories: List[dict]) -> dict:
+        """Write the JSON; returns the split summary's panoptic entries."""
+        categories = [dict(category, isthing=1) for category in thing_categories] + [
+            dict(id=len(CLASSES) + i + 1, name=name, supercategory='stuff', isthing=0)
+            for i, name in enumerate(STUFF_CLASSES)
+        ]
+        ann_file = osp.join(self.ann_dir, f'{self.name}.json')
+        with open(ann_file, 'w') as f:
+            json.dump(dict(info=_INFO, licenses=_LICENSES, images=images, annotations=self.annotations,
+                           categories=categories), f, separators=(',', ':'))
+        return dict(panoptic_ann_file=ann_file, panoptic_seg_dir=self.seg_dir)
 
 
 def generate_coco_instances(out_dir: str,
@@ -280,14 +348,16 @@ def generate_coco_instances(out_dir: str,
                             min_visible: float = 0.3,
                             place_min_visible: float = 0.5,
                             min_pixels: int = 100,
-                            max_tries: int = 30) -> Dict:
+                            max_tries: int = 30,
+                            panoptic: bool = False) -> Dict:
     """Write the synthetic shapes dataset to ``out_dir`` (existing files of the same names are overwritten) in
     COCO 2017 layout; the arguments are described in the module docstring.
 
     Returns ``dict(out_dir, classes, seed, train=..., val=..., seconds)``; each split holds ``num_images``,
     ``num_instances``, ``instances_per_class``, ``num_occluded`` (annotated instances partly covered by a later
     shape), ``min_visible_fraction`` (of those), ``num_split`` (visible part in several polygons), ``num_dropped``
-    (shapes painted but left out), ``ann_file`` and ``img_dir``. Raises ``ValueError`` for arguments out of range,
+    (shapes painted but left out), ``ann_file`` and ``img_dir`` (with ``panoptic=True`` also ``panoptic_ann_file``
+    and ``panoptic_seg_dir``). Raises ``ValueError`` for arguments out of range,
     :class:`~l2vit.testing.common.MissingDependencyError` (an ``ImportError``) without pycocotools.
     """
     check_arguments(num_train, num_val, min_size, max_size, smallest_size=1)
@@ -300,5 +370,6 @@ def generate_coco_instances(out_dir: str,
                              obj_size=(float(obj_size[0]), float(obj_size[1])), max_instances=int(max_instances),
                              place_min_visible=place_min_visible, min_pixels=int(min_pixels), max_tries=int(max_tries))
     write_split = functools.partial(_write_split, out_dir=out_dir, draw=draw, jpeg_quality=jpeg_quality,
-                                    min_visible=min_visible, min_pixels=int(min_pixels), mask_utils=mask_utils)
+                                    min_visible=min_visible, min_pixels=int(min_pixels), mask_utils=mask_utils,
+                                    panoptic=bool(panoptic))
     return write_dataset(out_dir, CLASSES, num_train, num_val, seed, progress, write_split)
