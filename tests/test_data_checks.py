@@ -115,7 +115,7 @@ def test_our_tools_add_the_hook_to_a_config_lacking_it():
     cfg.custom_hooks = [dict(type='RNGStateHook')]
     add_run_hooks(cfg)
     add_run_hooks(cfg)
-    assert [h['type'] for h in cfg.custom_hooks] == ['RNGStateHook', 'ConfigCheckHook', 'DataCheckHook',
+    assert [h['type'] for h in cfg.custom_hooks] == ['RNGStateHook', 'DataCheckHook', 'ConfigCheckHook',
                                                      'FiniteLossHook', 'CheckpointFitHook']
 
 

@@ -99,7 +99,7 @@ def test_config_carries_one_rng_state_hook_and_every_base_hook(path):
 def test_imagenet_configs_keep_their_ema_hook():
     for name in ('l2vit-t_in1k.py', 'l2vit-s_in1k.py', 'l2vit-b_in1k.py', 'l2vit-b_in1k-384px.py'):
         hooks = load_config(CONFIG_DIR / 'imagenet' / name).custom_hooks
-        assert [h.type for h in hooks] == ['EMAHook', 'ConfigCheckHook', 'DataCheckHook', 'RNGStateHook',
+        assert [h.type for h in hooks] == ['EMAHook', 'DataCheckHook', 'ConfigCheckHook', 'RNGStateHook',
                                            'FiniteLossHook', 'CheckpointFitHook'], name
 
 

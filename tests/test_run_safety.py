@@ -160,7 +160,7 @@ def test_our_train_tool_gives_any_config_the_safe_hooks(capsys):
     add_run_hooks(cfg)
     add_run_hooks(cfg)
     assert cfg.default_hooks.checkpoint == dict(type='SafeCheckpointHook', interval=3, max_keep_ckpts=2)
-    assert [h['type'] for h in cfg.custom_hooks] == ['EMAHook', 'ConfigCheckHook', 'DataCheckHook', 'RNGStateHook',
+    assert [h['type'] for h in cfg.custom_hooks] == ['EMAHook', 'DataCheckHook', 'ConfigCheckHook', 'RNGStateHook',
                                                      'FiniteLossHook', 'CheckpointFitHook']
     cfg.default_hooks.checkpoint.type = 'MyCheckpointHook'
     add_run_hooks(cfg)

@@ -44,8 +44,8 @@ auto_scale_lr = dict(base_batch_size=4096)
 # Then our hooks: those of ../_base_/l2vit_hooks.py (restated: a list here replaces the inherited one).
 custom_hooks = [
     dict(type='EMAHook', momentum=1e-4, update_buffers=True, priority='ABOVE_NORMAL'),
-    dict(type='ConfigCheckHook'),
     dict(type='DataCheckHook'),
+    dict(type='ConfigCheckHook'),
     dict(type='RNGStateHook'),
     dict(type='FiniteLossHook'),
     dict(type='CheckpointFitHook'),

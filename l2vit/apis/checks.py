@@ -141,20 +141,30 @@ def missing_pretrained(inputs: RunInputs) -> List[str]:
     return lines
 
 
-def neck_problems(cfg: Config) -> List[str]:
-    """A neck whose ``in_channels`` do not match the widths of the L2ViT stages it receives (the backbone's own
-    parse of its ``arch`` and ``out_indices``; nothing is built)."""
+def _l2vit_into_neck(cfg: Config, neck_type: Optional[str] = None):
+    """``(neck config, L2ViT embed_dims, out_indices, [])`` when the model's L2ViT backbone feeds a neck (of
+    ``neck_type``) with listed ``in_channels``, by the backbone's own parse of its ``arch`` and ``out_indices``
+    (nothing is built); ``(None, ..., [problem])`` when that parse fails; ``(None, None, None, [])`` otherwise."""
     model = cfg.get('model') or {}
     backbone, neck = model.get('backbone'), model.get('neck')
     if not isinstance(backbone, dict) or str(backbone.get('type', '')).split('.')[-1] != 'L2ViT' or \
-            not isinstance(neck, dict) or not isinstance(neck.get('in_channels'), (list, tuple)):
-        return []
+            not isinstance(neck, dict) or not isinstance(neck.get('in_channels'), (list, tuple)) or \
+            (neck_type is not None and str(neck.get('type', '')).split('.')[-1] != neck_type):
+        return None, None, None, []
     from ..models.backbone import L2ViT
     try:
         dims = L2ViT.parse_arch(backbone.get('arch', 'tiny'))['embed_dims']
         out_indices = L2ViT.parse_out_indices(backbone.get('out_indices', (0, 1, 2, 3)))
     except ValueError as err:
-        return [f'model.backbone: {err}']
+        return None, None, None, [f'model.backbone: {err}']
+    return neck, dims, out_indices, []
+
+
+def neck_problems(cfg: Config) -> List[str]:
+    """A neck whose ``in_channels`` do not match the widths of the L2ViT stages it receives."""
+    neck, dims, out_indices, problems = _l2vit_into_neck(cfg)
+    if neck is None:
+        return problems
     expected = [dims[i] for i in out_indices]
     if list(neck['in_channels']) == expected:
         return []
@@ -180,18 +190,10 @@ def channel_mapper_problems(cfg: Config) -> List[str]:
     """A DETR-style detector (DINO, Deformable DETR) whose L2ViT ``out_indices``, ChannelMapper ``in_channels`` and
     ``num_outs`` and the transformer's feature levels do not fit together; mmdet would stop with a bare
     ``AssertionError`` in channel_mapper.py or a channel error at the first forward. Nothing is built."""
+    neck, dims, out_indices, problems = _l2vit_into_neck(cfg, 'ChannelMapper')
+    if neck is None:
+        return problems
     model = cfg.get('model') or {}
-    backbone, neck = model.get('backbone'), model.get('neck')
-    if not isinstance(backbone, dict) or str(backbone.get('type', '')).split('.')[-1] != 'L2ViT' or \
-            not isinstance(neck, dict) or str(neck.get('type', '')).split('.')[-1] != 'ChannelMapper' or \
-            not isinstance(neck.get('in_channels'), (list, tuple)):
-        return []
-    from ..models.backbone import L2ViT
-    try:
-        dims = L2ViT.parse_arch(backbone.get('arch', 'tiny'))['embed_dims']
-        out_indices = L2ViT.parse_out_indices(backbone.get('out_indices', (0, 1, 2, 3)))
-    except ValueError as err:
-        return [f'model.backbone: {err}']
     in_channels = list(neck['in_channels'])
     num_outs = neck.get('num_outs') or len(in_channels)
     levels = {'model.neck.num_outs': num_outs}

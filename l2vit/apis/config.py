@@ -141,7 +141,7 @@ def prepare_test(config: str, checkpoint: str, tta: bool = False, out: Optional[
 
 # ----------------------------------------------------------------------------------------------------- run hooks
 #: The hooks of ``l2vit.hooks`` that our root configs carry in ``custom_hooks``, in their order.
-RUN_HOOKS = ('ConfigCheckHook', 'DataCheckHook', 'RNGStateHook', 'FiniteLossHook', 'CheckpointFitHook')
+RUN_HOOKS = ('DataCheckHook', 'ConfigCheckHook', 'RNGStateHook', 'FiniteLossHook', 'CheckpointFitHook')
 
 
 def add_run_hooks(cfg: Config) -> None:
