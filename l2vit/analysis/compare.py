@@ -90,8 +90,8 @@ def task_of(cfg: Any) -> str:
     if scope not in PEER_RECIPES:
         raise ToolError(f'{cfg.filename} is neither a detection (mmdet) nor a segmentation (mmseg) config: its '
                         f'default_scope is {scope!r} and its model {model.get("type", "no model")!r}. '
-                        'compare_backbones swaps the backbone of a detector or segmentor; give one of '
-                        'configs/mask_rcnn, cascade_rcnn, retinanet, upernet or demo.')
+                        'compare_backbones swaps the backbone of a detector or segmentor; give one of configs/'
+                        'mask_rcnn, cascade_rcnn, retinanet, dino, mask2former, upernet, mask2former_ade20k or demo.')
     backbone = model.get('backbone')
     if not isinstance(backbone, dict) or str(backbone.get('type', '')).split('.')[-1] != 'L2ViT':
         found = backbone.get('type') if isinstance(backbone, dict) else backbone
