@@ -1,7 +1,9 @@
 # DINO 4-scale + L2ViT-T on COCO 2017, 12 epochs: mmdet's own DINO recipe (AdamW 1e-4, wd 1e-4, grad clip 0.1,
 # lr x0.1 after epoch 11, DETR multi-scale + crop augmentation, 8 GPUs x 2 images); we change the backbone.
 # 4-scale: the ChannelMapper takes stages 1-3 (strides 8, 16, 32) and adds one level (stride 64) by a strided conv.
-_base_ = ['mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py', '../_base_/l2vit_hooks.py']
+_base_ = [
+    'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py', '../_base_/l2vit_hooks.py', '../_base_/l2vit_no_decay.py'
+]
 custom_imports = dict(imports=['mmdet_l2vit'], allow_failed_imports=False)
 # Our hooks: see ../_base_/l2vit_hooks.py.
 default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
@@ -24,20 +26,6 @@ model = dict(
     neck=dict(in_channels=[192, 384, 768]))
 
 # mmdet's Swin/DINO optimizer rule (backbone lr x0.1), with no weight decay on the backbone's norms and attention
-# temperatures, as mmdet's Swin recipes intend for norms and embeddings. Swin's keys do not fit L2ViT's names, and
-# the 'backbone' key stops mmengine's norm_decay_mult from reaching backbone parameters, so each is named here.
-# Keys are substrings of parameter names, the longest that matches wins; keys for blocks that a smaller arch lacks
-# match nothing (the block counts are the deepest of T, S and B: depths (2, 2, 18, 2)).
-backbone_no_decay = dict(lr_mult=0.1, decay_mult=0.0)
-backbone_custom_keys = {
-    'backbone': dict(lr_mult=0.1, decay_mult=1.0),
-    'backbone.norm': backbone_no_decay,  # the output norms norm0-norm3
-    'backbone.downsample_layers.0.proj.proj.1': backbone_no_decay,  # the stem's two BatchNorms
-    'backbone.downsample_layers.0.proj.proj.4': backbone_no_decay,
-    'local_mp.bn': backbone_no_decay,  # the LCM BatchNorms
-    'attn.temperature': backbone_no_decay,  # the linear attention's temperature
-}
-backbone_custom_keys.update({f'backbone.downsample_layers.{i}.norm': backbone_no_decay for i in range(4)})
-backbone_custom_keys.update({f'backbone.stages.{i}.{j}.norm': backbone_no_decay  # block norms norm1-norm3
-                             for i, depth in enumerate((2, 2, 18, 2)) for j in range(depth)})
-optim_wrapper = dict(paramwise_cfg=dict(custom_keys=backbone_custom_keys))
+# temperatures, as mmdet's Swin recipes intend for norms and embeddings, for L2ViT's names
+# (../_base_/l2vit_no_decay.py).
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys={{_base_.l2vit_custom_keys}}))

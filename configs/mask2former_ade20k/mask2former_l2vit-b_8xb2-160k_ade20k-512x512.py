@@ -6,8 +6,3 @@ checkpoint_file = ('https://github.com/ChuanyangZheng/L2ViT/releases/download/v1
 model = dict(
     backbone=dict(arch='base', init_cfg=dict(checkpoint=checkpoint_file)),
     decode_head=dict(in_channels=[128, 256, 512, 1024]))
-# 18 blocks in stage 2 (T: 6): their norms join the base's no-decay keys.
-optim_wrapper = dict(paramwise_cfg=dict(custom_keys={
-    f'backbone.stages.2.{block}.norm': dict(lr_mult=0.1, decay_mult=0.0)
-    for block in range(6, 18)
-}))

@@ -5,8 +5,3 @@ checkpoint_file = ('https://github.com/ChuanyangZheng/L2ViT/releases/download/v1
                    'L2ViT-Small-checkpoint-best-ema.pth')
 # Same stage widths as T (96-768), so the head is unchanged.
 model = dict(backbone=dict(arch='small', init_cfg=dict(checkpoint=checkpoint_file)))
-# 18 blocks in stage 2 (T: 6): their norms join the base's no-decay keys.
-optim_wrapper = dict(paramwise_cfg=dict(custom_keys={
-    f'backbone.stages.2.{block}.norm': dict(lr_mult=0.1, decay_mult=0.0)
-    for block in range(6, 18)
-}))
