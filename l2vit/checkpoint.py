@@ -135,6 +135,24 @@ def describe_non_checkpoint(path: str) -> Optional[str]:
     return _looks_like(head)
 
 
+# ------------------------------------------------------------------------------------------ writing to disk
+def fsync_path(path: str) -> None:
+    """Flush the file or folder ``path`` to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_folder(folder: str) -> None:
+    """Make the renames in ``folder`` durable, where the file system can flush a folder (errors are ignored)."""
+    try:
+        fsync_path(folder)
+    except OSError:
+        pass
+
+
 # ---------------------------------------------------------------------------------------------------- URLs
 _SHA256 = re.compile(r'^sha256=([0-9a-fA-F]{64})$')
 

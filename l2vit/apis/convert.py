@@ -5,7 +5,7 @@ import tempfile
 
 import torch
 
-from ..checkpoint import convert_official, load_checkpoint_file
+from ..checkpoint import convert_official, fsync_folder, load_checkpoint_file
 from ..errors import ToolError
 
 
@@ -28,19 +28,6 @@ def destination_problem(src: str, dst: str, force: bool):
     if os.path.lexists(dst) and not force:
         return f'DST {dst!r} already exists; add --force to replace it, or give another DST.'
     return None
-
-
-def _fsync_folder(folder: str) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_atomically(obj, dst: str) -> None:
@@ -66,7 +53,7 @@ def save_atomically(obj, dst: str) -> None:
         except FileNotFoundError:
             pass
         raise
-    _fsync_folder(folder)
+    fsync_folder(folder)
 
 
 def convert_checkpoint_file(src: str, dst: str, use_ema: bool = False, force: bool = False) -> None:

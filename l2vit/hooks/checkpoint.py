@@ -19,7 +19,9 @@ from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 from mmengine.model import is_model_wrapper
 
+from ..checkpoint import fsync_folder, fsync_path
 from ..errors import RunStopped
+from .fit import is_training
 
 #: Suffix of a file being written; it gets its final name only once complete.
 PARTIAL = '.partial'
@@ -30,24 +32,12 @@ NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 # ------------------------------------------------------------------------------------------------- file helpers
-def fsync_path(path: str) -> None:
-    """Flush the file or folder ``path`` to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def finish_partial(partial: str, final: str) -> None:
     """Flush the complete file ``partial`` to disk, then give it its final name (atomically replacing any file of
     that name) and make the rename durable (where the file system can flush a folder)."""
     fsync_path(partial)
     os.replace(partial, final)
-    try:
-        fsync_path(osp.dirname(final) or '.')
-    except OSError:
-        pass
+    fsync_folder(osp.dirname(final) or '.')
 
 
 def write_text_atomically(path: str, text: str) -> None:
@@ -216,8 +206,7 @@ class SafeCheckpointHook(CheckpointHook):
 
     # ------------------------------------------------------------------------------------ start and end of a run
     def before_run(self, runner) -> None:
-        from mmengine.runner import BaseLoop
-        if not isinstance(getattr(runner, '_train_loop', None), BaseLoop):
+        if not is_training(runner):
             return  # testing or validating: no lock, nothing to resume
         self._take_lock(runner)
         self._find_checkpoint_to_resume(runner)

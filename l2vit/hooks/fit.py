@@ -5,6 +5,13 @@ from mmengine.runner import BaseLoop
 from ..checkpoint import check_checkpoint_fits, checkpoint_fit, checkpoint_state_dict
 
 
+def is_training(runner) -> bool:
+    """Whether ``runner`` runs ``train()``, told the way mmengine's Runner tells it (``build_param_scheduler``):
+    ``Runner.train`` builds its train loop before ``before_run`` and before it loads a checkpoint, while
+    ``Runner.test`` and ``Runner.val`` leave ``_train_loop`` a config dict (or None)."""
+    return isinstance(getattr(runner, '_train_loop', None), BaseLoop)
+
+
 class CheckpointFitHook(Hook):
     """Refuse, by name, a checkpoint that does not fit the model when testing, validating or resuming.
 
@@ -15,16 +22,14 @@ class CheckpointFitHook(Hook):
     naming the tensors, their shapes and the ``num_classes`` they show (see :func:`l2vit.checkpoint.checkpoint_fit`).
 
     When training starts from ``load_from`` (fine-tuning, e.g. a COCO checkpoint on other classes) a misfit is
-    normal: it is logged in one summary and the run goes on. Training is told apart from testing the way mmengine's
-    Runner does it (``build_param_scheduler``): ``Runner.train`` builds its train loop before it loads the
-    checkpoint, while ``Runner.test`` and ``Runner.val`` leave ``_train_loop`` a config dict (or None).
+    normal: it is logged in one summary and the run goes on (training is told from testing by ``is_training``).
     """
 
     priority = 'VERY_HIGH'  # before hooks that copy the weights elsewhere (EMAHook)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         source = runner._load_from or 'the checkpoint to resume'
-        fine_tuning = isinstance(runner._train_loop, BaseLoop) and not runner._resume
+        fine_tuning = is_training(runner) and not runner._resume
         if not fine_tuning:
             for note in check_checkpoint_fits(checkpoint, runner.model, source):
                 runner.logger.warning(f'{source}: {note} (not used)')
