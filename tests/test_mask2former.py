@@ -252,6 +252,52 @@ def test_panoptic_config_without_the_panoptic_files(tmp_path):
     assert 'panoptic_train2017/ (train_dataloader.dataset.data_prefix.seg)' in result.stderr, result.stderr[-3000:]
 
 
+def test_panoptic_class_counts_checked_against_the_panoptic_dataset(tmp_path):
+    """A panoptic head's num_things_classes / num_stuff_classes against the thing and stuff classes of mmdet's
+    CocoPanopticDataset (its own metainfo parse): the wrong ones named with their fix, the matching ones accepted (a
+    wrong split would silently turn things into stuff in the fusion, or stop the loss)."""
+    from mmdet.datasets import CocoPanopticDataset
+
+    from l2vit.apis.checks import num_classes_problems
+    from l2vit.apis.config_tree import run_inputs
+    meta = CocoPanopticDataset._load_metainfo(panoptic_metainfo())
+    cfg = load_config(tiny_config(tmp_path, PANOPTIC_T, panoptic=True))
+    assert num_classes_problems(run_inputs(cfg, ['train_dataloader']), meta) == []
+    cfg.merge_from_dict({'model.panoptic_head.num_things_classes': 3,
+                         'model.panoptic_fusion_head.num_stuff_classes': 2})
+    problems = num_classes_problems(run_inputs(cfg, ['train_dataloader']), meta)
+    assert len(problems) == 1, problems
+    assert 'model.panoptic_head.num_things_classes is 3, model.panoptic_fusion_head.num_stuff_classes is 2' in \
+        problems[0] and '4 thing_classes (ellipse, rectangle, triangle, star) and 1 stuff_classes (' in problems[0] \
+        and '--cfg-options model.panoptic_head.num_things_classes=4 model.panoptic_fusion_head.num_stuff_classes=1' \
+        in problems[0], problems
+    # An instance dataset has no stuff: num_stuff_classes must be 0 there.
+    instance = load_config(tiny_config(tmp_path, INSTANCE_T, panoptic=False))
+    assert num_classes_problems(run_inputs(instance, ['train_dataloader']), metainfo()) == []
+    instance.merge_from_dict({'model.panoptic_head.num_stuff_classes': 1})
+    assert 'model.panoptic_head.num_stuff_classes is 1, but the dataset' in \
+        num_classes_problems(run_inputs(instance, ['train_dataloader']), metainfo())[0]
+
+
+@pytest.mark.slow
+def test_class_count_that_does_not_match_the_data_refused_by_mmdet_train_tool(tmp_path):
+    """mmdet's packaged train.py: the config's ConfigCheckHook compares the head's class counts with the training
+    dataset the Runner built (our tools' preflight does the same before building anything)."""
+    data = small_data(tmp_path)
+    config = tiny_config(tmp_path, INSTANCE_T, panoptic=False)
+    options = dict(data_options(data, panoptic=False), **{
+        'model.panoptic_head.num_things_classes': 3, 'model.panoptic_fusion_head.num_things_classes': 3,
+        'model.panoptic_head.loss_cls.class_weight': '[1.0,1.0,1.0,0.1]'})
+    result = tool(packaged_tool('mmdet', 'train.py'), config, '--work-dir', str(tmp_path / 'work'), *cli(options),
+                  check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and 'ConfigCheckHook' in output, output[-3000:]
+    assert 'model.panoptic_head.num_things_classes is 3, model.panoptic_fusion_head.num_things_classes is 3, but ' \
+        'the dataset (train_dataloader.dataset, CocoDataset) has 4 classes (ellipse, rectangle, triangle, star)' \
+        in output, output[-3000:]
+    assert not (tmp_path / 'work' / 'iter_1.pth').exists()
+
+
 # ------------------------------------------------------------------------------- mmdet's own tools, end to end
 @pytest.fixture(scope='module')
 def instance_run(tmp_path_factory):

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 
 from mmengine.config import Config
 
-from .config_tree import RunInputs, config_dicts, run_inputs
+from .config_tree import CLASS_COUNTS, RunInputs, config_dicts, run_inputs
 
 #: The expected on-disk layout per dataset type, shown when a dataset is missing.
 DATASET_LAYOUTS = {
@@ -477,16 +477,28 @@ def _classes_note(dataset) -> str:
 
 
 def num_classes_problems(inputs: RunInputs, metainfo: dict) -> List[str]:
-    """Heads whose ``num_classes`` differ from the number of classes of the first dataset the run reads."""
-    classes = tuple((metainfo or {}).get('classes') or ())
-    wrong = [(key, value) for key, value in inputs.num_classes if value != len(classes)]
-    if not classes or not wrong:
+    """Heads whose ``num_classes`` (or a panoptic head's ``num_things_classes`` / ``num_stuff_classes``) differ from
+    the classes of the first dataset the run reads."""
+    metainfo = metainfo or {}
+    if not metainfo.get('classes'):
+        return []
+    wrong = []  # (key, value, the dataset's classes it counts, their metainfo entry)
+    for key, value in inputs.num_classes:
+        entry = next((e for e in CLASS_COUNTS[key.rsplit('.', 1)[-1]] if e in metainfo), None)
+        names = tuple(metainfo[entry] or ()) if entry else ()
+        if value != len(names):
+            wrong.append((key, value, names, entry or CLASS_COUNTS[key.rsplit('.', 1)[-1]][0]))
+    if not wrong:
         return []
     _, dataset_key, dataset = inputs.datasets[0]
-    shown = ', '.join(classes[:8]) + (', ...' if len(classes) > 8 else '')
-    fixes = ' '.join(f'{key}={len(classes)}' for key, _ in wrong)
-    return [f'{", ".join(f"{key} is {value}" for key, value in wrong)}, but the dataset ({dataset_key}, '
-            f'{dataset.get("type")}) has {len(classes)} classes ({shown}). Fix: --cfg-options {fixes} '
+    counted = []
+    for entry in dict.fromkeys(entry for *_, entry in wrong):
+        names = next(names for *_, names, e in wrong if e == entry)
+        shown = ', '.join(names[:8]) + (', ...' if len(names) > 8 else '')
+        counted.append(f'{len(names)} {entry} ({shown})' if names else f'no {entry}')
+    fixes = ' '.join(f'{key}={len(names)}' for key, _, names, _ in wrong)
+    return [f'{", ".join(f"{key} is {value}" for key, value, _, _ in wrong)}, but the dataset ({dataset_key}, '
+            f'{dataset.get("type")}) has {" and ".join(counted)}. Fix: --cfg-options {fixes} '
             f'(or give the dataset the classes of your model through its metainfo).']
 
 

@@ -43,12 +43,19 @@ def leaf_datasets(dataset) -> List[dict]:
     return [leaf for _, leaf in dataset_leaves(dataset)]
 
 
+#: The class counts a head states, each with the dataset metainfo entries it counts, the first one present (none:
+#: 0; an instance dataset has ``classes`` and no ``stuff_classes``).
+CLASS_COUNTS = {'num_classes': ('classes',), 'num_things_classes': ('thing_classes', 'classes'),
+                'num_stuff_classes': ('stuff_classes',)}
+
+
 class RunInputs(NamedTuple):
     """What a run's dataloaders, evaluators and model read, each with its config key."""
     datasets: List[Tuple[str, str, dict]]  # (split, key, leaf dataset), e.g. ('train_dataloader', ..., {...})
     evaluators: List[Tuple[str, str, dict]]  # (split whose dataset it evaluates, key, metric config)
     pretrained: List[Tuple[str, str]]  # (key of an init_cfg checkpoint, checkpoint)
-    num_classes: List[Tuple[str, int]]  # (key, value) of every int num_classes of the model's heads
+    num_classes: List[Tuple[str, int]]  # (key, value) of every int num_classes (and num_things_classes,
+    # num_stuff_classes: mmdet's panoptic heads) of the model's heads
 
 
 def run_inputs(cfg: dict, splits: Sequence[str]) -> RunInputs:
@@ -64,9 +71,9 @@ def run_inputs(cfg: dict, splits: Sequence[str]) -> RunInputs:
         evaluators += [(split, f'{evaluator_key}.{i}' if len(metrics) > 1 else evaluator_key, metric)
                        for i, metric in enumerate(metrics) if isinstance(metric, dict)]
     model = cfg.get('model')
-    num_classes = [(f'{key}.num_classes', node['num_classes'])
+    num_classes = [(f'{key}.{name}', node[name])
                    for key, node in config_dicts(model, 'model', skip=('train_cfg', 'test_cfg', 'data_preprocessor'))
-                   if isinstance(node.get('num_classes'), int)]
+                   for name in CLASS_COUNTS if isinstance(node.get(name), int)]
     return RunInputs(datasets, evaluators, list(pretrained_checkpoints(model)), num_classes)
 
 

@@ -14,7 +14,8 @@ class ConfigCheckHook(Hook):
     * ``before_train``: what only training reads (:func:`l2vit.apis.checks.training_config_problems`): a Mask2Former
       ``loss_cls.class_weight`` for another class count (the loss would stop at the first iteration), an
       ``image_size`` / ``crop_size`` restated in a child config without the crops and padding its base built from it
-      (silent).
+      (silent); a head's ``num_classes`` (a panoptic head's ``num_things_classes`` / ``num_stuff_classes``) that
+      differs from the classes of the training dataset the Runner built (``checks.num_classes_problems``).
     """
 
     priority = 'VERY_HIGH'  # before DataCheckHook reads the data
@@ -24,8 +25,13 @@ class ConfigCheckHook(Hook):
         self._stop(wiring_problems(runner.cfg))
 
     def before_train(self, runner) -> None:
-        from ..apis.checks import training_config_problems
-        self._stop(training_config_problems(runner.cfg))
+        from ..apis.checks import num_classes_problems, training_config_problems
+        from ..apis.config_tree import run_inputs
+        from ..data_checks import leaf_datasets
+        inputs = run_inputs(runner.cfg, ['train_dataloader'])
+        leaves = leaf_datasets(runner.train_dataloader.dataset, 'train_dataloader.dataset')
+        classes = num_classes_problems(inputs, leaves[0][1].metainfo) if leaves and inputs.datasets else []
+        self._stop(training_config_problems(runner.cfg) + classes)
 
     @staticmethod
     def _stop(problems) -> None:
