@@ -234,3 +234,7 @@ def test_a_tiny_training_comparison_end_to_end(tmp_path):
     for name in ('compare.md', 'compare_curves.png', 'compare_tradeoff.png'):
         assert (out / name).stat().st_size > 0
     assert '| Swin-T |' in result.stdout and 'LearningRateDecayOptimizerConstructor' in result.stdout
+    assert '| model FLOPs (G) at 64x96 | inference (img/s) at 64x64 |' in result.stdout  # H x W, as on the command line
+    machine = record['machine']  # the machine by model name, flags and cores, and how loaded it was
+    assert machine['cpu'] and isinstance(machine['cpu_flags'], list) and machine['cores'] >= 1
+    assert len(machine['load_average']) == 3 and f'{machine["cores"]} cores' in result.stdout

@@ -101,6 +101,10 @@ def _error_text(err: BaseException) -> str:
     return f'{type(err).__name__}: {lines[0][:300] if lines else ""}'
 
 
+def _result(status: str = 'measured', reason: Optional[str] = None) -> Dict[str, Any]:
+    return dict(status=status, reason=reason, warmup_s=[], times_s=[], median_s=None, min_s=None, memory_bytes=None)
+
+
 def measure_steps(steps: Dict[str, Callable[[], Any]], device: Any, warmup: int = 1, repeats: int = 3,
                   budget: float = math.inf, memory: bool = True, reference: Optional[Callable[[], Any]] = None,
                   judge_last: Sequence[str] = (), no_memory: Sequence[str] = (),
@@ -115,8 +119,7 @@ def measure_steps(steps: Dict[str, Callable[[], Any]], device: Any, warmup: int 
     Returns ({name: dict(status 'measured' | 'skipped' | 'error', reason, warmup_s, times_s, median_s, min_s,
     memory_bytes)}, the reference's times)."""
     import torch
-    results = {name: dict(status='measured', reason=None, warmup_s=[], times_s=[], median_s=None, min_s=None,
-                          memory_bytes=None) for name in steps}
+    results = {name: _result() for name in steps}
     live, tolerate = dict(steps), tolerate or {}
 
     def attempt(name: str, action: Callable[[], Any]) -> Any:
@@ -493,8 +496,7 @@ def benchmark_backbones(config: str, sizes: Sequence[Tuple[int, int]], modes: Se
                                            tolerate={name: Exception for name in timed if name.startswith('l2vit-t+')})
             gemm_times += times
             for name in steps:
-                result = results.get(name) or dict(status='skipped', reason=stopped[name], warmup_s=[], times_s=[],
-                                                   median_s=None, min_s=None, memory_bytes=None)
+                result = results.get(name) or _result('skipped', stopped[name])
                 if name in results and result['status'] != 'measured':
                     stopped[name] = f'at {hxw(size)}, a smaller size, {result["reason"]}'
                     print(f'note: {mode} {hxw(size)} {name}: {result["status"]}: {result["reason"]}')

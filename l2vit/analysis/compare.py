@@ -533,13 +533,13 @@ def compare(config: str, backbones: Sequence[str], train_iters: Optional[int] = 
     if train_iters is not None:
         check_inputs(cfg, ['train_dataloader', 'val_dataloader'], check_pretrained=False)
     progress = progress or (lambda record: None)
-    start = time.perf_counter()
+    start, machine = time.perf_counter(), machine_info(torch.device('cpu'))  # the load before this run adds its own
     variants = backbone_variants(cfg, backbones, lr_factor)
     flops_shape = tuple(flops_size or head_of(cfg, scope).shape)
     time_shape = tuple(time_size or flops_shape)
     record: Dict[str, Any] = dict(
         schema=SCHEMA, command=command, config=config, task=scope, metric=PRIMARY_METRIC[scope],
-        date=time.strftime('%Y-%m-%d %H:%M:%S %Z'), machine=machine_info(torch.device('cpu')),
+        date=time.strftime('%Y-%m-%d %H:%M:%S %Z'), machine=machine,
         settings=dict(flops_shape=list(flops_shape), time_shape=list(time_shape), time_batch=batch, warmup=warmup,
                       repeats=repeats, lr_scale=lr_factor if lr_factor is not None else lr_scale(cfg, scope),
                       train_iters=train_iters, eval_interval=None, seed=None),

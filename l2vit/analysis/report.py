@@ -137,9 +137,9 @@ def _profile(report: Record, heading: str) -> List[str]:
     lines = ['', f'{heading} Profile: where the step\'s time goes, at {profile["size"]} (batch {profile["batch"]})', '',
              'One step per model and mode after one warm-up step under `torch.profiler`: self time (an op\'s time '
              'less the ops inside it) by direction (backward: inside `loss.backward()`), in ms; the profiler\'s '
-             'overhead is in them. Matrix products: mm, addmm, bmm ... counted from their recorded shapes. Load '
-             f'average (1 min): {fmt(profile["load_average_before"])} before, {fmt(profile["load_average_after"])} '
-             'after.']
+             'overhead is in them. Matrix products: mm, addmm, bmm, baddbmm, counted by torch.profiler from their '
+             f'shapes. Load average (1 min): {fmt(profile["load_average_before"])} before, '
+             f'{fmt(profile["load_average_after"])} after.']
     for mode in profile['modes']:
         rows = []
         for r in (r for r in profile['runs'] if r['mode'] == mode):
