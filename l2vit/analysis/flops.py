@@ -181,9 +181,9 @@ def count_model(model, scope: str, shape: Tuple[int, int],
         flops, params, analyzer = count(whole_model_forward(model, scope, shape), (image, ))
     except Exception as err:  # noqa: BLE001  (any tracing failure: report it, keep the backbone numbers)
         rows.append(('whole model', parameter_count(model)[''], None))
-        message = str(err).strip().splitlines()[0] if str(err).strip() else ''
-        notes.append(f'the whole model could not be traced ({type(err).__name__}: {message[:300]}); its FLOPs '
-                     f'are not reported, the backbone\'s are.')
+        from .benchmark import _error_text
+        notes.append(f'the whole model could not be traced ({_error_text(err)}); its FLOPs are not reported, the '
+                     'backbone\'s are.')
         return rows, notes, tables
     rows.append(('whole model', params, flops))
     notes.append(f'not counted in the whole model (element-wise or custom ops): {_not_counted(analyzer)}')
