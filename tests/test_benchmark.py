@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from helpers import ROOT, run_main
-from l2vit.analysis import benchmark, op_profile, report
+from l2vit.analysis import benchmark, op_profile
 from l2vit.analysis.benchmark import derive, measure_steps, peak_memory
 
 TOOL = osp.join(ROOT, 'tools', 'analysis', 'benchmark.py')
@@ -114,17 +114,6 @@ def test_autocast_runs_the_forward_in_its_dtype_and_backward_outside(autocast, d
 
 
 # ---------------------------------------------------------------------------------------------------- op profile
-@pytest.mark.parametrize('name, shapes, flop', [
-    ('aten::mm', [[3, 4], [4, 5]], 2 * 3 * 4 * 5),
-    ('aten::addmm', [[5], [3, 4], [4, 5], [], []], 2 * 3 * 4 * 5),
-    ('aten::baddbmm_', [[2, 3, 5], [2, 3, 4], [2, 4, 5], [], []], 2 * 2 * 3 * 4 * 5),
-    ('aten::mv', [[3, 4], [4]], 2 * 3 * 4), ('aten::dot', [[4], [4]], 2 * 4),
-    ('aten::mm', [], None), ('aten::bmm', [[2, 3, 4], [3, 4, 5]], None), ('aten::linear', [[1, 8], [8, 8]], None),
-])
-def test_gemm_flop_of_a_product(name, shapes, flop):
-    assert op_profile.gemm_flop(name, shapes) == flop
-
-
 class _Block(torch.nn.Module):
     """The op kinds of the backbones: convolution, layer norm, linear, GELU, softmax."""
 
@@ -186,6 +175,25 @@ def test_the_tool_measures_every_model_and_mode(run):
         assert (cpu['by_direction']['backward'] > 0) == (r['mode'] != 'infer'), r['model']
         assert cpu['top_ops'] and cpu['gemm_products']['flop'] > 0, r['model']
     assert (out / 'benchmark.png').read_bytes().startswith(PNG_MAGIC)
+    machine = report['machine']  # the machine by model name, flags and cores, and how loaded it was
+    assert machine['cpu'] and set(machine['cpu_flags']) <= set(benchmark.CPU_FLAGS)
+    assert machine['cores'] == len(os.sched_getaffinity(0)) and machine['threads'] == torch.get_num_threads()
+    assert len(machine['load_average']) == 3
+
+
+@pytest.mark.parametrize('load, cores, threads, busy', [
+    (1.0, 2, 2, True),  # 2 threads on a 2-core machine that something else keeps half busy
+    (0.1, 2, 2, False), (1.0, 2, 1, False), (1.8, 2, 1, True), (3.0, 16, 8, False), (9.0, 16, 8, True),
+    (None, 2, 2, False)])
+def test_a_busy_machine_is_warned_of(load, cores, threads, busy):
+    assert (benchmark.busy_warning(load, cores, threads) is not None) == busy
+
+
+def test_the_warning_is_one_line_on_stderr_as_measuring_starts(caplog):
+    with caplog.at_level('WARNING', logger='l2vit.analysis.benchmark'):
+        info = benchmark.cpu_info(threads=10 * len(os.sched_getaffinity(0)) + 1)  # more than any machine's free cores
+    assert info['busy'] and [r.getMessage() for r in caplog.records] == [f'warning: {info["busy"]}']
+    assert '\n' not in info['busy'] and 'torch threads' in info['busy']
 
 
 def test_the_page_is_rendered_again_from_the_json_alone(run):
@@ -213,10 +221,11 @@ def test_over_the_budget_a_model_is_skipped_at_that_size_and_the_larger_ones(tmp
 
 
 def test_targets_are_met_not_met_or_not_measured():
-    targets = [t for t in runpy.run_path(TOOL, run_name='l2vit_tool_under_test')['TARGETS'] if '800x1333' in str(t)]
+    tool = runpy.run_path(TOOL, run_name='l2vit_tool_under_test')
+    targets = [t for t in tool['TARGETS'] if '800x1333' in str(t)]
     entries = [_entry('l2vit-t', 'train', (800, 1333), 0.8, 700), _entry('swin-t', 'train', (800, 1333), 1.0, 1000),
                _entry('l2vit-t', 'train-cp', (800, 1333), 0.9, 500)]
-    rows = {(t[2], t[3].get('mode')): row for t, row in zip(targets, report.target_rows(
+    rows = {(t[2], t[3].get('mode')): row for t, row in zip(targets, tool['target_rows'](
         dict(results=entries, derived=derive(entries)), targets))}
     assert rows[('time_vs_swin', 'train')][1:] == (0.8, 'met')
     assert rows[('memory_vs_swin', 'train')][1:] == (0.7, 'met')

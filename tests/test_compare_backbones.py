@@ -11,8 +11,9 @@ import torch
 
 from helpers import CONFIG_DIR, ROOT, SMALL_ARCH, configs_of_scope, load_config, run_main
 from l2vit.analysis import report
-from l2vit.analysis.compare import (BACKBONES, backbone_variants, build_variant, check_backbones, iteration_schedule,
-                                    packed_inputs, task_of)
+from l2vit.analysis.benchmark import base_config
+from l2vit.analysis.compare import (BACKBONES, HEADS, PEER_RECIPES, backbone_variants, build_variant, check_backbones,
+                                    head_of, iteration_schedule, lr_scale, packed_inputs, task_of)
 from l2vit.errors import ToolError
 
 TOOL = osp.join(ROOT, 'tools', 'analysis', 'compare_backbones.py')
@@ -69,6 +70,9 @@ def test_every_backbone_swap_builds_and_runs(path):
             predictions = model.test_step(packed_inputs(scope, (64, 64), 1, 4))
         assert len(predictions) == 1
     optimizers = {v.name: v.cfg.optim_wrapper for v in variants}
+    if head_of(cfg, scope).optimizers:  # DINO, Mask2Former: the head's own recipes (test_peers_get_the_heads_recipe)
+        assert optimizers['swin-t'].get('clip_grad') == cfg.optim_wrapper.get('clip_grad')
+        return
     assert optimizers['swin-t'].optimizer.type == 'AdamW'
     assert set(optimizers['swin-t'].paramwise_cfg.custom_keys) == {'absolute_pos_embed', 'relative_position_bias_table',
                                                                    'norm'}
@@ -91,6 +95,43 @@ def test_tiny_arch_peers_are_the_standard_t_models():
     assert variants['r50'].cfg.optim_wrapper.optimizer.lr == pytest.approx(0.02)
     # Pretrained like the config's L2ViT: the recipes' ImageNet weights.
     assert variants['swin-t'].cfg.model.backbone.init_cfg['type'] == 'Pretrained'
+
+
+@pytest.mark.parametrize('path, head', [
+    ('dino/dino-4scale_l2vit-t_8xb2-12e_coco.py', ('mmdet', 'DINO')),
+    ('mask2former/mask2former_l2vit-t_8xb2-lsj-50e_coco.py', ('mmdet', 'Mask2Former')),
+    ('mask2former_ade20k/mask2former_l2vit-t_8xb2-160k_ade20k-512x512.py', ('mmseg', 'Mask2FormerHead')),
+    ('cascade_rcnn/cascade-mask-rcnn_l2vit-t_fpn_4conv1fc-giou_ms-crop-3x_coco.py', ('mmdet', 'CascadeRCNN')),
+    ('retinanet/retinanet_l2vit-t_fpn_1x_coco.py', ('mmdet', 'RetinaNet')),
+    ('mask_rcnn/mask-rcnn_l2vit-t_fpn_1x_coco.py', ('mmdet', 'default')),
+])
+def test_peers_get_the_heads_recipe(path, head):
+    """A peer gets the optimizer of its library's config for the config's head (Swin-T and ResNet-50 in DINO and
+    Mask2Former, ...); one the library has no such config for (ConvNeXt-T there) gets its Mask R-CNN / UperNet
+    recipe's, and the record says so."""
+    cfg = load_config(CONFIG_DIR / path)
+    scope = task_of(cfg)
+    assert head_of(cfg, scope) == HEADS[head]
+    assert lr_scale(cfg, scope) == pytest.approx(1.0)  # our configs train at their recipes' learning rates
+    variants = {v.name: v for v in backbone_variants(cfg, BACKBONES)}
+    for name in ('swin-t', 'convnext-t', 'r50'):
+        settings, wrapper = variants[name].settings, variants[name].cfg.optim_wrapper
+        source = HEADS[head].optimizers.get(name, PEER_RECIPES[scope][name])
+        theirs = base_config(source).optim_wrapper
+        assert settings['optimizer']['source'] == source and settings['recipe'] == PEER_RECIPES[scope][name]
+        assert wrapper.optimizer.to_dict() == theirs.optimizer.to_dict()
+        assert wrapper.get('paramwise_cfg') == theirs.get('paramwise_cfg')
+        fallback = bool(HEADS[head].optimizers) and name not in HEADS[head].optimizers
+        assert settings['optimizer']['fallback'] == fallback
+        assert any('has no' in note for note in settings['notes']) == fallback
+    if head == ('mmdet', 'DINO'):  # the backbone at a tenth of the head's lr, as mmdet's DINO configs train it
+        assert variants['swin-t'].cfg.optim_wrapper.paramwise_cfg.custom_keys == {'backbone': dict(lr_mult=0.1)}
+        assert variants['r50'].cfg.optim_wrapper.optimizer.type == 'AdamW'
+    if head[1] in ('Mask2Former', 'Mask2FormerHead'):  # Swin's no-decay keys and the queries' embeddings
+        keys = variants['swin-t'].cfg.optim_wrapper.paramwise_cfg.custom_keys
+        assert keys['backbone'].lr_mult == 0.1 and keys['relative_position_bias_table'].decay_mult == 0.0
+        assert 'query_embed' in keys and 'query_embed' not in (
+            variants['convnext-t'].cfg.optim_wrapper.get('paramwise_cfg') or {}).get('custom_keys', {})
 
 
 def test_the_schedule_is_mapped_onto_the_iterations():
@@ -193,3 +234,7 @@ def test_a_tiny_training_comparison_end_to_end(tmp_path):
     for name in ('compare.md', 'compare_curves.png', 'compare_tradeoff.png'):
         assert (out / name).stat().st_size > 0
     assert '| Swin-T |' in result.stdout and 'LearningRateDecayOptimizerConstructor' in result.stdout
+    assert '| model FLOPs (G) at 64x96 | inference (img/s) at 64x64 |' in result.stdout  # H x W, as on the command line
+    machine = record['machine']  # the machine by model name, flags and cores, and how loaded it was
+    assert machine['cpu'] and isinstance(machine['cpu_flags'], list) and machine['cores'] >= 1
+    assert len(machine['load_average']) == 3 and f'{machine["cores"]} cores' in result.stdout

@@ -85,11 +85,11 @@ def preprocess(image_bgr: np.ndarray, data_preprocessor, device: str):
     return x.unsqueeze(0).to(device)
 
 
-def block_entry(r) -> dict:
-    """The JSON-able statistics of one :class:`~l2vit.analysis.attention.BlockAttention`."""
-    return dict(stage=r.stage, block=r.block, depth=r.depth, kind=r.kind, num_heads=r.num_heads,
-                map_size=list(r.size), query_token_yx=list(r.query_yx), **r.statistics,
-                **(dict(window=list(r.window)) if r.window else {}))
+def block_entry(r, query: bool = True) -> dict:
+    """The JSON-able place and, with ``query``, statistics of one :class:`~l2vit.analysis.attention.BlockAttention`."""
+    place = dict(stage=r.stage, block=r.block, depth=r.depth, kind=r.kind, num_heads=r.num_heads, map_size=list(r.size))
+    return dict(place, query_token_yx=list(r.query_yx), **r.statistics,
+                **(dict(window=list(r.window)) if r.window else {})) if query else place
 
 
 def attention_stats(results: list, points: Sequence[Point], points_in: Sequence[Point], radius: float,
@@ -99,8 +99,7 @@ def attention_stats(results: list, points: Sequence[Point], points_in: Sequence[
     return dict(
         header, radius=radius, radius_metric='Chebyshev distance in tokens of the block\'s stage',
         entropy_unit='nats', window_size=window_size,
-        blocks=[dict(stage=r.stage, block=r.block, depth=r.depth, kind=r.kind, num_heads=r.num_heads,
-                     map_size=list(r.size)) for r in results[0]],
+        blocks=[block_entry(r, query=False) for r in results[0]],
         points=[dict(point_yx=[y, x], input_yx=[yi, xi], blocks=[block_entry(r) for r in blocks])
                 for (y, x), (yi, xi), blocks in zip(points, points_in, results)])
 

@@ -14,6 +14,7 @@ import datetime
 import functools
 import gc
 import itertools
+import logging
 import math
 import os
 import os.path as osp
@@ -25,8 +26,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from ..errors import ToolError
 
 __all__ = ['SCHEMA', 'MODELS', 'MODES', 'DETECTOR_MODE', 'measure_steps', 'peak_memory', 'derive', 'slope',
-           'benchmark_backbones', 'machine_info', 'base_config', 'one_process', 'build_detector',
-           'packed_batch']
+           'benchmark_backbones', 'machine_info', 'cpu_info', 'busy_warning', 'hxw', 'base_config', 'one_process',
+           'build_detector', 'packed_inputs']
 
 SCHEMA = 'l2vit-benchmark/1'
 MODELS = ('l2vit-t', 'swin-t', 'vit-s')
@@ -44,7 +45,7 @@ SWIN_T_CONFIG = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
 SWIN_T_CHANNELS = (96, 192, 384, 768)
 VIT_S = dict(type='VisionTransformer', patch_size=16, embed_dims=384, num_layers=12, num_heads=6, mlp_ratio=4,
              img_size=(512, 512), out_indices=(2, 5, 8, 11), init_cfg=None)
-#: Ground-truth instances per image of :func:`packed_batch`.
+#: Ground-truth instances per image of :func:`packed_inputs`.
 BOXES = 3
 EXPONENT_FROM, EXPONENT_TO = 512 * 512, 1536 * 1536
 
@@ -100,6 +101,10 @@ def _error_text(err: BaseException) -> str:
     return f'{type(err).__name__}: {lines[0][:300] if lines else ""}'
 
 
+def _result(status: str = 'measured', reason: Optional[str] = None) -> Dict[str, Any]:
+    return dict(status=status, reason=reason, warmup_s=[], times_s=[], median_s=None, min_s=None, memory_bytes=None)
+
+
 def measure_steps(steps: Dict[str, Callable[[], Any]], device: Any, warmup: int = 1, repeats: int = 3,
                   budget: float = math.inf, memory: bool = True, reference: Optional[Callable[[], Any]] = None,
                   judge_last: Sequence[str] = (), no_memory: Sequence[str] = (),
@@ -114,8 +119,7 @@ def measure_steps(steps: Dict[str, Callable[[], Any]], device: Any, warmup: int 
     Returns ({name: dict(status 'measured' | 'skipped' | 'error', reason, warmup_s, times_s, median_s, min_s,
     memory_bytes)}, the reference's times)."""
     import torch
-    results = {name: dict(status='measured', reason=None, warmup_s=[], times_s=[], median_s=None, min_s=None,
-                          memory_bytes=None) for name in steps}
+    results = {name: _result() for name in steps}
     live, tolerate = dict(steps), tolerate or {}
 
     def attempt(name: str, action: Callable[[], Any]) -> Any:
@@ -171,9 +175,9 @@ def one_process(cfg: Any) -> Any:
     return cfg
 
 
-def build_detector(cfg: Any, device: Any, seed: int = 0) -> Tuple[Any, Any]:
-    """(model, optim_wrapper) of a config, as mmengine's runner builds them, weights initialised after
-    ``torch.manual_seed(seed)``, on ``device``."""
+def build_detector(cfg: Any, device: Any, seed: int = 0, optimizer: bool = True) -> Tuple[Any, Any]:
+    """(model, optim_wrapper or None without ``optimizer``) of a config, as mmengine's runner builds them, weights
+    initialised after ``torch.manual_seed(seed)``, on ``device``."""
     import torch
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import DefaultScope
@@ -184,15 +188,27 @@ def build_detector(cfg: Any, device: Any, seed: int = 0) -> Tuple[Any, Any]:
         model = build_model(cfg, pretrained=False)
         model.init_weights()
         model.to(device)
-        return model, build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+        return model, build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper)) if optimizer else None
 
 
-def packed_batch(size: Tuple[int, int], batch: int, num_classes: int = 80) -> Dict[str, Any]:
-    """A detection batch as a data loader packs one: uint8 images of ``size`` (H, W) with :data:`BOXES` random gt
-    boxes, labels and masks each (mmdet's ``demo_mm_inputs``, seeded), on the CPU."""
-    from mmdet.testing import demo_mm_inputs
-    return demo_mm_inputs(batch_size=batch, image_shapes=(3, *size), num_items=[BOXES] * batch,
-                          num_classes=num_classes, with_mask=True)
+def packed_inputs(scope: str, size: Tuple[int, int], batch: int, num_classes: int = 80) -> Dict[str, Any]:
+    """A batch as the data loader packs one, with random ground truth (seeded), on the CPU: uint8 images of ``size``
+    (H, W) and mmdet's :data:`BOXES` boxes, labels and masks each (its ``demo_mm_inputs``) or mmseg's label maps."""
+    import torch
+    if scope == 'mmdet':
+        from mmdet.testing import demo_mm_inputs
+        return demo_mm_inputs(batch_size=batch, image_shapes=(3, *size), num_items=[BOXES] * batch,
+                              num_classes=num_classes, with_mask=True)
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    generator, inputs, samples = torch.Generator().manual_seed(0), [], []
+    for _ in range(batch):
+        inputs.append(torch.randint(0, 256, (3, *size), generator=generator, dtype=torch.uint8))
+        sample = SegDataSample(metainfo=dict(img_shape=size, ori_shape=size, pad_shape=size, scale_factor=(1., 1.),
+                                             flip=False))
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, *size), generator=generator))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
 
 
 def _quiet_logger(name: str = 'l2vit_benchmark') -> None:
@@ -244,30 +260,23 @@ def _backbone_step(model: Any, mode: str, images: Any, autocast: Optional[str], 
     from torch.profiler import record_function
 
     from .op_profile import BACKWARD_MARK, FORWARD_MARK
+    mark = record_function if marked else (lambda name: contextlib.nullcontext())
+    dtype = getattr(torch, AUTOCAST_DTYPES[autocast]) if autocast else None
 
-    def mark(name: str) -> Any:
-        return record_function(name) if marked else contextlib.nullcontext()
-
-    def cast() -> Any:
-        if autocast is None:
-            return contextlib.nullcontext()
-        return torch.autocast(images.device.type, dtype=getattr(torch, AUTOCAST_DTYPES[autocast]))
-
-    def infer() -> None:
-        with mark(FORWARD_MARK), torch.no_grad(), cast():
-            model(images)
+    def forward() -> Any:
+        with mark(FORWARD_MARK), torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None):
+            return model(images)
 
     def train() -> None:
         try:
-            with mark(FORWARD_MARK), cast():
-                loss = sum(out.float().mean() for out in model(images))
+            loss = sum(out.float().mean() for out in forward())
             with mark(BACKWARD_MARK):
                 loss.backward()
         finally:
             for param in model.parameters():
                 param.grad = None
 
-    return infer if mode == 'infer' else train
+    return torch.no_grad()(forward) if mode == 'infer' else train
 
 
 def slope(points: Sequence[Tuple[float, float]]) -> Optional[float]:
@@ -315,19 +324,57 @@ def derive(entries: List[dict]) -> Dict[str, list]:
     return dict(ratios=ratios, exponents=scaling, checkpoint_memory=checkpoint, vs_eager=vs_eager)
 
 
+#: The CPU flags a record keeps: the vector and matrix units that decide which kernels oneDNN and torch can run.
+CPU_FLAGS = ('avx2', 'avx512f', 'avx512_bf16', 'avx512_vnni', 'amx_tile', 'amx_bf16', 'amx_int8', 'amx_fp16')
+
+
+def hxw(size: Sequence[int]) -> str:
+    """An (H, W) size as the tools take and write it: ``'800x1333'`` is 800 rows by 1333 columns."""
+    return f'{size[0]}x{size[1]}'
+
+
+def busy_warning(load: Optional[float], cores: int, threads: int) -> Optional[str]:
+    """Why timings taken now would be skewed, or None: the 1-minute ``load`` average leaves fewer free cores than
+    ``threads`` (torch's intra-op threads; a thread without a core of its own waits for one at every parallel
+    region), or the machine is busy (``load`` >= ``cores`` - 0.5) on its own."""
+    if load is None:
+        return None
+    free = cores - load
+    if threads > free + 0.5 or free < 0.5:
+        return (f'the machine is busy: 1-minute load average {load:.2f} on {cores} usable cores leaves about '
+                f'{max(free, 0):.1f} free for {threads} torch threads, so the timings will be slow and noisy; '
+                'measure on an idle machine, or with --threads at most the free cores')
+    return None
+
+
+def cpu_info(threads: int) -> Dict[str, Any]:
+    """The CPU (``cpu``: /proc/cpuinfo's model name, ``cpu_flags``: those of :data:`CPU_FLAGS` it has, ``cores``:
+    the cores this process may run on) and the load average now; logs :func:`busy_warning`'s warning for
+    ``threads`` threads."""
+    cpu, flags = platform.processor() or platform.machine(), set()
+    with contextlib.suppress(OSError), open('/proc/cpuinfo') as f:
+        first = (line.split(':', 1) for line in itertools.takewhile(str.strip, f) if ':' in line)  # processor 0
+        info = {key.strip(): value.strip() for key, value in first}
+        cpu, flags = info.get('model name', cpu), set(info.get('flags', '').split())
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    load = os.getloadavg() if hasattr(os, 'getloadavg') else None
+    warning = busy_warning(load and load[0], cores, threads)
+    if warning:
+        logging.getLogger(__name__).warning('warning: %s', warning)
+    return dict(cpu=cpu, cpu_flags=[flag for flag in CPU_FLAGS if flag in flags], cores=cores,
+                cpu_count=os.cpu_count(), load_average=list(load) if load else None, busy=warning)
+
+
 def machine_info(device: Any) -> Dict[str, Any]:
-    """The CPU, the device, the versions and the threads, for a record."""
+    """:func:`cpu_info` (as measuring starts), the device, the versions and the threads, for a record."""
     import mmdet
     import mmengine
     import mmseg
     import torch
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError), open('/proc/cpuinfo') as f:
-        cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
     cuda = device.type == 'cuda'
-    return dict(cpu=cpu, cpu_count=os.cpu_count(), cpus_available=len(os.sched_getaffinity(0)),
-                platform=platform.platform(), device=device.type, device_name=torch.cuda.get_device_name(device) if
-                cuda else None, cuda=torch.version.cuda if cuda else None, python=platform.python_version(),
+    return dict(**cpu_info(torch.get_num_threads()), platform=platform.platform(), device=device.type,
+                device_name=torch.cuda.get_device_name(device) if cuda else None,
+                cuda=torch.version.cuda if cuda else None, python=platform.python_version(),
                 torch=torch.__version__, mmengine=mmengine.__version__, mmdet=mmdet.__version__,
                 mmseg=mmseg.__version__, threads=torch.get_num_threads(), **(dict(
                     matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
@@ -378,10 +425,10 @@ def benchmark_backbones(config: str, sizes: Sequence[Tuple[int, int]], modes: Se
     a, b = (torch.randn(gemm_size, gemm_size, generator=generator).to(device, getattr(torch, dtype)) for _ in 'ab')
     record = dict(schema=SCHEMA, command=command, date=datetime.datetime.now().astimezone().isoformat(
         timespec='seconds'), machine=machine_info(device), settings=dict(
-            config=config, sizes=[f'{h}x{w}' for h, w in sizes], modes=list(modes), batch=batch or 1,
+            config=config, sizes=[hxw(s) for s in sizes], modes=list(modes), batch=batch or 1,
             batches=batches, warmup=warmup, repeats=repeats, budget_s=budget, device=device.type,
             threads=torch.get_num_threads(), flops=flops, autocast=autocast,
-            profile=f'{profile[0]}x{profile[1]}' if profile else None,
+            profile=hxw(profile) if profile else None,
             models=[*models, *([COMPILED] if compile else []), *(RUNTIMES[r] for r in runtimes)]),
         results=[], notes=list(notes))
     built: Dict[str, Any] = {}
@@ -424,7 +471,7 @@ def benchmark_backbones(config: str, sizes: Sequence[Tuple[int, int]], modes: Se
                 backbones={name: cfg.model.backbone.type for name, cfg in configs.items()},
                 neck_in_channels={name: list(cfg.model.neck.in_channels) for name, cfg in configs.items()},
                 optimizer={key: optimizer.get(key) for key in ('type', 'lr', 'weight_decay')})
-        data = packed_batch(size, batches[DETECTOR_MODE])
+        data = packed_inputs('mmdet', size, batches[DETECTOR_MODE])
         for model, _ in built[DETECTOR_MODE].values():
             model.train()
         return {name: functools.partial(model.train_step, data, wrapper)
@@ -436,7 +483,7 @@ def benchmark_backbones(config: str, sizes: Sequence[Tuple[int, int]], modes: Se
     for mode in modes:
         stopped: Dict[str, str] = {}  # model -> why it is not run at the larger sizes
         for size in sizes:
-            _progress(f'{mode} {size[0]}x{size[1]} ...')
+            _progress(f'{mode} {hxw(size)} ...')
             if mode == DETECTOR_MODE:
                 steps = detectors(size)
             else:
@@ -449,13 +496,12 @@ def benchmark_backbones(config: str, sizes: Sequence[Tuple[int, int]], modes: Se
                                            tolerate={name: Exception for name in timed if name.startswith('l2vit-t+')})
             gemm_times += times
             for name in steps:
-                result = results.get(name) or dict(status='skipped', reason=stopped[name], warmup_s=[], times_s=[],
-                                                   median_s=None, min_s=None, memory_bytes=None)
+                result = results.get(name) or _result('skipped', stopped[name])
                 if name in results and result['status'] != 'measured':
-                    stopped[name] = f'at {size[0]}x{size[1]}, a smaller size, {result["reason"]}'
-                    print(f'note: {mode} {size[0]}x{size[1]} {name}: {result["status"]}: {result["reason"]}')
+                    stopped[name] = f'at {hxw(size)}, a smaller size, {result["reason"]}'
+                    print(f'note: {mode} {hxw(size)} {name}: {result["status"]}: {result["reason"]}')
                 record['results'].append(dict(
-                    model=name, mode=mode, size=f'{size[0]}x{size[1]}', height=size[0], width=size[1],
+                    model=name, mode=mode, size=hxw(size), height=size[0], width=size[1],
                     pixels=size[0] * size[1], **result, macs=None, flops_per_s=None, gemm_percent=None,
                     gemm_median_s=statistics.median(times) if result['status'] == 'measured' else None))
             del steps, timed
@@ -520,9 +566,9 @@ def _profile(size, modes, models, backbones, batch, device, budget, autocast) ->
     for mode in modes:
         chosen = backbones(mode)
         for name in models:
-            _progress(f'profile {mode} {size[0]}x{size[1]} {name} ...')
+            _progress(f'profile {mode} {hxw(size)} {name} ...')
             step = _backbone_step(chosen[name], mode, images, autocast, marked=True)
-            run = dict(model=name, mode=mode, size=f'{size[0]}x{size[1]}', status='profiled', reason=None,
+            run = dict(model=name, mode=mode, size=hxw(size), status='profiled', reason=None,
                        warmup_s=_seconds(step))
             if run['warmup_s'] > budget:
                 run.update(status='skipped', reason=f'its warm-up step took {run["warmup_s"]:.3g} s, over the '
@@ -530,5 +576,5 @@ def _profile(size, modes, models, backbones, batch, device, budget, autocast) ->
             else:
                 run.update(profile_step(step, device))
             runs.append(run)
-    return dict(size=f'{size[0]}x{size[1]}', modes=list(modes), models=list(models), batch=batch, top_ops=TOP_OPS,
+    return dict(size=hxw(size), modes=list(modes), models=list(models), batch=batch, top_ops=TOP_OPS,
                 load_average_before=before, load_average_after=load(), runs=runs)

@@ -2,7 +2,8 @@
 everything else kept (``tools/analysis/compare_backbones.py``). Each peer is written as a user would write its config
 (:func:`backbone_variants`): the backbone dict of the peer library's own config for the task (:data:`PEER_RECIPES`)
 with the config's ``out_indices``, ``drop_path_rate`` and BN, narrowed to the L²ViT's parameter count when that has
-custom widths (:func:`match_width`), the neck's or heads' ``in_channels`` following it, the recipe's optimizer.
+custom widths (:func:`match_width`), the neck's or heads' ``in_channels`` following it, and the optimizer of the
+library's config for the config's head and that peer (:data:`HEADS`), else of the task's recipe.
 :func:`compare` counts, times (``test_step``, ``train_step``) and optionally trains every variant.
 """
 import bisect
@@ -20,21 +21,37 @@ import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ..errors import ToolError
-from .benchmark import _progress
+from .benchmark import _progress, hxw, packed_inputs
 
-__all__ = ['BACKBONES', 'PEER_RECIPES', 'Variant', 'check_backbones', 'backbone_variants', 'build_variant',
-           'iteration_schedule', 'measure_speed', 'count_variant', 'train_variant', 'compare']
+__all__ = ['Backbone', 'BACKBONES', 'PEER_RECIPES', 'HEADS', 'head_of', 'Variant', 'check_backbones',
+           'backbone_variants', 'build_variant', 'iteration_schedule', 'measure_speed', 'count_variant',
+           'train_variant', 'compare']
 
 SCHEMA = 'l2vit-compare/1'
-#: The backbones the tool knows, in the order they are reported.
-BACKBONES = ('l2vit-t', 'swin-t', 'convnext-t', 'r50')
-LABELS = {'l2vit-t': 'L²ViT-T', 'swin-t': 'Swin-T', 'convnext-t': 'ConvNeXt-T', 'r50': 'ResNet-50'}
-#: (package, what of it builds the backbone, pip requirement) per backbone.
-LIBRARIES = {'l2vit-t': ('l2vit', 'L2ViT', 'pip install -e . (this repository)'),
-             'swin-t': ('mmdet', 'mmdet.SwinTransformer', 'pip install -e .[det]'),
-             'convnext-t': ('mmpretrain', 'mmpretrain.ConvNeXt', 'pip install -e .[pretrain]'),
-             'r50': ('mmdet', 'mmdet.ResNet', 'pip install -e .[det]')}
-#: The library config each peer's backbone settings and optimizer are read from, per task.
+
+
+class Backbone(NamedTuple):
+    """A backbone the tool knows: its ``label`` in reports, the registry type that builds it (``builder``), the
+    ``package`` that registers it and how to ``install`` that; a peer's ``width_step`` (its first width, or a
+    ResNet's base channels, when narrowed: :func:`match_width`); for a variant of the config's own L2ViT, the
+    ``l2vit`` keys set on its backbone dict (None for a peer, whose backbone comes from :data:`PEER_RECIPES`)."""
+    label: str
+    builder: str
+    package: str
+    install: str
+    width_step: int = 0
+    l2vit: Optional[Dict[str, Any]] = None
+
+
+#: The backbones the tool knows (``--backbones``), in the order they are reported. A variant of the config's L2ViT
+#: (an ablation) is one more entry with ``l2vit=dict(key=value)``.
+BACKBONES = {
+    'l2vit-t': Backbone('L²ViT-T', 'L2ViT', 'l2vit', 'pip install -e . (this repository)', l2vit={}),
+    'swin-t': Backbone('Swin-T', 'mmdet.SwinTransformer', 'mmdet', 'pip install -e .[det]', 8),
+    'convnext-t': Backbone('ConvNeXt-T', 'mmpretrain.ConvNeXt', 'mmpretrain', 'pip install -e .[pretrain]', 8),
+    'r50': Backbone('ResNet-50', 'mmdet.ResNet', 'mmdet', 'pip install -e .[det]', 4),
+}
+#: The library config each peer's backbone settings (and, for a head without one below, optimizer) are read from.
 PEER_RECIPES = {
     'mmdet': {
         'swin-t': 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py',
@@ -47,14 +64,40 @@ PEER_RECIPES = {
         'r50': 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py',
     },
 }
-#: (H, W) at which parameters and FLOPs are reported: the papers' convention (COCO 1280×800, ADE20K 512×2048).
-PAPER_SHAPES = {'mmdet': (800, 1280), 'mmseg': (512, 2048)}
-#: The learning rate of the L²ViT recipe per task (our Mask R-CNN / RetinaNet and UperNet configs, the authors').
-L2VIT_RECIPE_LR = {'mmdet': 1e-4, 'mmseg': 6e-5}
+
+
+class Head(NamedTuple):
+    """What a head's comparison follows: the learning rate of the L²ViT config's recipe (the peers' lr is scaled by
+    the config's lr over it), the (H, W) its papers report at, and per peer the library's own config for that head
+    whose optimizer the peer gets (a peer without one gets its :data:`PEER_RECIPES` optimizer, and the record says
+    so)."""
+    lr: float
+    shape: Tuple[int, int]
+    optimizers: Dict[str, str]
+
+
+#: Per library and head (:func:`head_of`); the Mask R-CNN and UperNet recipes are :data:`PEER_RECIPES` themselves.
+HEADS = {
+    ('mmdet', 'default'): Head(1e-4, (800, 1280), {}),
+    ('mmseg', 'default'): Head(6e-5, (512, 2048), {}),
+    ('mmdet', 'CascadeRCNN'): Head(2e-4, (800, 1280), {
+        'convnext-t': 'mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py',
+        'r50': 'mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py'}),
+    ('mmdet', 'RetinaNet'): Head(1e-4, (800, 1280), {
+        'swin-t': 'mmdet::swin/retinanet_swin-t-p4-w7_fpn_1x_coco.py',
+        'r50': 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'}),
+    ('mmdet', 'DINO'): Head(1e-4, (800, 1333), {
+        'swin-t': 'mmdet::dino/dino-5scale_swin-l_8xb2-12e_coco.py',
+        'r50': 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'}),
+    ('mmdet', 'Mask2Former'): Head(1e-4, (1024, 1024), {
+        'swin-t': 'mmdet::mask2former/mask2former_swin-t-p4-w7-224_8xb2-lsj-50e_coco.py',
+        'r50': 'mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco.py'}),
+    ('mmseg', 'Mask2FormerHead'): Head(1e-4, (512, 512), {
+        'swin-t': 'mmseg::mask2former/mask2former_swin-t_8xb2-160k_ade20k-512x512.py',
+        'r50': 'mmseg::mask2former/mask2former_r50_8xb2-160k_ade20k-512x512.py'}),
+}
 #: The metric each task's curves and tables show first.
 PRIMARY_METRIC = {'mmdet': 'coco/bbox_mAP', 'mmseg': 'mIoU'}
-#: Width steps tried when narrowing a peer (Swin/ConvNeXt: first stage width; ResNet: base channels).
-WIDTH_STEP = {'swin-t': 8, 'convnext-t': 8, 'r50': 4}
 
 
 class Variant(NamedTuple):
@@ -75,7 +118,7 @@ def check_backbones(names: Sequence[str]) -> List[str]:
     if repeated:
         raise ToolError(f'backbone {", ".join(repeated)} named more than once in --backbones')
     for name in names:
-        package, builder, install = LIBRARIES[name]
+        _, builder, package, install = BACKBONES[name][:4]
         try:
             importlib.import_module(package)
         except ImportError as err:
@@ -129,10 +172,10 @@ def _widened(name: str, backbone: Dict[str, Any], width: int, arch: Dict[str, An
 
 def match_width(name: str, backbone: Dict[str, Any], scope: str, target: int,
                 arch: Dict[str, Any]) -> Tuple[Dict[str, Any], int]:
-    """The peer narrowed to the width (a multiple of :data:`WIDTH_STEP`, divisible by Swin's heads) whose backbone
+    """The peer narrowed to the width (a multiple of its ``width_step``, divisible by Swin's heads) whose backbone
     parameter count is nearest ``target``: the count grows with the width, so the first width that reaches the
     target is found by doubling from the narrowest, then bisecting. Returns (backbone dict, its parameters)."""
-    step = WIDTH_STEP[name]
+    step = BACKBONES[name].width_step
     widths = [w for w in range(step, 1025, step) if name != 'swin-t' or all(
         (w * 2**i) % heads == 0 for i, heads in enumerate(arch['num_heads']))]
     count = functools.lru_cache(maxsize=None)(
@@ -146,9 +189,9 @@ def match_width(name: str, backbone: Dict[str, Any], scope: str, target: int,
 
 
 @functools.lru_cache(maxsize=None)
-def _recipe(scope: str, name: str) -> Any:
+def _recipe(path: str) -> Any:
     from .benchmark import base_config
-    return base_config(PEER_RECIPES[scope][name])
+    return base_config(path)
 
 
 def _peer_backbone(name: str, scope: str, recipe: Any, l2vit: Dict[str, Any],
@@ -162,7 +205,7 @@ def _peer_backbone(name: str, scope: str, recipe: Any, l2vit: Dict[str, Any],
     if backbone.pop('type') == 'ResNetV1c':
         backbone.update(deep_stem=True, avg_down=False)
         notes.append("mmseg's ResNetV1c as mmdet's ResNet(deep_stem=True, avg_down=False), the same network")
-    backbone['type'] = LIBRARIES[name][1]
+    backbone['type'] = BACKBONES[name].builder
     weights = next((dict(item) for item in as_list(backbone.get('init_cfg')) if is_pretrained(item)), None)
     if weights is None and isinstance(recipe.model.get('pretrained'), str):  # mmseg's ResNet recipes
         weights = dict(type='Pretrained', checkpoint=recipe.model.pretrained)
@@ -225,9 +268,19 @@ def _rewire_heads(cfg: Any, scope: str, widths: List[int]) -> Dict[str, Any]:
     return changed
 
 
+def head_of(cfg: Any, scope: str) -> Head:
+    """The :data:`HEADS` entry of a config: by ``model.type`` (mmdet) or the decode head's type (mmseg)."""
+    from ..apis.config_tree import as_list
+    named = cfg.model
+    if scope == 'mmseg':  # (a cascade's last decode head is the one that predicts)
+        named = ([{}] + as_list(named.get('decode_head')))[-1]
+    kind = str(named.get('type', '')).split('.')[-1]
+    return HEADS.get((scope, kind), HEADS[(scope, 'default')])
+
+
 def lr_scale(cfg: Any, scope: str) -> float:
-    """The config's learning rate over the L²ViT recipe's (:data:`L2VIT_RECIPE_LR`)."""
-    return float(cfg.optim_wrapper.optimizer.lr) / L2VIT_RECIPE_LR[scope]
+    """The config's learning rate over its head's L²ViT recipe's (:data:`HEADS`)."""
+    return float(cfg.optim_wrapper.optimizer.lr) / head_of(cfg, scope).lr
 
 
 def backbone_variants(cfg: Any, names: Sequence[str], scale: Optional[float] = None) -> List[Variant]:
@@ -238,9 +291,10 @@ def backbone_variants(cfg: Any, names: Sequence[str], scale: Optional[float] = N
     from .benchmark import _quiet_logger
     scope, names = task_of(cfg), check_backbones(names)
     for package in ['mmdet_l2vit' if scope == 'mmdet' else 'mmseg_l2vit'] + [
-            LIBRARIES[n][0] + '.models' for n in names if n != 'l2vit-t']:  # what custom_imports would load
+            BACKBONES[n].package + '.models' for n in names if BACKBONES[n].l2vit is None]:  # as custom_imports
         importlib.import_module(package)
     _quiet_logger('l2vit_compare')
+    head = head_of(cfg, scope)
     scale = lr_scale(cfg, scope) if scale is None else scale
     l2vit, l2vit_notes = cfg.model.backbone.to_dict(), []
     named = not isinstance(l2vit.get('arch', 'tiny'), dict)
@@ -253,16 +307,18 @@ def backbone_variants(cfg: Any, names: Sequence[str], scale: Optional[float] = N
     variants = []
     for name in names:
         variant_cfg = copy.deepcopy(cfg)
-        settings: Dict[str, Any] = dict(label=LABELS[name], builder=LIBRARIES[name][1], notes=[])
-        if name == 'l2vit-t':
-            backbone, (count, widths) = l2vit, (target, l2vit_widths)
+        spec = BACKBONES[name]
+        settings: Dict[str, Any] = dict(label=spec.label, builder=spec.builder, notes=[])
+        if spec.l2vit is not None:
+            backbone = dict(l2vit, **spec.l2vit)
+            count, widths = _built(backbone, scope) if spec.l2vit else (target, l2vit_widths)
             own = cfg.optim_wrapper
-            settings['notes'] += l2vit_notes
+            settings['notes'] += l2vit_notes + ([f'the config\'s L2ViT with {spec.l2vit}'] if spec.l2vit else [])
             settings.update(recipe=cfg.filename,
                             optimizer=dict(optimizer=own.optimizer.to_dict(), paramwise_cfg=own.get('paramwise_cfg'),
                                            constructor=own.get('constructor'), source='the config, unchanged'))
         else:
-            recipe = _recipe(scope, name)
+            recipe = _recipe(PEER_RECIPES[scope][name])
             backbone, settings['notes'] = _peer_backbone(name, scope, recipe, l2vit, pretrained)
             if not named:
                 backbone, count = match_width(name, backbone, scope, target, arch)
@@ -271,10 +327,15 @@ def backbone_variants(cfg: Any, names: Sequence[str], scale: Optional[float] = N
             count, widths = _built(backbone, scope)
             if variant_cfg.model.get('pretrained'):
                 variant_cfg.model.pretrained = None
-            variant_cfg.optim_wrapper, applied = _peer_optimizer(cfg, recipe, scale)
-            settings.update(recipe=PEER_RECIPES[scope][name], optimizer=dict(applied, source=PEER_RECIPES[scope][name]))
+            source = head.optimizers.get(name, PEER_RECIPES[scope][name])
+            variant_cfg.optim_wrapper, applied = _peer_optimizer(cfg, _recipe(source), scale)
+            if head.optimizers and name not in head.optimizers:
+                settings['notes'].append(f'{scope} has no {spec.label} config for this head: the optimizer of '
+                                         f'{PEER_RECIPES[scope][name]}')
+            settings.update(recipe=PEER_RECIPES[scope][name], optimizer=dict(
+                applied, source=source, fallback=bool(head.optimizers) and name not in head.optimizers))
             imports = dict(variant_cfg.get('custom_imports') or dict(imports=[], allow_failed_imports=False))
-            imports['imports'] = list(dict.fromkeys([*(imports.get('imports') or []), LIBRARIES[name][0] + '.models']))
+            imports['imports'] = list(dict.fromkeys([*(imports.get('imports') or []), spec.package + '.models']))
             variant_cfg.custom_imports = imports
         variant_cfg.model.backbone = backbone
         settings.update(backbone=_plain(backbone), backbone_params=count, out_channels=widths,
@@ -292,30 +353,7 @@ def build_variant(variant: Variant, with_optimizer: bool = True) -> Tuple[Any, A
     """(model, optim_wrapper or None) of a variant as mmengine's runner builds them, for one process (SyncBN as BN),
     without pretrained weights, initialised after ``torch.manual_seed(0)``."""
     from .benchmark import build_detector, one_process
-    cfg = one_process(copy.deepcopy(variant.cfg))
-    if not with_optimizer:
-        cfg.optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.0))
-    model, optim_wrapper = build_detector(cfg, 'cpu')
-    return model, optim_wrapper if with_optimizer else None
-
-
-def packed_inputs(scope: str, size: Tuple[int, int], batch: int, num_classes: int) -> Dict[str, Any]:
-    """A batch as the data loader packs one, with random ground truth (seeded): mmdet's boxes, labels and masks
-    (:func:`l2vit.analysis.benchmark.packed_batch`) or mmseg's label maps."""
-    import torch
-    if scope == 'mmdet':
-        from .benchmark import packed_batch
-        return packed_batch(size, batch, num_classes=num_classes)
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    generator, inputs, samples = torch.Generator().manual_seed(0), [], []
-    for _ in range(batch):
-        inputs.append(torch.randint(0, 256, (3, *size), generator=generator, dtype=torch.uint8))
-        sample = SegDataSample(metainfo=dict(img_shape=size, ori_shape=size, pad_shape=size, scale_factor=(1., 1.),
-                                             flip=False))
-        sample.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, *size), generator=generator))
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
+    return build_detector(one_process(copy.deepcopy(variant.cfg)), 'cpu', optimizer=with_optimizer)
 
 
 def _num_classes(cfg: Any, scope: str) -> int:
@@ -344,7 +382,7 @@ def measure_speed(variants: Sequence[Variant], size: Tuple[int, int], batch: int
                 model.train(label == 'train')
             steps = {name: functools.partial(model.train_step, data, wrapper) if label == 'train' else
                      functools.partial(model.test_step, data) for name, (model, wrapper, data) in built.items()}
-            _progress(f'timing: {label} at {size[0]}x{size[1]}, batch {batch} ...')
+            _progress(f'timing: {label} at {hxw(size)}, batch {batch} ...')
             for name, result in measure_steps(steps, torch.device('cpu'), warmup, repeats, budget)[0].items():
                 if label == 'infer' and result['median_s']:
                     result['images_per_s'] = batch / result['median_s']
@@ -495,19 +533,19 @@ def compare(config: str, backbones: Sequence[str], train_iters: Optional[int] = 
     if train_iters is not None:
         check_inputs(cfg, ['train_dataloader', 'val_dataloader'], check_pretrained=False)
     progress = progress or (lambda record: None)
-    start = time.perf_counter()
+    start, machine = time.perf_counter(), machine_info(torch.device('cpu'))  # the load before this run adds its own
     variants = backbone_variants(cfg, backbones, lr_factor)
-    flops_shape = tuple(flops_size or PAPER_SHAPES[scope])
+    flops_shape = tuple(flops_size or head_of(cfg, scope).shape)
     time_shape = tuple(time_size or flops_shape)
     record: Dict[str, Any] = dict(
         schema=SCHEMA, command=command, config=config, task=scope, metric=PRIMARY_METRIC[scope],
-        date=time.strftime('%Y-%m-%d %H:%M:%S %Z'), machine=machine_info(torch.device('cpu')),
+        date=time.strftime('%Y-%m-%d %H:%M:%S %Z'), machine=machine,
         settings=dict(flops_shape=list(flops_shape), time_shape=list(time_shape), time_batch=batch, warmup=warmup,
                       repeats=repeats, lr_scale=lr_factor if lr_factor is not None else lr_scale(cfg, scope),
                       train_iters=train_iters, eval_interval=None, seed=None),
         backbones={v.name: dict(v.settings) for v in variants}, complete=False)
     for variant in variants:
-        _progress(f'counting: {variant.name} at {flops_shape[0]}x{flops_shape[1]} ...')
+        _progress(f'counting: {variant.name} at {hxw(flops_shape)} ...')
         record['backbones'][variant.name]['complexity'] = count_variant(variant, flops_shape)
     progress(record)
     for name, speed in measure_speed(variants, time_shape, batch, warmup, repeats, budget).items():

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from ..errors import ToolError
 
-__all__ = ['sdpa_flop_jit', 'einsum_flop_jit', 'flop_analyzer', 'count_flops', 'sdpa_macs', 'build_model',
+__all__ = ['sdpa_flop_jit', 'einsum_flop_jit', 'flop_analyzer', 'count_flops', 'build_model',
            'count_model']
 
 #: The input (H, W) counted per library when none is asked for (an mmpretrain config's test size comes first).
@@ -33,26 +33,16 @@ _SDPA_OPS = tuple(f'aten::{name}' for name in (
     '_scaled_dot_product_cudnn_attention'))
 
 
-def sdpa_macs(q_shape: Sequence[int], k_shape: Sequence[int], v_shape: Sequence[int]) -> int:
-    """Multiply-adds of softmax attention on (..., L, E) queries, (..., S, E) keys, (..., S, Ev) values:
-    ``batch·L·S·E`` for ``q·kᵀ`` plus ``batch·L·S·Ev`` for ``attn·v`` (batch: all leading dims, heads included).
-
-    A causal mask is not subtracted: the products are computed over the full L×S matrix, as for any mask."""
-    try:
-        batch = torch.broadcast_shapes(tuple(q_shape[:-2]), tuple(k_shape[:-2]), tuple(v_shape[:-2]))
-    except RuntimeError:  # grouped-query attention: fewer key/value heads than query heads
-        batch = tuple(q_shape[:-2])
-    L, E = q_shape[-2], q_shape[-1]
-    S, Ev = k_shape[-2], v_shape[-1]
-    return math.prod(batch) * L * S * (E + Ev)
-
-
 def sdpa_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
-    """mmengine/fvcore jit handle for ``aten::scaled_dot_product_attention`` and its fused variants."""
+    """mmengine/fvcore jit handle for ``aten::scaled_dot_product_attention`` and its fused variants: the
+    multiply-adds of softmax attention on (..., L, E) queries, (..., S, E) keys, (..., S, Ev) values, ``batch·L·S·E``
+    for ``q·kᵀ`` plus ``batch·L·S·Ev`` for ``attn·v`` (batch: all leading dims, heads included; a mask is not
+    subtracted: the products are computed over the full L×S matrix)."""
     shapes = [get_shape(v) for v in inputs[:3]]
     if any(s is None for s in shapes):
         raise ValueError('scaled_dot_product_attention traced without complete shapes of query, key and value')
-    return sdpa_macs(*shapes)
+    (*batch, L, E), (*_, S, _), (*_, Ev) = shapes  # (grouped-query attention: the query's heads count)
+    return math.prod(batch) * L * S * (E + Ev)
 
 
 def einsum_flop_jit(inputs: List[Any], outputs: List[Any]) -> Union[int, Any]:
@@ -108,13 +98,13 @@ def count_flops(model: nn.Module, inputs: Union[Tensor, Tuple[Any, ...]],
 
 
 def build_model(config: str, cfg_options: Optional[dict] = None):
-    """The config's model, built in its default scope without pretrained weights, in eval mode; its scope and the
-    loaded config. Raises :class:`~l2vit.errors.ToolError` for a config this cannot count."""
+    """The config's model, built in its default scope without pretrained weights (initialised after
+    ``torch.manual_seed(0)``), in eval mode; its scope and the loaded config. Raises
+    :class:`~l2vit.errors.ToolError` for a config this cannot count."""
     from mmengine.logging import MMLogger
 
-    from ..apis.config import build_model as build_config_model
     from ..apis.config import read_config
-
+    from .benchmark import build_detector
     cfg = read_config(config, cfg_options)
     scope = cfg.default_scope
     if scope not in DEFAULT_SHAPES:
@@ -122,8 +112,7 @@ def build_model(config: str, cfg_options: Optional[dict] = None):
                         f'mmdet::, mmseg:: or mmpretrain:: runtime base or set default_scope).')
     # The latest logger is mmengine's 'current' one: keep building and init_weights quiet (no list of parameters).
     MMLogger.get_instance('l2vit_get_flops', log_level='WARNING')
-    model = build_config_model(cfg, pretrained=False)  # FLOPs need no weights
-    model.init_weights()
+    model = build_detector(cfg, 'cpu', optimizer=False)[0]  # FLOPs need no weights; initialised after seed 0
     return model.eval(), scope, cfg
 
 
@@ -192,9 +181,9 @@ def count_model(model, scope: str, shape: Tuple[int, int],
         flops, params, analyzer = count(whole_model_forward(model, scope, shape), (image, ))
     except Exception as err:  # noqa: BLE001  (any tracing failure: report it, keep the backbone numbers)
         rows.append(('whole model', parameter_count(model)[''], None))
-        message = str(err).strip().splitlines()[0] if str(err).strip() else ''
-        notes.append(f'the whole model could not be traced ({type(err).__name__}: {message[:300]}); its FLOPs '
-                     f'are not reported, the backbone\'s are.')
+        from .benchmark import _error_text
+        notes.append(f'the whole model could not be traced ({_error_text(err)}); its FLOPs are not reported, the '
+                     'backbone\'s are.')
         return rows, notes, tables
     rows.append(('whole model', params, flops))
     notes.append(f'not counted in the whole model (element-wise or custom ops): {_not_counted(analyzer)}')
@@ -212,7 +201,6 @@ def count_config(config: str, shape: Optional[Sequence[int]] = None, cfg_options
     ``notes`` and per-module ``tables`` (:func:`count_model`) of a config's model on one random image of ``shape``
     ((H, W) or (N, ): a square; default: :data:`DEFAULT_SHAPES`, or an mmpretrain config's test size)."""
     from ..models import L2ViT
-    torch.manual_seed(0)
     model, scope, cfg = build_model(config, cfg_options)
     backbone = getattr(model, 'backbone', None)
     notes = [] if isinstance(backbone, L2ViT) else [

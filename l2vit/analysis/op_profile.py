@@ -2,43 +2,26 @@
 operations. An op is backward when it starts inside ``BACKWARD_MARK``'s time range (``loss.backward()``), so that
 recomputed (checkpointed) forward ops count as backward: that is when they run."""
 import collections
-import math
 import os
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Sequence
 
-__all__ = ['FORWARD_MARK', 'BACKWARD_MARK', 'TOP_OPS', 'gemm_flop', 'summarize_events', 'profile_step']
+__all__ = ['FORWARD_MARK', 'BACKWARD_MARK', 'TOP_OPS', 'PRODUCTS', 'summarize_events', 'profile_step']
 
 FORWARD_MARK = 'l2vit_benchmark::forward'
 BACKWARD_MARK = 'l2vit_benchmark::backward'
 DIRECTIONS = ('forward', 'backward')
 #: How many ops the record lists per step (the largest by self time).
 TOP_OPS = 15
-#: The index of a matrix product's left operand in its ``input_shapes`` (the right one follows; ``addmm``'s added
-#: term comes first, also in the in-place forms).
-_PRODUCT_OPERANDS = {'mm': 0, 'bmm': 0, 'mv': 0, 'dot': 0, 'vdot': 0, '_addmm_activation': 1,
-                     **{op + suffix: 1 for op in ('addmm', 'baddbmm', 'addbmm', 'addmv') for suffix in ('', '_')}}
-
-
-def gemm_flop(name: str, shapes: Sequence[Sequence[int]]) -> Optional[int]:
-    """Floating-point operations (2 per multiply-add) of the matrix product op ``name`` (e.g. ``aten::addmm``) on
-    operands of ``shapes`` (its ``input_shapes``); None for other ops (``matmul``, ``linear`` call one of these)
-    or shapes that are not a product's."""
-    index = _PRODUCT_OPERANDS.get(name.rsplit('::', 1)[-1])
-    if index is None or len(shapes) < index + 2:
-        return None
-    left, right = shapes[index], shapes[index + 1]
-    ranks = (len(left), len(right))  # (b, m, k) @ (b, k, n), (m, k) @ (k, n), (m, k) @ (k,), (k,) . (k,)
-    if ranks not in ((3, 3), (2, 2), (2, 1), (1, 1)) or right[ranks == (3, 3)] != left[-1] or (
-            ranks == (3, 3) and right[0] != left[0]):
-        return None
-    return 2 * math.prod(left) * (right[-1] if ranks in ((3, 3), (2, 2)) else 1)
+#: The matrix products whose operations ``torch.profiler``'s ``with_flops`` counts (2 per multiply-add, from the
+#: recorded shapes); ``matmul`` and ``linear`` call one of these.
+PRODUCTS = ('aten::mm', 'aten::addmm', 'aten::bmm', 'aten::baddbmm')
 
 
 def summarize_events(events: Sequence[Any], clock: str = 'cpu', top: int = TOP_OPS) -> Dict[str, Any]:
     """Self time (ms) of one profiled step's CPU-side events (``clock`` 'cuda': their kernels' self device time),
     summed by torch's ``FunctionEventAvg`` per op and direction: ``total_ms``, ``by_direction``, the ``top`` largest
-    ops (``top_ops``) and, with shapes recorded, ``gemm_products``: the matrix products' operations
-    (:func:`gemm_flop`), time, calls and rate."""
+    ops (``top_ops``) and, with ``with_flops``, ``gemm_products``: the matrix products' (:data:`PRODUCTS`)
+    operations, time, calls and rate."""
     import torch
     from torch.autograd.profiler_util import FunctionEventAvg
     marks = [e.time_range for e in events if e.name == BACKWARD_MARK]
@@ -48,10 +31,9 @@ def summarize_events(events: Sequence[Any], clock: str = 'cpu', top: int = TOP_O
         if e.device_type != torch.autograd.DeviceType.CPU or e.is_async:
             continue
         ops[(e.key, DIRECTIONS[any(m.start <= e.time_range.start <= m.end for m in marks)])].add(e)
-        flop = gemm_flop(e.key, e.input_shapes or [])
-        if flop is not None:
+        if e.key in PRODUCTS and e.flops:
             ms = (e.self_cpu_time_total if clock == 'cpu' else e.self_device_time_total) / 1e3
-            products.update(flop=products['flop'] + flop, ms=products['ms'] + ms, calls=products['calls'] + 1)
+            products.update(flop=products['flop'] + e.flops, ms=products['ms'] + ms, calls=products['calls'] + 1)
     rows = [dict(op=name, direction=direction, calls=avg.count,
                  ms=(avg.self_cpu_time_total if clock == 'cpu' else avg.self_device_time_total) / 1e3)
             for (name, direction), avg in ops.items()]
@@ -67,7 +49,7 @@ def summarize_events(events: Sequence[Any], clock: str = 'cpu', top: int = TOP_O
 
 
 def profile_step(step: Callable[[], None], device: Any, top: int = TOP_OPS) -> Dict[str, Any]:
-    """Run ``step`` (warmed up, marked) once under ``torch.profiler.profile`` with input shapes recorded: its
+    """Run ``step`` (warmed up, marked) once under ``torch.profiler.profile`` with shapes and flops recorded: its
     ``wall_ms`` (profiler overhead included), ``events`` and ``clocks`` (``cpu``, and ``cuda`` on a GPU:
     :func:`summarize_events`)."""
     import torch
@@ -75,7 +57,8 @@ def profile_step(step: Callable[[], None], device: Any, top: int = TOP_OPS) -> D
     from torch.utils.benchmark import timer  # synchronises the accelerator before reading the clock
     os.environ.setdefault('KINETO_LOG_LEVEL', '6')  # no profiler progress lines or a CPU machine's 'ERROR'
     clocks = ['cpu'] + (['cuda'] if device.type == 'cuda' else [])
-    with profile(activities=[getattr(ProfilerActivity, c.upper()) for c in clocks], record_shapes=True) as prof:
+    with profile(activities=[getattr(ProfilerActivity, c.upper()) for c in clocks], record_shapes=True,
+                 with_flops=True) as prof:
         begin = timer()
         step()
         wall = timer() - begin

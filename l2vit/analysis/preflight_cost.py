@@ -14,28 +14,30 @@ import resource
 import subprocess
 import sys
 import time
-from typing import Dict, Sequence
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
 from ..testing import metainfo
 
 
-def write_annotations(path: str, images: int = 118287, per_image: int = 8, vertices: int = 24, seed: int = 0) -> int:
-    """A COCO-format file of ``images`` 640x480 images with ``per_image`` polygon instances each (of the synthetic
-    COCO set's classes); returns its size in bytes."""
-    rng = np.random.default_rng(seed)
+def write_annotations(path: str, images: int = 118287, per_image: int = 8, vertices: int = 24, seed: int = 0,
+                      size: Tuple[int, int] = (480, 640)) -> int:
+    """A COCO-format file of ``images`` images of ``size`` (H, W) named ``<id:012d>.jpg``, with ``per_image``
+    polygon instances each (of the synthetic COCO set's classes); returns its size in bytes."""
+    rng, scale = np.random.default_rng(seed), size[1] / 640
     angles = np.linspace(0, 2 * np.pi, vertices, endpoint=False)
     annotations = []
     for image_id in range(1, images + 1):
-        centres, radii = rng.uniform(60, 420, (per_image, 2)), rng.uniform(8, 50, per_image)
+        centres = rng.uniform(60 * scale, 420 * scale, (per_image, 2))
+        radii = rng.uniform(8 * scale, 50 * scale, per_image)
         for (cx, cy), r in zip(centres.round(1), radii.round(1)):
             polygon = np.stack([cx + r * np.cos(angles), cy + r * np.sin(angles)], 1).round(1).ravel().tolist()
             annotations.append(dict(id=len(annotations) + 1, image_id=image_id, category_id=len(annotations) % 4 + 1,
                                     bbox=[cx - r, cy - r, 2 * r, 2 * r], area=round(np.pi * r * r, 1), iscrowd=0,
                                     segmentation=[polygon]))
-    data = dict(images=[dict(id=i, file_name=f'{i:012d}.jpg', height=480, width=640) for i in range(1, images + 1)],
-                annotations=annotations,
+    data = dict(images=[dict(id=i, file_name=f'{i:012d}.jpg', height=size[0], width=size[1])
+                        for i in range(1, images + 1)], annotations=annotations,
                 categories=[dict(id=i + 1, name=name) for i, name in enumerate(metainfo()['classes'])])
     with open(path, 'w') as f:
         json.dump(data, f)
@@ -84,7 +86,7 @@ def measure(config: str, data_root: str, ann_file: str, what: Sequence[str] = ('
 
 def write_image_layout(data_root: str, images: int = 100000) -> str:
     """``images`` copies of one small JPEG (64x48) under ``data_root/images/``, and a COCO file listing them with one
-    box each; returns the file's path."""
+    instance each (:func:`write_annotations`); returns the file's path."""
     from PIL import Image
     folder = osp.join(data_root, 'images')
     os.makedirs(folder, exist_ok=True)
@@ -95,12 +97,7 @@ def write_image_layout(data_root: str, images: int = 100000) -> str:
         with open(osp.join(folder, f'{i:012d}.jpg'), 'wb') as f:
             f.write(data)
     path = osp.join(data_root, 'instances_images.json')
-    with open(path, 'w') as f:
-        json.dump(dict(images=[dict(id=i, file_name=f'{i:012d}.jpg', height=48, width=64)
-                               for i in range(1, images + 1)],
-                       annotations=[dict(id=i, image_id=i, category_id=1, bbox=[4, 4, 20, 20], area=400, iscrowd=0)
-                                    for i in range(1, images + 1)],
-                       categories=[dict(id=i + 1, name=name) for i, name in enumerate(metainfo()['classes'])]), f)
+    write_annotations(path, images, per_image=1, size=(48, 64))
     return path
 
 

@@ -12,17 +12,19 @@ import math
 import os
 import os.path as osp
 import textwrap
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from .benchmark import hxw
 
 MIB = 2**20
 LABELS = {'l2vit-t': 'L²ViT-T', 'l2vit-t-plain': 'L²ViT-T, plain (no CPU fast paths)', 'swin-t': 'Swin-T',
           'vit-s': 'ViT-S/16', 'l2vit-t+compile': 'L²ViT-T, torch.compile',
           'l2vit-t+onnxruntime': 'L²ViT-T, onnxruntime (CPU)', 'l2vit-t+openvino': 'L²ViT-T, OpenVINO (CPU)'}
 Record = Dict[str, Any]
-#: A target: (what, table of the record: 'results' or one of its 'derived', field, keys of L²ViT-T's row, op, limit).
-Target = Tuple[str, str, str, Dict[str, str], str, float]
+#: More of a section after its tables: (record, heading) -> Markdown lines (the tool's targets).
+Extra = Optional[Callable[[Dict[str, Any], str], List[str]]]
 
 
 def fmt(value: Optional[float], digits: int = 2, scale: float = 1.0) -> str:
@@ -64,17 +66,11 @@ def _batch(report: Record, mode: str) -> int:
     return settings.get('batches', {}).get(mode, settings['batch'])
 
 
-def target_rows(report: Record, targets: Sequence[Target]) -> List[Tuple[str, Optional[float], str]]:
-    """(target, measured value or None, 'met' | 'not met' | 'not measured') per target."""
-    out = []
-    for what, source, field, where, op, limit in targets:
-        rows = report['results'] if source == 'results' else report['derived'][source]
-        value = next((r[field] for r in rows if r.get('status', 'measured') == 'measured'
-                      and all(r.get(k) == v for k, v in dict(where, model='l2vit-t').items())), None)
-        met = value is not None and (value <= limit if op == '<=' else value >= limit)
-        out.append((f'{what} {"≤" if op == "<=" else "≥"} {limit:g}', value,
-                    'not measured' if value is None else 'met' if met else 'not met'))
-    return out
+def machine_text(m: Record) -> str:
+    """A record's CPU by model name, the vector/matrix flags and the cores it ran on (and its torch threads)."""
+    flags = ', '.join(m['cpu_flags']) if m.get('cpu_flags') else 'flags not recorded'
+    threads = f', {m["threads"]} torch threads' if 'threads' in m else ''
+    return f'{m["cpu"]} ({flags}), {m.get("cores", m.get("cpus_available"))} cores{threads}'
 
 
 def _machine(report: Record) -> List[str]:
@@ -82,8 +78,9 @@ def _machine(report: Record) -> List[str]:
     batches = ''.join(f' ({mode}: {n})' for mode, n in s.get('batches', {}).items() if n != s['batch'])
     gpu = (f' ({m["device_name"]}, CUDA {m["cuda"]}, TF32 matmul {m.get("matmul_allow_tf32")}, cuDNN '
            f'{m.get("cudnn_allow_tf32")})' if m['device'] == 'cuda' else '')
-    return [f'- machine: {m["cpu"]}, {m["cpu_count"]} cores ({m["cpus_available"]} available), {m["platform"]}; '
-            f'device {m["device"]}{gpu}, {m["threads"]} torch threads',
+    load = m.get('load_average')
+    return [f'- machine: {machine_text(m)}, {m["platform"]}; device {m["device"]}{gpu}'
+            + (f'; load average {load[0]:.2f} at the start' if load else ''),
             f'- versions: python {m["python"]}, torch {m["torch"]}, mmengine {m["mmengine"]}, mmdet {m["mmdet"]}, '
             f'mmseg {m["mmseg"]}',
             f'- settings: batch {s["batch"]}{batches}, {s["warmup"]} warm-up steps, median (and min) of '
@@ -140,9 +137,9 @@ def _profile(report: Record, heading: str) -> List[str]:
     lines = ['', f'{heading} Profile: where the step\'s time goes, at {profile["size"]} (batch {profile["batch"]})', '',
              'One step per model and mode after one warm-up step under `torch.profiler`: self time (an op\'s time '
              'less the ops inside it) by direction (backward: inside `loss.backward()`), in ms; the profiler\'s '
-             'overhead is in them. Matrix products: mm, addmm, bmm ... counted from their recorded shapes. Load '
-             f'average (1 min): {fmt(profile["load_average_before"])} before, {fmt(profile["load_average_after"])} '
-             'after.']
+             'overhead is in them. Matrix products: mm, addmm, bmm, baddbmm, counted by torch.profiler from their '
+             f'shapes. Load average (1 min): {fmt(profile["load_average_before"])} before, '
+             f'{fmt(profile["load_average_after"])} after.']
     for mode in profile['modes']:
         rows = []
         for r in (r for r in profile['runs'] if r['mode'] == mode):
@@ -168,7 +165,7 @@ def _profile(report: Record, heading: str) -> List[str]:
     return lines
 
 
-def benchmark_section(report: Record, targets: Sequence[Target] = (), heading: str = '###') -> List[str]:
+def benchmark_section(report: Record, extra: Extra = None, heading: str = '###') -> List[str]:
     """The tables of one record, in Markdown (also what the tool prints)."""
     derived = report['derived']
     lines = _machine(report) + ['', 'Times per step in ms, peak tensor memory of one step in MiB (beyond what was '
@@ -190,9 +187,7 @@ def benchmark_section(report: Record, targets: Sequence[Target] = (), heading: s
         lines += table(['size', 'model', 'train MiB', 'train-cp MiB', 'train-cp / train'], [
             [c['size'], c['model'], fmt(c['train_bytes'], 1, MIB), fmt(c['train_cp_bytes'], 1, MIB), fmt(c['ratio'])]
             for c in derived['checkpoint_memory']], 2)
-    if targets:
-        lines += ['', f'{heading} Targets', ''] + table(['target', 'measured', 'status'], [
-            [what, fmt(value), status] for what, value, status in target_rows(report, targets)])
+    lines += extra(report, heading) if extra else []
     lines += _profile(report, heading) if report.get('profile') else []
     return lines + ([''] + [f'- note: {n}' for n in report['notes']] if report['notes'] else [])
 
@@ -214,12 +209,12 @@ def load_benchmarks(paths: Sequence[str]) -> List[Record]:
 
 def section_title(report: Record) -> str:
     m, precision = report['machine'], report['settings'].get('autocast')
-    where = f'GPU: {m["device_name"]}' if m['device'] == 'cuda' else f'CPU: {m["cpu"]}, {m["threads"]} threads'
+    where = f'GPU: {m["device_name"]}' if m['device'] == 'cuda' else f'CPU: {machine_text(m)}'
     return f'{where}, {precision} autocast' if precision else where
 
 
 def benchmark_page(reports: Sequence[Record], images: Sequence[str], rerender: str,
-                   targets: Sequence[Target] = ()) -> str:
+                   extra: Extra = None) -> str:
     """The Markdown page of saved records, one section each (with its plot ``images``); ``rerender``: the command
     that renders it again."""
     made = ' and '.join(f'`{r["command"]}` on {r["date"]}' for r in reports)
@@ -233,7 +228,7 @@ def benchmark_page(reports: Sequence[Record], images: Sequence[str], rerender: s
              'iteration of the whole Mask R-CNN).']
     for report, image in zip(reports, images):
         lines += ['', f'## {section_title(report)}', '', f'Measured by `{report["command"]}` on {report["date"]}.', '']
-        lines += benchmark_section(report, targets) + ['', f'![median time against pixels, log-log]({image})']
+        lines += benchmark_section(report, extra) + ['', f'![median time against pixels, log-log]({image})']
     return '\n'.join(lines) + '\n'
 
 
@@ -253,7 +248,7 @@ def plot_benchmark(report: Record, path: str) -> None:
 
 
 def write_benchmark_docs(reports: Sequence[Record], docs_path: str, rerender: str,
-                         targets: Sequence[Target] = ()) -> List[str]:
+                         extra: Extra = None) -> List[str]:
     """The page and, next to it, each record's plot (``<page>_<device>.png``, numbered when devices repeat)."""
     folder, stem = osp.dirname(docs_path) or '.', osp.splitext(osp.basename(docs_path))[0]
     os.makedirs(folder, exist_ok=True)
@@ -263,7 +258,7 @@ def write_benchmark_docs(reports: Sequence[Record], docs_path: str, rerender: st
     for report, image in zip(reports, images):
         plot_benchmark(report, osp.join(folder, image))
     with open(docs_path, 'w', encoding='utf-8') as f:
-        f.write(benchmark_page(reports, images, rerender, targets))
+        f.write(benchmark_page(reports, images, rerender, extra))
     return [docs_path] + [osp.join(folder, i) for i in images]
 
 
@@ -276,12 +271,11 @@ def _final_metrics(entry: Record) -> Dict[str, Any]:
 def compare_markdown(record: Record) -> str:
     """The comparison: one table row per backbone, and what each backbone's optimizer and width are."""
     s, m = record['settings'], record['machine']
-    (fh, fw), (th, tw) = s['flops_shape'], s['time_shape']
     trained = s.get('train_iters') is not None
     metrics = [record['metric']] + ['coco/segm_mAP' for _ in [0] if trained and any(
         'coco/segm_mAP' in _final_metrics(e) for e in record['backbones'].values())]
-    header = ['backbone', 'backbone params (M)', 'model params (M)', f'model FLOPs (G) at {fw}×{fh}',
-              f'inference (img/s) at {tw}×{th}', 'train iteration (s)', 'train peak memory (MiB)']
+    header = ['backbone', 'backbone params (M)', 'model params (M)', f'model FLOPs (G) at {hxw(s["flops_shape"])}',
+              f'inference (img/s) at {hxw(s["time_shape"])}', 'train iteration (s)', 'train peak memory (MiB)']
     header += [f'{key} at {s["train_iters"]} it' for key in metrics] + ['training time (min)'] if trained else []
     rows = []
     for entry in record['backbones'].values():
@@ -296,7 +290,7 @@ def compare_markdown(record: Record) -> str:
             row += [fmt(v, 3) if isinstance(v, float) else '—' for v in values]
             row.append(fmt((entry.get('training') or {}).get('train_s'), 1, 60))
         rows.append(row)
-    lines = [f'Config `{record["config"]}` ({record["task"]}); machine: {m.get("cpu")}, {m.get("threads")} threads, '
+    lines = [f'Config `{record["config"]}` ({record["task"]}); machine: {machine_text(m)}, '
              f'torch {m.get("torch")}; {record["date"]}.', f'Command: `{record["command"]}`', '']
     lines += table(header, rows) + [
         '', f'Whole model, batch {s["time_batch"]}, medians of {s["repeats"]} interleaved rounds after {s["warmup"]} '
@@ -338,7 +332,7 @@ def _plot_compare(record: Record, path: str, tradeoff: bool) -> None:
                 right.scatter([flops / 1e9], [points[-1][1]], color=line.get_color(), label=entry['label'], s=60)
     if tradeoff:
         left.set(xlabel='training time (min, evaluation excluded)', ylabel=metric, title='accuracy against time')
-        right.set(xlabel=f'whole-model FLOPs (G, {record["settings"]["flops_shape"]})', ylabel=metric,
+        right.set(xlabel=f'whole-model FLOPs (G, {hxw(record["settings"]["flops_shape"])})', ylabel=metric,
                   title='final accuracy against FLOPs')
     else:
         left.set(xlabel='iteration', ylabel='training loss (moving average)', title='loss')

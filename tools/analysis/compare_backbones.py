@@ -5,12 +5,14 @@
         [--train ITERS] [--eval-interval N] [--out-dir DIR] [--time-size HxW] [--flops-size HxW]
 
 CONFIG is one of our detection (mmdet) or segmentation (mmseg) configs. Only the backbone changes, plus what must
-follow it: the neck's (or heads') input widths and the optimizer settings of the peer's own library config for that
-backbone (mmdet's Swin-T / ConvNeXt-T / R-50 Mask R-CNN configs, mmseg's UperNet ones), all stated in the output.
+follow it: the neck's (or heads') input widths and the optimizer settings of the library's own config for that head
+and peer (mmdet's Swin-T / R-50 DINO and Mask2Former configs, mmseg's Mask2Former ones; otherwise, and for a peer the
+library has no such config for, its Mask R-CNN / UperNet config), all stated in the output.
 With a custom-width L²ViT (configs/demo/) every peer is narrowed to the same backbone parameter count.
 
-For each backbone: parameters and FLOPs of the backbone and the whole model at the paper's size (1280×800 COCO,
-512×2048 ADE20K); inference images/s and training-iteration time and peak memory of the whole model, measured
+For each backbone: parameters and FLOPs of the backbone and the whole model at the papers' size (H×W: 800x1280 for
+Mask R-CNN-style COCO heads, 800x1333 DINO, 1024x1024 Mask2Former COCO, 512x2048 UperNet, 512x512 Mask2Former ADE20K);
+inference images/s and training-iteration time and peak memory of the whole model, measured
 interleaved in one process; with --train ITERS: each backbone trained from the same seed on the config's data with
 the same schedule (mapped onto ITERS iterations), evaluated (COCO mAP / mIoU) every --eval-interval iterations.
 Writes compare.json, compare.md and, with --train, compare_curves.png and compare_tradeoff.png to --out-dir.
@@ -44,7 +46,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--time-size', type=image_size, metavar='N|HxW',
                         help='image size for the timings (default: the FLOPs size)')
     parser.add_argument('--flops-size', type=image_size, metavar='N|HxW',
-                        help='image size for FLOPs (default: 800x1280 detection, 512x2048 segmentation)')
+                        help='image size HxW for FLOPs (default: the papers\' for the head, e.g. 800x1280 Mask R-CNN)')
     parser.add_argument('--batch', type=int, default=2, help='images per timed step (default 2)')
     parser.add_argument('--warmup', type=int, default=1, help='warm-up steps per backbone and mode (default 1)')
     parser.add_argument('--repeats', type=int, default=3, help='timed rounds per mode (default 3)')

@@ -13,9 +13,10 @@ import argparse
 import json
 import os
 import os.path as osp
-import platform
 
+from l2vit.analysis.benchmark import cpu_info
 from l2vit.analysis.preflight_cost import measure, time_data_checks, write_annotations, write_image_layout
+from l2vit.analysis.report import machine_text
 
 
 def main(argv=None) -> None:
@@ -31,8 +32,7 @@ def main(argv=None) -> None:
     os.makedirs(args.work_dir, exist_ok=True)
     ann_file = osp.join(osp.abspath(args.work_dir), 'instances_large.json')
     size = write_annotations(ann_file, args.images)
-    print(f'{ann_file}: {size / 1e6:.0f} MB, {args.images} images; {platform.processor() or platform.machine()}, '
-          f'{os.cpu_count()} CPUs')
+    print(f'{ann_file}: {size / 1e6:.0f} MB, {args.images} images; {machine_text(cpu_info(threads=1))}')
     if args.data_checks:
         image_ann_file = write_image_layout(osp.abspath(args.work_dir), args.data_checks)
         print(json.dumps(time_data_checks(osp.abspath(args.work_dir), image_ann_file, ann_file), indent=1))
