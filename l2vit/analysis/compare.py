@@ -17,7 +17,7 @@ import numbers
 import os
 import os.path as osp
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from ..errors import ToolError
 from .benchmark import _progress
@@ -65,17 +65,26 @@ class Variant(NamedTuple):
     settings: Dict[str, Any]
 
 
+def base_name(name: str) -> str:
+    """The backbone of a name: ``l2vit-t`` for the ablation variants ``l2vit-t:<variant>``
+    (:mod:`l2vit.analysis.ablation`)."""
+    return name.split(':')[0] if name.startswith('l2vit-t:') else name
+
+
 def check_backbones(names: Sequence[str]) -> List[str]:
-    """The names, validated: known (:data:`BACKBONES`), not repeated, and each one's library importable."""
-    unknown = [n for n in names if n not in BACKBONES]
+    """The names, validated: known (:data:`BACKBONES`, or ``l2vit-t:<variant>``), not repeated, and each one's
+    library importable."""
+    from .ablation import VARIANTS
+    unknown = [n for n in names if base_name(n) not in BACKBONES or ':' in n and n.split(':')[1] not in VARIANTS]
     if not names or unknown:
         raise ToolError(f'unknown backbone {", ".join(map(repr, unknown))}; the backbones compare_backbones knows '
-                        f'are {", ".join(BACKBONES)} (e.g. --backbones l2vit-t swin-t convnext-t r50)')
+                        f'are {", ".join(BACKBONES)} (e.g. --backbones l2vit-t swin-t convnext-t r50) and the '
+                        f'ablations {", ".join("l2vit-t:" + v for v in VARIANTS)}')
     repeated = sorted({n for n in names if list(names).count(n) > 1})
     if repeated:
         raise ToolError(f'backbone {", ".join(repeated)} named more than once in --backbones')
     for name in names:
-        package, builder, install = LIBRARIES[name]
+        package, builder, install = LIBRARIES[base_name(name)]
         try:
             importlib.import_module(package)
         except ImportError as err:
@@ -238,7 +247,7 @@ def backbone_variants(cfg: Any, names: Sequence[str], scale: Optional[float] = N
     from .benchmark import _quiet_logger
     scope, names = task_of(cfg), check_backbones(names)
     for package in ['mmdet_l2vit' if scope == 'mmdet' else 'mmseg_l2vit'] + [
-            LIBRARIES[n][0] + '.models' for n in names if n != 'l2vit-t']:  # what custom_imports would load
+            LIBRARIES[n][0] + '.models' for n in names if base_name(n) != 'l2vit-t']:  # what custom_imports would load
         importlib.import_module(package)
     _quiet_logger('l2vit_compare')
     scale = lr_scale(cfg, scope) if scale is None else scale
@@ -253,9 +262,16 @@ def backbone_variants(cfg: Any, names: Sequence[str], scale: Optional[float] = N
     variants = []
     for name in names:
         variant_cfg = copy.deepcopy(cfg)
-        settings: Dict[str, Any] = dict(label=LABELS[name], builder=LIBRARIES[name][1], notes=[])
-        if name == 'l2vit-t':
+        settings: Dict[str, Any] = dict(label=LABELS.get(name, name), builder=LIBRARIES[base_name(name)][1], notes=[])
+        if base_name(name) == 'l2vit-t':
             backbone, (count, widths) = l2vit, (target, l2vit_widths)
+            if name != 'l2vit-t':  # an ablation variant, l2vit-t:<variant> (l2vit.analysis.ablation)
+                from .ablation import variant_backbone
+                backbone = variant_backbone(l2vit, name.split(':')[1])
+                count, widths = _built(backbone, scope)
+                imports = dict(variant_cfg.get('custom_imports') or dict(imports=[], allow_failed_imports=False))
+                imports['imports'] = [*(imports.get('imports') or []), 'l2vit.analysis.ablation']
+                variant_cfg.custom_imports = imports
             own = cfg.optim_wrapper
             settings['notes'] += l2vit_notes
             settings.update(recipe=cfg.filename,
@@ -476,7 +492,8 @@ def train_variant(variant: Variant, iters: int, eval_interval: int, seed: int, o
 def compare(config: str, backbones: Sequence[str], train_iters: Optional[int] = None,
             eval_interval: Optional[int] = None, out_dir: str = 'work_dirs/compare_backbones',
             time_size: Optional[Tuple[int, int]] = None, flops_size: Optional[Tuple[int, int]] = None,
-            batch: int = 2, warmup: int = 1, repeats: int = 3, budget: float = 120.0, seed: Optional[int] = None,
+            batch: int = 2, warmup: int = 1, repeats: int = 3, budget: float = 120.0,
+            seed: Optional[Union[int, Sequence[int]]] = None,
             lr_factor: Optional[float] = None, cfg_options: Optional[dict] = None, command: str = '',
             progress: Optional[Callable[[Dict[str, Any]], None]] = None) -> Dict[str, Any]:
     """Everything ``tools/analysis/compare_backbones.py`` measures, as a JSON-able record (``schema``
@@ -515,11 +532,13 @@ def compare(config: str, backbones: Sequence[str], train_iters: Optional[int] = 
     progress(record)
     if train_iters is not None:
         interval = eval_interval or max(1, train_iters // 2)
-        seed = seed if seed is not None else int((cfg.get('randomness') or {}).get('seed') or 0)
-        record['settings'].update(eval_interval=interval, seed=seed)
-        for variant in variants:
-            record['backbones'][variant.name]['training'] = train_variant(variant, train_iters, interval, seed,
-                                                                          out_dir)
+        seeds = [seed] if seed is None or isinstance(seed, int) else list(seed)
+        seeds = [int((cfg.get('randomness') or {}).get('seed') or 0) if s is None else s for s in seeds]
+        record['settings'].update(eval_interval=interval, seed=seeds[0], seeds=seeds)
+        for variant in variants:  # with several seeds, each one's runs under out_dir/seed<s> ('trainings')
+            runs = [train_variant(variant, train_iters, interval, s, out_dir if len(seeds) == 1 else
+                                  osp.join(out_dir, f'seed{s}')) for s in seeds]
+            record['backbones'][variant.name].update(training=runs[0], **{'trainings': runs} if len(seeds) > 1 else {})
             progress(record)
     record.update(total_s=time.perf_counter() - start, complete=True)
     return record
