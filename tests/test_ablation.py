@@ -87,7 +87,7 @@ def test_a_7x7_depthwise_convolution_has_all_its_erf_within_radius_3():
     assert erf.shape == (20, 24)
     ys, xs = torch.nonzero(erf, as_tuple=True)
     assert (ys - query[0]).abs().max() == 3 and (xs - query[1]).abs().max() == 3  # exactly the 7x7 square
-    stats = _erf_statistics(erf[None].double(), [query])
+    stats = _erf_statistics([erf.double()], [query])
     assert stats['local_mass_r3'] == pytest.approx(1.0) and stats['local_mass_r6'] == pytest.approx(1.0)
     assert stats['uniform_local_mass_r3'] == pytest.approx(49 / (20 * 24))
     assert stats['uniform_entropy'] == pytest.approx(math.log(20 * 24)) and stats['tokens'] == 20 * 24
@@ -112,7 +112,7 @@ def test_the_token_mixings_reach_as_far_as_they_should():
     with torch.no_grad():  # LCM strong enough to be seen: its 7x7 convs reach 6 tokens
         linear.local_mp.conv2.weight.mul_(50)
     both = effective_receptive_field(mixings['attn+lcm'], x, (8, 10))
-    s_attn, s_both = (_erf_statistics(m[None].double(), [(8, 10)]) for m in (attn, both))
+    s_attn, s_both = (_erf_statistics([m.double()], [(8, 10)]) for m in (attn, both))
     assert s_both['local_mass_r6'] > 0.95 > s_attn['local_mass_r6']
     assert s_both['local_mass_r3'] > s_attn['local_mass_r3']
     assert 'attn+lcm' not in token_mixings(ablated_l2vit('no-lcm', arch=dict(SMALL_ARCH)).stages[0][1])
@@ -148,7 +148,7 @@ def test_a_tiny_ablation_end_to_end(tmp_path):
                'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
                'train_dataloader.batch_size=2']
     run_main(TOOL, DEMO_CONFIG, '--backbones', 'l2vit-t:full', 'l2vit-t:no-lcm', '--train', '2', '--eval-interval',
-             '2', '--seed', '0', '1', '--erf-images', '1', '--out-dir', str(out), '--time-size', '64',
+             '2', '--seed', '0', '1', '--erf-images', '2', '--out-dir', str(out), '--time-size', '64',
              '--flops-size', '64', '--warmup', '1', '--repeats', '1', '--cfg-options', *options)
     record = json.loads((out / 'compare.json').read_text())
     for entry in record['backbones'].values():

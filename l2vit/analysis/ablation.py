@@ -1,17 +1,9 @@
-"""Ablations of the local concentration module (LCM), built from the public :class:`~l2vit.models.L2ViT` by
-replacing modules after construction (the model has no research switches), and what they change in token mixing.
-
-Variants (:data:`VARIANTS`; ``compare_backbones.py --backbones l2vit-t:<variant> ...`` trains them under one recipe):
-
-* ``full``: L²ViT as it is;
-* ``no-lcm``: every global block without its LCM branch (``norm3`` and ``local_mp`` removed);
-* ``window-only``: every global block replaced by a local window block of the same width, heads and MLP;
-* ``linear-only``: every window block replaced by a global block (with LCM).
-
-Concentration (:func:`concentration`): the implied weights of the attention tool (:mod:`l2vit.analysis.attention`)
-and the effective receptive field (ERF, :func:`effective_receptive_field`) of each block's token mixing, identity
-path taken out: a global block's attention alone, ``attn(LN1(x))``, and attention followed by LCM,
-``attn(LN1(x)) + LCM(LN3(x + attn(LN1(x))))``; a window block's ``window_attention(LN1(x))``.
+"""Ablations of the local concentration module (LCM), made from the public L2ViT by replacing modules after
+construction (:func:`ablate`: ``full``; ``no-lcm``, the global blocks without LCM; ``window-only``, every global
+block a window block; ``linear-only``, every window block a global one), trained by ``compare_backbones.py
+--backbones l2vit-t:<variant>``; and the concentration of the trained models' token mixing (:func:`concentration`):
+the attention tool's statistics and the effective receptive field (ERF) of each block's mixing, identity path taken
+out (:func:`token_mixings`).
 """
 import json
 import math
@@ -105,7 +97,8 @@ def effective_receptive_field(mixing: Callable[[Tensor], Tensor], x: Tensor, que
 
 
 def token_mixings(block: nn.Module) -> Dict[str, Callable[[Tensor], Tensor]]:
-    """The token mixing of a block, identity path excluded: ``attn`` and, with an LCM, ``attn+lcm``."""
+    """A block's token mixing, identity path excluded: ``attn``, ``a = attn(LN1(x))`` (a window block's attention
+    within windows) and, with an LCM, ``attn+lcm``, ``a + LCM(LN3(x + a))`` (the block before its MLP, less x)."""
     if isinstance(block, LocalWindowBlock):
         return {'attn': lambda x: block.window_attention(block.norm1(x))}
     mixings = {'attn': lambda x: block.global_attention(block.norm1(x))}
@@ -117,10 +110,11 @@ def token_mixings(block: nn.Module) -> Dict[str, Callable[[Tensor], Tensor]]:
     return mixings
 
 
-def _erf_statistics(maps: Tensor, queries: List[Sequence[int]]) -> Dict[str, float]:
-    """Mean entropy and local mass (r in :data:`RADII`) of ERF maps (n, H, W), and a uniform map's."""
-    stats: Dict[str, float] = dict(tokens=maps.shape[-2] * maps.shape[-1])
-    for prefix, chosen in (('', maps), ('uniform_', torch.ones_like(maps))):
+def _erf_statistics(maps: Sequence[Tensor], queries: List[Sequence[int]]) -> Dict[str, float]:
+    """Mean entropy and local mass (r in :data:`RADII`) of ERF maps ((H, W) each, sizes may differ), and of uniform
+    maps of their sizes; ``tokens``: their mean number of tokens."""
+    stats: Dict[str, float] = dict(tokens=float(np.mean([m.numel() for m in maps])))
+    for prefix, chosen in (('', maps), ('uniform_', [torch.ones_like(m) for m in maps])):
         for radius in RADII:
             found = [attention_statistics(m, q, radius) for m, q in zip(chosen, queries)]
             stats[f'{prefix}local_mass_r{radius}'] = float(np.mean([float(f['local_mass']) for f in found]))
@@ -161,7 +155,7 @@ def concentration(backbone: L2ViT, images: Sequence[Tensor], queries: int = 16, 
                     qs[0] = (x.shape[1] // 2, x.shape[2] // 2)
                 maps += [effective_receptive_field(mixing, x, q) for q in qs]
                 points += qs
-            row['erf'][name] = _erf_statistics(torch.stack(maps).double(), points)
+            row['erf'][name] = _erf_statistics([m.double() for m in maps], points)
             if i < 2:  # stages 0-1: the maps drawn, scaled to their maximum
                 row['examples'][name] = np.round((maps[0] / maps[0].max().clamp_min(1e-30)).numpy(), 4).tolist()
         rows.append(row)
@@ -250,7 +244,8 @@ def ablation_markdown(record: Dict[str, Any], found: Dict[str, List[Any]]) -> st
             att = [r['blocks'][k].get('attention', {}) for r in runs]
             for mixing in block['erf']:
                 erf = [r['blocks'][k]['erf'][mixing] for r in runs]
-                rows.append([f'`{name}`', f's{block["stage"]}b{block["block"]} {block["kind"]}', erf[0]['tokens'],
+                rows.append([f'`{name}`', f's{block["stage"]}b{block["block"]} {block["kind"]}',
+                             f'{erf[0]["tokens"]:.0f}',
                              _mean(att, 'entropy'), _mean(att, 'local_mass'), mixing] + [_mean(erf, key) for key in (
                                  'entropy', 'local_mass_r3', 'local_mass_r6', 'uniform_entropy',
                                  'uniform_local_mass_r3', 'uniform_local_mass_r6')])
@@ -273,8 +268,9 @@ def plot_ablation(record: Dict[str, Any], found: Dict[str, List[Any]], out_dir: 
             iters = [e['iter'] for e in runs[0]['evals']] if runs else []
             values = np.array([[e['metrics'].get(metric, np.nan) for e in r['evals']] for r in runs], dtype=float)
             if values.size:
-                ax.errorbar(iters, values.mean(0), values.std(0), marker='o', capsize=3, label=name)
-                ax.set(xlabel='iteration', ylabel=metric, title=f'{metric}, mean ± std over {len(runs)} seeds')
+                ax.errorbar(iters, values.mean(0), values.std(0, ddof=1) if len(runs) > 1 else 0 * values[0],
+                            marker='o', capsize=3, label=name)
+                ax.set(xlabel='iteration', ylabel=metric, title=f'{metric}, mean ± sample std, {len(runs)} seeds')
     _save(fig, paths[0])
     fig, axes = plt.subplots(2, 2, figsize=(12, 7), sharex=True)
     for name, runs in found.items():
@@ -306,9 +302,11 @@ def plot_ablation(record: Dict[str, Any], found: Dict[str, List[Any]], out_dir: 
     return paths
 
 
-def write_ablation(record: Dict[str, Any], out_dir: str, images: int = 4, queries: int = 16) -> List[str]:
-    """ablation.json, ablation.md and the :func:`plot_ablation` PNGs of a comparison of ablation variants."""
-    found = trained_concentration(record, images, queries)
+def write_ablation(record: Dict[str, Any], out_dir: str, images: int = 4, queries: int = 16,
+                   found: Optional[Dict[str, List[Any]]] = None) -> List[str]:
+    """ablation.json, ablation.md and the :func:`plot_ablation` PNGs of a comparison of ablation variants; ``found``:
+    the concentration measured before (ablation.json's), to render again without measuring."""
+    found = found or trained_concentration(record, images, queries)
     paths = [osp.join(out_dir, 'ablation.json'), osp.join(out_dir, 'ablation.md')]
     with open(paths[0], 'w', encoding='utf-8') as f:
         json.dump(dict(command=record['command'], machine=record['machine'], concentration=found), f)
