@@ -293,7 +293,7 @@ def plot_ablation(record: Dict[str, Any], found: Dict[str, List[Any]], out_dir: 
     _save(fig, paths[1])
     examples = [(name, b, mixing) for name, runs in found.items() for b in runs[0]['blocks'] if b['stage'] < 2
                 and b['block'] % 2 for mixing in b['examples']]
-    fig, axes = plt.subplots(1, max(1, len(examples)), figsize=(2.2 * max(1, len(examples)), 2.8), squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(examples)), figsize=(2.2 * max(1, len(examples)), 3.2), squeeze=False)
     for ax, (name, b, mixing) in zip(axes[0], examples):
         ax.imshow(np.array(b['examples'][mixing]), cmap='magma')
         ax.set_title(f'{name}\ns{b["stage"]}b{b["block"]} {mixing}', fontsize=7)
