@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= auto
 XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
-.PHONY: setup test test-fast lint demo demo-seg demo-compare clean-venv
+.PHONY: setup test test-fast lint demo demo-seg demo-compare demo-ablation clean-venv
 
 setup: $(SETUP_STAMP)
 
@@ -40,6 +40,11 @@ demo-seg: setup
 # a short training of each (tools/analysis/compare_backbones.py); about 15 minutes on 2 CPU cores.
 demo-compare: setup
 	$(PY) tools/demo/run_compare_demo.py
+
+# make demo's Mask R-CNN with L2ViT, L2ViT without LCM and L2ViT with window blocks only, 3 seeds each, and the
+# trained models' attention and effective receptive fields (docs/ablation.md); about 15 minutes on 2 CPU cores.
+demo-ablation: setup
+	$(PY) tools/demo/run_ablation_demo.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -20,6 +20,9 @@ TOOL = osp.join(ROOT, 'tools', 'analysis', 'compare_backbones.py')
 DEMO_CONFIG = str(CONFIG_DIR / 'demo' / 'mask-rcnn_l2vit-demo_synthetic.py')
 CLASSIFIER_CONFIG = str(CONFIG_DIR / 'imagenet' / 'l2vit-t_in1k.py')
 
+#: L2ViT-T and its peers (BACKBONES also names the ablation variants, tests/test_ablation.py).
+PEERS = [name for name in BACKBONES if ':' not in name]
+
 
 def families():
     """One config per folder of detection and segmentation configs (the first, in name order)."""
@@ -46,8 +49,8 @@ def test_every_backbone_swap_builds_and_runs(path):
     if 'num_queries' in cfg.model:  # DETR-style (DINO): top-k over the encoder's tokens of a 64x64 image
         cfg.model.num_queries = 20
     scope = task_of(cfg)
-    variants = backbone_variants(cfg, BACKBONES)
-    assert [v.name for v in variants] == list(BACKBONES)
+    variants = backbone_variants(cfg, PEERS)
+    assert [v.name for v in variants] == PEERS
     target = variants[0].settings['backbone_params']
     for variant in variants:
         s = variant.settings
@@ -86,7 +89,7 @@ def test_tiny_arch_peers_are_the_standard_t_models():
     """A named-arch config gets the recipes' own Swin-T, ConvNeXt-T and ResNet-50 widths, unnarrowed, with the
     recipes' learning rates (factor 1)."""
     cfg = load_config(CONFIG_DIR / 'mask_rcnn' / 'mask-rcnn_l2vit-t_fpn_1x_coco.py')
-    variants = {v.name: v for v in backbone_variants(cfg, BACKBONES)}
+    variants = {v.name: v for v in backbone_variants(cfg, PEERS)}
     assert variants['swin-t'].settings['out_channels'] == [96, 192, 384, 768]
     assert variants['convnext-t'].settings['out_channels'] == [96, 192, 384, 768]
     assert variants['r50'].settings['out_channels'] == [256, 512, 1024, 2048]
@@ -113,7 +116,7 @@ def test_peers_get_the_heads_recipe(path, head):
     scope = task_of(cfg)
     assert head_of(cfg, scope) == HEADS[head]
     assert lr_scale(cfg, scope) == pytest.approx(1.0)  # our configs train at their recipes' learning rates
-    variants = {v.name: v for v in backbone_variants(cfg, BACKBONES)}
+    variants = {v.name: v for v in backbone_variants(cfg, PEERS)}
     for name in ('swin-t', 'convnext-t', 'r50'):
         settings, wrapper = variants[name].settings, variants[name].cfg.optim_wrapper
         source = HEADS[head].optimizers.get(name, PEER_RECIPES[scope][name])
@@ -217,12 +220,12 @@ def test_a_tiny_training_comparison_end_to_end(tmp_path):
                'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
                'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
                'train_dataloader.batch_size=2']
-    result = run_main(TOOL, DEMO_CONFIG, '--backbones', *BACKBONES, '--train', '4', '--eval-interval', '2',
+    result = run_main(TOOL, DEMO_CONFIG, '--backbones', *PEERS, '--train', '4', '--eval-interval', '2',
                       '--out-dir', str(out), '--time-size', '64', '--flops-size', '64x96', '--warmup', '1',
                       '--repeats', '1', '--cfg-options', *options)
     with open(out / 'compare.json') as f:
         record = json.load(f)
-    assert list(record['backbones']) == list(BACKBONES)
+    assert list(record['backbones']) == PEERS
     for name, entry in record['backbones'].items():
         assert entry['complexity']['model']['flops'] > entry['complexity']['backbone']['flops'] > 0
         assert entry['infer']['images_per_s'] > 0 and entry['train']['median_s'] > 0

@@ -18,9 +18,10 @@ import numbers
 import os
 import os.path as osp
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from ..errors import ToolError
+from .ablation import VARIANTS
 from .benchmark import _progress, hxw, packed_inputs
 
 __all__ = ['Backbone', 'BACKBONES', 'PEER_RECIPES', 'HEADS', 'head_of', 'Variant', 'check_backbones',
@@ -50,6 +51,9 @@ BACKBONES = {
     'swin-t': Backbone('Swin-T', 'mmdet.SwinTransformer', 'mmdet', 'pip install -e .[det]', 8),
     'convnext-t': Backbone('ConvNeXt-T', 'mmpretrain.ConvNeXt', 'mmpretrain', 'pip install -e .[pretrain]', 8),
     'r50': Backbone('ResNet-50', 'mmdet.ResNet', 'mmdet', 'pip install -e .[det]', 4),
+    # The ablations (l2vit.analysis.ablation, docs/ablation.md): the config's L2ViT with modules replaced.
+    **{f'l2vit-t:{v}': Backbone(f'L²ViT-T {v}', 'L2ViT', 'l2vit', 'pip install -e . (this repository)',
+                                l2vit={} if v == 'full' else dict(type='L2ViTAblation', variant=v)) for v in VARIANTS},
 }
 #: The library config each peer's backbone settings (and, for a head without one below, optimizer) are read from.
 PEER_RECIPES = {
@@ -312,6 +316,10 @@ def backbone_variants(cfg: Any, names: Sequence[str], scale: Optional[float] = N
         if spec.l2vit is not None:
             backbone = dict(l2vit, **spec.l2vit)
             count, widths = _built(backbone, scope) if spec.l2vit else (target, l2vit_widths)
+            if backbone.get('type') == 'L2ViTAblation':  # registered by l2vit.analysis.ablation, for every process
+                imports = dict(variant_cfg.get('custom_imports') or dict(imports=[], allow_failed_imports=False))
+                imports['imports'] = [*(imports.get('imports') or []), 'l2vit.analysis.ablation']
+                variant_cfg.custom_imports = imports
             own = cfg.optim_wrapper
             settings['notes'] += l2vit_notes + ([f'the config\'s L2ViT with {spec.l2vit}'] if spec.l2vit else [])
             settings.update(recipe=cfg.filename,
@@ -514,7 +522,8 @@ def train_variant(variant: Variant, iters: int, eval_interval: int, seed: int, o
 def compare(config: str, backbones: Sequence[str], train_iters: Optional[int] = None,
             eval_interval: Optional[int] = None, out_dir: str = 'work_dirs/compare_backbones',
             time_size: Optional[Tuple[int, int]] = None, flops_size: Optional[Tuple[int, int]] = None,
-            batch: int = 2, warmup: int = 1, repeats: int = 3, budget: float = 120.0, seed: Optional[int] = None,
+            batch: int = 2, warmup: int = 1, repeats: int = 3, budget: float = 120.0,
+            seed: Optional[Union[int, Sequence[int]]] = None,
             lr_factor: Optional[float] = None, cfg_options: Optional[dict] = None, command: str = '',
             progress: Optional[Callable[[Dict[str, Any]], None]] = None) -> Dict[str, Any]:
     """Everything ``tools/analysis/compare_backbones.py`` measures, as a JSON-able record (``schema``
@@ -553,11 +562,13 @@ def compare(config: str, backbones: Sequence[str], train_iters: Optional[int] = 
     progress(record)
     if train_iters is not None:
         interval = eval_interval or max(1, train_iters // 2)
-        seed = seed if seed is not None else int((cfg.get('randomness') or {}).get('seed') or 0)
-        record['settings'].update(eval_interval=interval, seed=seed)
-        for variant in variants:
-            record['backbones'][variant.name]['training'] = train_variant(variant, train_iters, interval, seed,
-                                                                          out_dir)
+        seeds = [seed] if seed is None or isinstance(seed, int) else list(seed)
+        seeds = [int((cfg.get('randomness') or {}).get('seed') or 0) if s is None else s for s in seeds]
+        record['settings'].update(eval_interval=interval, seed=seeds[0], seeds=seeds)
+        for variant in variants:  # with several seeds, each one's runs under out_dir/seed<s> ('trainings')
+            runs = [train_variant(variant, train_iters, interval, s, out_dir if len(seeds) == 1 else
+                                  osp.join(out_dir, f'seed{s}')) for s in seeds]
+            record['backbones'][variant.name].update(training=runs[0], **{'trainings': runs} if len(seeds) > 1 else {})
             progress(record)
     record.update(total_s=time.perf_counter() - start, complete=True)
     return record

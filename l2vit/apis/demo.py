@@ -253,18 +253,32 @@ def segmentation_demo(root: str, work_dir: str = 'work_dirs/demo_upernet', data_
 COMPARE_DEMO_BACKBONES = ('l2vit-t', 'swin-t', 'convnext-t')
 COMPARE_DEMO_ITERS = 180
 COMPARE_DEMO_EVAL_INTERVAL = 90
+#: ``make demo-ablation``'s variants, seeds and run length, sized for about 15 minutes on a 2-core CPU.
+ABLATION_DEMO_BACKBONES = ('l2vit-t:full', 'l2vit-t:no-lcm', 'l2vit-t:window-only')
+ABLATION_DEMO_SEEDS = (0, 1, 2)
+ABLATION_DEMO_ITERS = 60
+ABLATION_DEMO_EVAL_INTERVAL = 30
+#: ... evaluated on the first 50 of the 200 val images (the same for every run; a fourth of the evaluation time).
+ABLATION_DEMO_VAL_IMAGES = 50
 
 
 def compare_demo(root: str, out_dir: str = 'work_dirs/demo_compare', data_root: str = 'data/synthetic_coco',
                  backbones: Sequence[str] = COMPARE_DEMO_BACKBONES, iters: int = COMPARE_DEMO_ITERS,
-                 eval_interval: int = COMPARE_DEMO_EVAL_INTERVAL) -> None:
+                 eval_interval: int = COMPARE_DEMO_EVAL_INTERVAL, seeds: Sequence[int] = (),
+                 cfg_options: Sequence[str] = ()) -> None:
     """``make demo-compare``: ``make demo``'s synthetic COCO shapes and Mask R-CNN, with L2ViT and with Swin and
     ConvNeXt narrowed to the same backbone parameter count, compared by ``tools/analysis/compare_backbones.py``
-    (FLOPs, speed and memory, then ``iters`` iterations of training each, evaluated every ``eval_interval``)."""
+    (FLOPs, speed and memory, then ``iters`` iterations of training each, evaluated every ``eval_interval``, once per
+    seed of ``seeds``: the config's seed if none; ``cfg_options``: more ``--cfg-options``). ``make demo-ablation``:
+    the same with L2ViT's ablation variants (``l2vit-t:<variant>``) for ``backbones``."""
     steps, data_root = DemoSteps(root), data_root.rstrip('/')
     data_override = synthetic_coco(steps, data_root)
+    if cfg_options:
+        data_override = [*(data_override or ['--cfg-options']), *cfg_options]
     steps.run('compare', ['tools/analysis/compare_backbones.py', DETECTION_DEMO_CONFIG, '--backbones', *backbones,
                           '--train', str(iters), '--eval-interval', str(eval_interval), '--out-dir', out_dir,
-                          '--time-size', '224', '--batch', '4', *data_override])
+                          '--time-size', '224', '--batch', '4', *data_override,
+                          *(['--seed', *map(str, seeds)] if seeds else [])])
     print(steps.time_line())
-    print(f'[demo] outputs: {out_dir}/ (compare.json, compare.md, compare_curves.png, compare_tradeoff.png)')
+    ablation = ', ablation.json, ablation.md, ablation_*.png' if any(':' in b for b in backbones) else ''
+    print(f'[demo] outputs: {out_dir}/ (compare.json, compare.md, compare_curves.png, compare_tradeoff.png{ablation})')

@@ -16,6 +16,11 @@ inference images/s and training-iteration time and peak memory of the whole mode
 interleaved in one process; with --train ITERS: each backbone trained from the same seed on the config's data with
 the same schedule (mapped onto ITERS iterations), evaluated (COCO mAP / mIoU) every --eval-interval iterations.
 Writes compare.json, compare.md and, with --train, compare_curves.png and compare_tradeoff.png to --out-dir.
+
+Ablations of the local concentration module: --backbones l2vit-t:full l2vit-t:no-lcm l2vit-t:window-only
+[l2vit-t:linear-only] (l2vit/analysis/ablation.py) trains the config's L2ViT and its variants under the config's own
+recipe; with --seed S1 S2 S3 and --train, ablation.json, ablation.md (mean ± std over seeds, parameter counts,
+attention entropy / local mass and effective receptive fields by block) and ablation_*.png are written too.
 """
 import argparse
 import json
@@ -52,13 +57,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--repeats', type=int, default=3, help='timed rounds per mode (default 3)')
     parser.add_argument('--budget', type=float, default=120.0, metavar='SECONDS',
                         help='skip timing a backbone whose first warm-up step takes longer (default 120)')
-    parser.add_argument('--seed', type=int, help='training seed (default: the config\'s randomness.seed, or 0)')
+    parser.add_argument('--seed', type=int, nargs='+', metavar='SEED',
+                        help='training seed(s); several: each backbone trained once per seed, under OUT_DIR/seed<S> '
+                        '(default: the config\'s randomness.seed, or 0)')
+    parser.add_argument('--erf-images', type=int, default=4, metavar='N',
+                        help='with ablation variants (l2vit-t:<variant>) and --train: val images on which the trained '
+                        'models\' attention and effective receptive fields are measured (default 4)')
     parser.add_argument('--lr-scale', type=float,
                         help='factor on the peers\' recipe learning rates (default: the config\'s lr over the L2ViT '
                         'recipe\'s, 1 for our COCO/ADE20K configs)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config entries first')
     args = parser.parse_args(argv)
-    for name in ('batch', 'warmup', 'repeats', 'eval_interval'):
+    for name in ('batch', 'warmup', 'repeats', 'eval_interval', 'erf_images'):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f'--{name.replace("_", "-")} must be a positive integer, got {value}')
@@ -83,6 +93,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          command=' '.join(shlex.quote(a) for a in ['python', 'tools/analysis/compare_backbones.py',
                                                                    *argv]))
         paths = report.write_compare(record, args.out_dir)
+        if args.train and any(':' in name for name in args.backbones):  # the LCM ablation's measurements
+            from l2vit.analysis.ablation import write_ablation
+            paths += write_ablation(record, args.out_dir, images=args.erf_images)
     print()
     print(report.compare_markdown(record))
     print('wrote ' + ', '.join(paths))
