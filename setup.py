@@ -65,4 +65,7 @@ class BuildPyWithMim(build_py):
             copy_mim_files(osp.join(self.build_lib, 'l2vit'))
 
 
-setup(cmdclass={'build_py': BuildPyWithMim})
+# pip and setuptools run this file as __main__. Imported, it only defines the functions: a checkout used without
+# being installed (PYTHONPATH=.) gets its links with `python -c "import setup; setup.link_mim_files('l2vit')"`.
+if __name__ == '__main__':
+    setup(cmdclass={'build_py': BuildPyWithMim})

@@ -128,3 +128,19 @@ def test_native_stderr_without_drops_only_the_matching_lines(capfd):
                     b'before the profiling started, profiler results will not include the deallocation event\n'
                     b'a line to keep\n')
     assert capfd.readouterr().err == 'a line to keep\n'
+
+
+def test_the_runners_logger_drops_only_the_known_messages():
+    """The logging filter ``build_runner`` adds: mmengine's notices about itself go, every other warning stays."""
+    import logging
+
+    from l2vit.quiet import quiet_logger
+    logger = logging.getLogger('l2vit-test-quiet-logger')
+    quiet_logger(logger)
+    quiet_logger(logger)
+    assert len(logger.filters) == 1
+    records = [logging.LogRecord(logger.name, logging.WARNING, __file__, 1, message, None, None) for message in (
+        '"FileClient" will be deprecated in future. Please use io functions', 'The prefix is not set in metric class '
+        'IoUMetric.', 'Reach the end of the dataloader, it will be restarted and continue to iterate. It is '
+        'recommended to use `mmengine.dataset.InfiniteSampler`')]
+    assert [bool(logger.filter(r)) for r in records] == [False, False, True]  # the last one the user can act on
