@@ -12,7 +12,7 @@ XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
 setup: $(SETUP_STAMP)
 
-$(SETUP_STAMP): tools/install/setup_venv.sh requirements/constraints.txt setup.cfg pyproject.toml
+$(SETUP_STAMP): tools/install/setup_venv.sh requirements/constraints.txt setup.cfg setup.py pyproject.toml
 	bash tools/install/setup_venv.sh $(VENV)
 	touch $@
 

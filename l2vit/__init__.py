@@ -5,12 +5,15 @@ from .errors import CheckpointError
 from .hooks import HOOK_CLASSES, RNGStateHook
 from .models import L2ViT
 from .optim import LayerDecayOptimWrapperConstructor
+from .quiet import filter_known_warnings
 from .version import __version__
 
 # Every checkpoint mmengine reads in a process that uses L²ViT is read weights-only, with the authors' files understood
 # (see l2vit.checkpoint.register_checkpoint_loading); importing mmdet_l2vit, mmseg_l2vit or mmpretrain_l2vit (what a
 # config's custom_imports does) imports this package first.
 register_checkpoint_loading()
+# Warnings the user cannot act on (pkg_resources' deprecation, ...), filtered by message and module: l2vit/quiet.py.
+filter_known_warnings()
 
 
 def register_into(models, optim_wrapper_constructors, hooks) -> None:

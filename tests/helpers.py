@@ -97,9 +97,37 @@ def randomize_(model: nn.Module, seed: int) -> nn.Module:
     return model
 
 
-def tool(*args, cwd=ROOT, check=True, timeout=None):
-    """Run one of our tools in a fresh interpreter (as a user would), returning the completed process."""
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+#: Files of the checkout that are not the project's: what a copy of the source (``source_copy``) leaves out.
+NOT_SOURCE = ('.venv', '.git', '__pycache__', 'work_dirs', 'data', 'checkpoints', 'outputs', '*.egg-info', 'build',
+              'dist', '.pytest_cache', '*.pth', '.mim')
+
+
+def source_copy(dest: Path) -> Path:
+    """A copy of the checkout's source at ``dest`` (no venv, build outputs, data or ``l2vit/.mim`` links): what an
+    sdist or a fresh clone holds, to build from without touching the checkout."""
+    import shutil
+    shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(*NOT_SOURCE))
+    return dest
+
+
+#: A warning in a tool's output: Python's (``file:line: UserWarning: ...``), torch's C++ ones (``[W1206 21:00:00...]``,
+#: ``Warning: ...``) or a logged one (mmengine's ``- WARNING -``, the logging module's ``WARNING:``).
+WARNING_LINE = re.compile(r'\b\w*Warning: |\bWARNING\b|^\[W\d{4} ')
+
+
+def warning_lines(text: str) -> List[str]:
+    """The lines of ``text`` that are warnings (``WARNING_LINE``)."""
+    return [line for line in text.splitlines() if WARNING_LINE.search(line)]
+
+
+def tool(*args, cwd=ROOT, check=True, timeout=None, warnings=False):
+    """Run one of our tools in a fresh interpreter (as a user would), returning the completed process; Python's
+    warnings are silenced unless ``warnings`` (then they print as they would for a user)."""
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    if warnings:
+        env.pop('PYTHONWARNINGS', None)
+    else:
+        env['PYTHONWARNINGS'] = 'ignore'
     result = subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True, env=env,
                             timeout=timeout)
     if check:

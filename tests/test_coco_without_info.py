@@ -306,20 +306,31 @@ def test_our_tools_train_and_evaluate_it(coco_without_info, tmp_path):
         assert key in metrics and -1.0 <= metrics[key] <= 1.0, metrics
 
 
-@pytest.mark.slow
-def test_mmdets_own_tools_train_and_evaluate_it(coco_without_info, tmp_path):
-    """`mim train mmdet CONFIG` / `mim test mmdet CONFIG --checkpoint ...` run mmdet's packaged tools; the config's
-    custom_imports (mmdet_l2vit) is all they need, the checkpoint allow-list included."""
+def mmdet_tool(how: str, command: str, config: str, *args: str, checkpoint: str = None):
+    """Run mmdet's own ``tools/<command>.py`` on ``config``: its packaged script (``mmdet/.mim/tools``), or through
+    mim (``mim train mmdet CONFIG``, ``mim test mmdet CONFIG --checkpoint CKPT``; openmim, which make setup installs),
+    which finds that script and runs it."""
+    if how == 'mim':
+        return tool('-m', 'mim', command, 'mmdet', config, *(['--checkpoint', checkpoint] if checkpoint else []),
+                    *args)
     import mmdet
-    packaged = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools')
+    script = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', f'{command}.py')
+    return tool(script, config, *([checkpoint] if checkpoint else []), *args)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('how', ['script', 'mim'])
+def test_mmdets_own_tools_train_and_evaluate_it(coco_without_info, tmp_path, how):
+    """mmdet's packaged tools, run directly or by mim: the config's custom_imports (mmdet_l2vit) is all they need,
+    the checkpoint allow-list included."""
     data = coco_without_info
     work = str(tmp_path / 'work')
-    tool(osp.join(packaged, 'train.py'), DEMO_CONFIG, '--work-dir', work, '--cfg-options', *small_options(data))
+    mmdet_tool(how, 'train', DEMO_CONFIG, '--work-dir', work, '--cfg-options', *small_options(data))
     metrics = logged_metrics(work)
     assert 'coco/bbox_mAP' in metrics and 'coco/segm_mAP' in metrics, metrics
 
     test_work = str(tmp_path / 'test_work')
-    result = tool(osp.join(packaged, 'test.py'), DEMO_CONFIG, osp.join(work, 'epoch_1.pth'), '--work-dir', test_work,
-                  '--cfg-options', *small_options(data))
+    result = mmdet_tool(how, 'test', DEMO_CONFIG, '--work-dir', test_work, '--cfg-options', *small_options(data),
+                        checkpoint=osp.join(work, 'epoch_1.pth'))
     assert 'coco/bbox_mAP' in result.stdout + result.stderr
     assert 'coco/bbox_mAP' in logged_metrics(test_work)

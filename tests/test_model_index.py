@@ -14,7 +14,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -25,7 +24,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import ROOT, load_config, packages_needed, randomize_
+from helpers import ROOT, load_config, packages_needed, randomize_, source_copy
 from l2vit import model_zoo
 from l2vit.models import L2ViT
 
@@ -349,10 +348,7 @@ def test_get_model_pretrained_loads_the_release_file_from_the_hub_cache(tmp_path
 def test_sdist_ships_the_model_zoo(tmp_path):
     """MANIFEST.in: an sdist carries model-index.yml, every metafile and every config they name (what an editable
     install of the unpacked sdist, and mim, read)."""
-    src = tmp_path / 'src'
-    ignore = shutil.ignore_patterns('.venv', '.git', '__pycache__', 'work_dirs', 'data', 'checkpoints', 'outputs',
-                                    '*.egg-info', 'build', 'dist', '.pytest_cache', '*.pth')
-    shutil.copytree(ROOT, src, ignore=ignore)
+    src = source_copy(tmp_path / 'src')
     code = f'import setuptools.build_meta as b; print(b.build_sdist({str(tmp_path / "dist")!r}))'
     result = subprocess.run([sys.executable, '-c', code], cwd=src, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]

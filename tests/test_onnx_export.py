@@ -44,6 +44,13 @@ def assert_parity(exported, sizes):
     return rows
 
 
+def metadata(path) -> dict:
+    """The file's ``metadata_props``, with the channel order under one key whatever the library's name for it."""
+    meta = {p.key: p.value for p in onnx.load(path).metadata_props}
+    assert not {'to_rgb', 'rgb_to_bgr'} & set(meta), meta
+    return meta
+
+
 def test_detector_backbone_and_fpn_dynamic(tmp_path):
     """The backbone + FPN of the Mask R-CNN config (--part neck), traced at 64x96, runs at other batch sizes and
     sizes: the padding to whole windows and strides is computed in the graph."""
@@ -54,8 +61,8 @@ def test_detector_backbone_and_fpn_dynamic(tmp_path):
     assert shapes['neck0'] == (2, 64, 16, 21) and shapes['neck4'] == (2, 64, 1, 2)
     model = onnx.load(exported.path)
     assert {n.op_type for n in model.graph.node} >= {'Pad', 'Einsum', 'LayerNormalization'}
-    meta = {p.key: p.value for p in model.metadata_props}
-    assert meta['part'] == 'neck' and 'mean' in meta
+    meta = metadata(exported.path)
+    assert meta['part'] == 'neck' and 'mean' in meta and meta['bgr_to_rgb'] == 'True'
 
 
 def test_segmentor_logits_at_input_size(tmp_path):
@@ -64,6 +71,7 @@ def test_segmentor_logits_at_input_size(tmp_path):
     assert exported.output_names == ['seg_logits']
     rows = assert_parity(exported, [(1, 64, 64)] + OTHER_SIZES)
     assert {r.input_shape[2:]: r.output_shape[2:] for r in rows}[(61, 83)] == (61, 83)
+    assert metadata(exported.path)['bgr_to_rgb'] == 'True'
 
 
 def test_classifier_with_checkpoint(tmp_path, classifier_config):
@@ -79,6 +87,8 @@ def test_classifier_with_checkpoint(tmp_path, classifier_config):
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     rows = assert_parity(exported, [(1, 64, 64)] + OTHER_SIZES)
     assert rows[-1].output == 'logits' and rows[-1].output_shape == (1, 10)
+    # mmpretrain calls it to_rgb; the file uses the same key as the detector's and the segmentor's.
+    assert metadata(exported.path)['bgr_to_rgb'] == 'True'
 
 
 # ------------------------------------------------------------------------------------------------------ errors

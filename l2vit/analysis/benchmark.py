@@ -68,8 +68,10 @@ def _cpu_tensor_peak(step: Callable[[], Any]) -> int:
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
     os.environ.setdefault('KINETO_LOG_LEVEL', '6')  # no profiler progress lines or a CPU machine's 'ERROR'
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
+    from ..quiet import PROFILER_UNKNOWN_BLOCK, native_stderr_without
+    with native_stderr_without(PROFILER_UNKNOWN_BLOCK):  # blocks from before the profile, freed in it
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            step()
     records = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
                      if e.name() == '[memory]' and e.device_type() == DeviceType.CPU)
     return max([0, *itertools.accumulate(nbytes for _, nbytes in records)])

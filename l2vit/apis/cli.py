@@ -1,11 +1,17 @@
-"""Command-line arguments that several tools take, defined once."""
+"""Command-line arguments that several tools take, defined once; and the training and testing commands, run by
+``tools/train.py`` / ``tools/test.py`` and by the installed entry points ``l2vit-train`` / ``l2vit-test``."""
 import argparse
 import re
-from typing import Tuple
+from typing import Optional, Sequence, Tuple
 
 from mmengine.config import DictAction
 
+from ..errors import error_exit
 from .config import LAUNCHERS
+from .run import run_test, run_train
+
+CONFIG_HELP = ('config file, or the name of a model of the zoo (l2vit-t_in1k) or of one of its config files '
+               '(mask-rcnn_l2vit-t_fpn_1x_coco), looked up in the installed package')
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -45,3 +51,58 @@ def image_size(text: str) -> Tuple[int, int]:
         raise argparse.ArgumentTypeError(
             f'invalid size {text!r}: expected a positive integer N (an N×N image) or HxW such as 800x1333')
     return int(match.group(1)), int(match.group(2) or match.group(1))
+
+
+def cli_train_parser() -> argparse.ArgumentParser:
+    """``tools/train.py`` / ``l2vit-train``'s arguments."""
+    parser = argparse.ArgumentParser(description='Train a model (mmdet, mmseg or mmpretrain config) with L2ViT.')
+    parser.add_argument('config', help=CONFIG_HELP)
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        const='auto',
+        metavar='CKPT',
+        help='resume training: from CKPT, or, without a value, from the latest checkpoint in the work dir')
+    parser.add_argument('--amp', action='store_true', help='mixed-precision training (needs a CUDA GPU)')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help="scale the learning rate by the actual total batch size over the config's auto_scale_lr.base_batch_size")
+    add_run_args(parser)
+    return parser
+
+
+def cli_test_parser() -> argparse.ArgumentParser:
+    """``tools/test.py`` / ``l2vit-test``'s arguments."""
+    parser = argparse.ArgumentParser(description='Test a checkpoint (mmdet, mmseg or mmpretrain config) with L2ViT.')
+    parser.add_argument('config', help=CONFIG_HELP)
+    parser.add_argument(
+        'checkpoint',
+        help="checkpoint: a file or an http(s) URL; an mmengine checkpoint (training, tools/convert_official.py) or "
+        "the authors' released ImageNet file, converted in memory")
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help="test-time augmentation: the config's tta_pipeline and tta_model (e.g. multi-scale + flip)")
+    parser.add_argument('--out', metavar='FILE', help='also dump the predictions to this .pkl file')
+    parser.add_argument('--metrics-out', metavar='FILE', help='also write the metrics to this JSON file')
+    parser.add_argument(
+        '--show-dir', metavar='DIR', help='save images of the predictions in DIR (mmdet: WORK_DIR/<timestamp>/DIR)')
+    add_run_args(parser)
+    return parser
+
+
+def cli_train(argv: Optional[Sequence[str]] = None) -> None:
+    """Train from a config (``l2vit.apis.run_train``); a problem to fix ends it with ``error: ...``, exit code 2."""
+    args = cli_train_parser().parse_args(argv)
+    with error_exit():
+        run_train(args.config, resume=args.resume, amp=args.amp, auto_scale_lr=args.auto_scale_lr,
+                  **run_options(args))
+
+
+def cli_test(argv: Optional[Sequence[str]] = None) -> None:
+    """Test a checkpoint with a config (``l2vit.apis.run_test``); a problem to fix ends it with ``error: ...``."""
+    args = cli_test_parser().parse_args(argv)
+    with error_exit():
+        run_test(args.config, args.checkpoint, tta=args.tta, out=args.out, metrics_out=args.metrics_out,
+                 show_dir=args.show_dir, **run_options(args))

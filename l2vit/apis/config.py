@@ -8,19 +8,16 @@ fix when it cannot; none of them builds a model or starts a run (``prepare_*`` m
 import copy
 import os
 import os.path as osp
-import warnings
 from typing import Optional, Sequence
 
 import torch
 from mmengine.config import Config
 
+from .. import model_zoo
 from ..errors import ToolError
 from .checks import missing_library_problem, preflight
 from .config_tree import as_list, drop_pretrained, leaf_datasets, sync_bn_to_bn
 from .paths import writable_dir, writable_file
-
-# mmengine imports pkg_resources to resolve `mmdet::`-style bases; its deprecation warning is noise for our users.
-warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
@@ -28,11 +25,25 @@ LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 KNOWN_SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
 
 
+def config_file(path: str) -> str:
+    """``path`` if it is a file, else the package's config of the model (or config file) it names, as ``mim train``
+    resolves names: ``l2vit-t_in1k``, ``mask-rcnn_l2vit-t_fpn_1x_coco`` (``l2vit.model_zoo.find_config``)."""
+    if osp.isfile(path):
+        return path
+    found = model_zoo.find_config(path)
+    if found is not None:
+        return found
+    if not osp.isfile(model_zoo.MODEL_INDEX) and not osp.dirname(path):
+        raise ToolError(f'config file not found: {path}; nor could it be looked up as a model name, because '
+                        f'{model_zoo.missing_zoo_message()}')
+    raise ToolError(f'config file not found: {path} (neither a file nor a model or config name of the model zoo, '
+                    f'{model_zoo.MODEL_INDEX})')
+
+
 def read_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     """Read the config (its ``custom_imports`` register L2ViT in its library) and apply ``cfg_options``; it must name
     the library whose registries build it (``default_scope``)."""
-    if not osp.isfile(path):
-        raise ToolError(f'config file not found: {path}')
+    path = config_file(path)
     try:
         cfg = Config.fromfile(path)
     except ImportError as err:  # its custom_imports: a library that is not installed gets the install hint

@@ -67,7 +67,8 @@ def _draw(init: Callable, inference: Callable, visualizers, images: Sequence[str
     for note in check_checkpoint_fits(CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu'), model,
                                       checkpoint):
         print(f'note: {checkpoint}: {note} (not used)', file=sys.stderr)
-    visualizer = visualizers.build(model.cfg.visualizer)
+    # Without the config's vis_backends (a LocalVisBackend wants a save_dir, and says so): the PNGs are written here.
+    visualizer = visualizers.build(dict(model.cfg.visualizer, vis_backends=None))
     visualizer.dataset_meta = dataset_meta(model)
     for key, value in (visualizer_settings or {}).items():
         setattr(visualizer, key, value)

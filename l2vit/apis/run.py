@@ -8,17 +8,22 @@ from typing import Dict, Optional
 
 from mmengine.config import Config
 
+from ..quiet import quiet_logger
 from .config import prepare_test, prepare_train
 from .paths import writable_file
 
 
 def build_runner(cfg: Config):
-    """mmengine's ``Runner`` for the config, or the runner class its ``runner_type`` names (e.g. FlexibleRunner)."""
+    """mmengine's ``Runner`` for the config, or the runner class its ``runner_type`` names (e.g. FlexibleRunner); its
+    logger leaves out mmengine's notices about itself (``l2vit.quiet``)."""
     if 'runner_type' in cfg:
         from mmengine.registry import RUNNERS
-        return RUNNERS.build(cfg)
-    from mmengine.runner import Runner
-    return Runner.from_cfg(cfg)
+        runner = RUNNERS.build(cfg)
+    else:
+        from mmengine.runner import Runner
+        runner = Runner.from_cfg(cfg)
+    quiet_logger(runner.logger)
+    return runner
 
 
 def run_train(config: str, **options) -> None:

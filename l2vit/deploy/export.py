@@ -206,10 +206,17 @@ def output_names(module: nn.Module, part: str, scope: str, outputs: Sequence[Ten
     return [f'stage{i}' for i in indices]
 
 
+#: The metadata key of the channel order, the same for every export: mmdet's and mmseg's data preprocessor name.
+CHANNEL_ORDER_KEY = 'bgr_to_rgb'
+
+
 def _preprocess(cfg: Any) -> Dict[str, Any]:
+    """The config's ``mean``, ``std`` and ``bgr_to_rgb``: whether its data preprocessor reverses the channels of the
+    loaded image (mmdet's and mmseg's ``bgr_to_rgb`` or ``rgb_to_bgr``, mmpretrain's ``to_rgb``), under one name."""
     pre = cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor') or {}
-    keys = ('mean', 'std', 'bgr_to_rgb', 'rgb_to_bgr', 'to_rgb')
-    return {k: (list(pre[k]) if isinstance(pre[k], (list, tuple)) else pre[k]) for k in keys if k in pre}
+    preprocess: Dict[str, Any] = {k: list(pre[k]) for k in ('mean', 'std') if k in pre}
+    preprocess[CHANNEL_ORDER_KEY] = bool(pre.get('bgr_to_rgb') or pre.get('rgb_to_bgr') or pre.get('to_rgb'))
+    return preprocess
 
 
 def _dynamic_axes(names: List[str]) -> Dict[str, Dict[int, str]]:
@@ -239,6 +246,9 @@ def export_module(module: nn.Module, image: Tensor, path: str, names: List[str],
             # sizes (input validation, mmseg's own size warnings): the parity check at other sizes is what counts.
             warnings.simplefilter('ignore', DeprecationWarning)
             warnings.simplefilter('ignore', torch.jit.TracerWarning)
+            # The exporter on its constant folding of strided slices (the graph is right, only not folded there).
+            warnings.filterwarnings('ignore', message='Constant folding - Only steps=1', category=UserWarning,
+                                    module=r'torch\.onnx\.')
             with torch.no_grad():
                 torch.onnx.export(module, (image, ), path, **kwargs)
     except UnsupportedOperatorError as err:
@@ -317,8 +327,9 @@ def run_export_tool(request: ExportRequest, check: bool = False, tolerance: floa
     print(f'weights: {exported.weights}')
     print(f'wrote {exported.path} ({size_mb:.1f} MiB, opset {request.opset}, {dims}) in {exported.seconds:.1f} s')
     height, width = request.shape[0], request.shape[-1]
+    normalised = '' if 'mean' in exported.preprocess else 'no normalisation in the config, '
     print(f'input: {request.batch}x3x{height}x{width} float32 named \'image\', after the data preprocessor '
-          f'({", ".join(f"{k}={v}" for k, v in exported.preprocess.items()) or "no normalisation in the config"})')
+          f'({normalised}{", ".join(f"{k}={v}" for k, v in exported.preprocess.items())})')
     print(f'outputs: {", ".join(exported.output_names)}')
     if not check:
         return 0

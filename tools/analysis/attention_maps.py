@@ -49,10 +49,7 @@ Input
 """
 import argparse
 import sys
-import warnings
 from typing import Tuple
-
-warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 from l2vit.errors import error_exit  # noqa: E402
 

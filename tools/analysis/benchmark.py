@@ -18,7 +18,6 @@ import shlex
 import sys
 import warnings
 
-warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 warnings.filterwarnings('ignore', message='torch.utils.checkpoint: the use_reentrant parameter', category=UserWarning)
 
 from l2vit.apis.cli import image_size  # noqa: E402

@@ -28,12 +28,9 @@ import os
 import os.path as osp
 import shlex
 import sys
-import warnings
 from typing import Optional, Sequence
 
 from l2vit.errors import error_exit
-
-warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

@@ -24,11 +24,8 @@ itself). If the whole model cannot be traced the tool says so and still prints t
 """
 import argparse
 import sys
-import warnings
 
 from l2vit.errors import error_exit
-
-warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -21,12 +21,9 @@ The default opset is 17 (``scaled_dot_product_attention`` needs 14, ``einsum`` 1
 """
 import argparse
 import sys
-import warnings
 from typing import Optional, Sequence
 
 from l2vit.errors import error_exit
-
-warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

@@ -88,10 +88,18 @@ if ! have "mmengine==$(pin mmengine)" "mmdet==$(pin mmdet)" "mmsegmentation==$(p
   "${PIP[@]}" install -q -c "$CONSTRAINTS" mmengine mmdet mmsegmentation mmpretrain ftfy regex pycocotools
 fi
 
-if ! "$PY" -c "import l2vit, mmdet_l2vit" 2>/dev/null ||
+# l2vit/.mim (the configs, tools and model index in the package, linked by setup.py) is made by the editable install.
+if ! "$PY" -c "import l2vit, mmdet_l2vit" 2>/dev/null || [ ! -e "$ROOT/l2vit/.mim/model-index.yml" ] ||
     ! have "pytest==$(pin pytest)" "pytest-xdist==$(pin pytest-xdist)" "flake8==$(pin flake8)" "isort==$(pin isort)" \
       "onnx==$(pin onnx)" "onnxruntime==$(pin onnxruntime)"; then
   echo "[setup] installing this project (editable) with its test, lint and deploy (ONNX) extras"
   "${PIP[@]}" install -q -c "$CONSTRAINTS" --no-build-isolation -e "$ROOT[all,tests,lint,deploy]"
+fi
+# mim (`mim train mmdet CONFIG`, `mim test mmdet CONFIG --checkpoint CKPT`). Unconstrained, openmim's dataset
+# downloader (opendatalab -> openxlab 0.1.x) would take setuptools down to 60.2 (torch needs >= 77) and requests to
+# 2.28; the constraints pin openxlab 0.0.11, which asks for neither.
+if ! have "openmim==$(pin openmim)"; then
+  echo "[setup] installing openmim $(pin openmim) (the mim command)"
+  "${PIP[@]}" install -q -c "$CONSTRAINTS" "openmim==$(pin openmim)"
 fi
 echo "[setup] $VENV is ready: $("$PY" -c 'import torch, mmcv, mmdet, mmseg, mmpretrain; print(f"torch {torch.__version__}, mmcv {mmcv.__version__}, mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, mmpretrain {mmpretrain.__version__}")')"
