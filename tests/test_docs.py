@@ -16,6 +16,7 @@ import ast
 import configparser
 import re
 import shlex
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +30,7 @@ from mmengine.registry import DefaultScope
 
 from helpers import ROOT, load_config, run_main
 from l2vit.apis import build_model
+from l2vit.model_zoo import find_config
 
 PAGES = [ROOT / 'README.md', *sorted((ROOT / 'docs').glob('*.md'))]
 OPEN_FENCE = re.compile(r'^( *)```(\S*)\s*$')
@@ -181,6 +183,15 @@ def check_command(words: List[str], where: str) -> None:
         assert (ROOT / head).is_file() and (ROOT / head).stat().st_mode & 0o111, f'{where}: {head} is not executable'
     elif head == 'make':
         assert set(words[1:]) <= makefile_targets(), f'{where}: no make target {set(words[1:]) - makefile_targets()}'
+    elif head in ('l2vit-train', 'l2vit-test'):  # setup.cfg's entry points: tools/train.py and test.py
+        assert f'{head} = l2vit.apis.cli:cli_{head[6:]}' in (ROOT / 'setup.cfg').read_text(), f'{where}: no {head}'
+        assert words[1].endswith('.py') or find_config(words[1]), f'{where}: no config or model named {words[1]}'
+        parse_only(f'tools/{head[6:]}.py', words[1:])
+    elif head == 'mim':  # mim runs the library's own tools/train.py / test.py
+        assert Path(sys.executable).with_name('mim').exists(), f'{where}: mim is not installed beside this Python'
+        assert words[1] in ('train', 'test'), f'{where}: mim {words[1]}'
+        assert words[2] in ('mmdet', 'mmseg', 'mmpretrain', 'l2vit-openmmlab'), f'{where}: mim {words[1]} {words[2]}'
+        assert words[3].startswith('configs/') or find_config(words[3]), f'{where}: no config named {words[3]}'
     elif head == 'pip' and words[1] == 'install':
         extras = {e for w in words for e in re.findall(r'\.\[([\w,]+)\]', w) for e in e.split(',')}
         assert extras <= setup_extras(), f'{where}: setup.cfg has no extra {extras - setup_extras()}'
