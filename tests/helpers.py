@@ -242,3 +242,14 @@ RELEASED_WEIGHTS = {
     size: f'https://github.com/ChuanyangZheng/L2ViT/releases/download/v1.0/L2ViT-{name}-checkpoint-best-ema.pth'
     for size, name in (('t', 'Tiny'), ('s', 'Small'), ('b', 'Base'))
 }
+
+
+def demo_data_options(root: str) -> list:
+    """``--cfg-options`` that point the demo detection config at a synthetic COCO set in ``root``, read in the main
+    process (no DataLoader workers), 2 images a batch."""
+    return [f'train_dataloader.dataset.data_root={root}/', f'val_dataloader.dataset.data_root={root}/',
+            f'test_dataloader.dataset.data_root={root}/',
+            f'val_evaluator.ann_file={root}/annotations/instances_val2017.json',
+            f'test_evaluator.ann_file={root}/annotations/instances_val2017.json',
+            'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+            'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False', 'train_dataloader.batch_size=2']

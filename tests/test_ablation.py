@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import CONFIG_DIR, ROOT, SMALL_ARCH, load_config, run_main
+from helpers import CONFIG_DIR, ROOT, SMALL_ARCH, demo_data_options, load_config, run_main
 from l2vit.analysis.ablation import (RADII, VARIANTS, LinearBlockWithoutLCM, _erf_statistics, ablate, ablated_l2vit,
                                      effective_receptive_field, token_mixings)
 from l2vit.analysis.compare import backbone_variants, check_backbones
@@ -141,12 +141,7 @@ def test_a_tiny_ablation_end_to_end(tmp_path):
     data = str(tmp_path / 'coco')
     generate_coco_instances(data, num_train=4, num_val=2, seed=1, progress=False)
     out = tmp_path / 'out'
-    options = [f'train_dataloader.dataset.data_root={data}/', f'val_dataloader.dataset.data_root={data}/',
-               f'test_dataloader.dataset.data_root={data}/',
-               f'val_evaluator.ann_file={data}/annotations/instances_val2017.json',
-               'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
-               'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
-               'train_dataloader.batch_size=2']
+    options = demo_data_options(data)
     run_main(TOOL, DEMO_CONFIG, '--backbones', 'l2vit-t:full', 'l2vit-t:no-lcm', '--train', '2', '--eval-interval',
              '2', '--seed', '0', '1', '--erf-images', '2', '--out-dir', str(out), '--time-size', '64',
              '--flops-size', '64', '--warmup', '1', '--repeats', '1', '--cfg-options', *options)

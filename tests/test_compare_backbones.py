@@ -9,7 +9,7 @@ from collections import OrderedDict
 import pytest
 import torch
 
-from helpers import CONFIG_DIR, ROOT, SMALL_ARCH, configs_of_scope, load_config, run_main
+from helpers import CONFIG_DIR, ROOT, SMALL_ARCH, configs_of_scope, demo_data_options, load_config, run_main
 from l2vit.analysis import report
 from l2vit.analysis.benchmark import base_config
 from l2vit.analysis.compare import (BACKBONES, HEADS, PEER_RECIPES, backbone_variants, build_variant, check_backbones,
@@ -214,12 +214,7 @@ def test_a_tiny_training_comparison_end_to_end(tmp_path):
     data = str(tmp_path / 'coco')
     generate_coco_instances(data, num_train=8, num_val=3, seed=1, progress=False)
     out = tmp_path / 'out'
-    options = [f'train_dataloader.dataset.data_root={data}/', f'val_dataloader.dataset.data_root={data}/',
-               f'test_dataloader.dataset.data_root={data}/',
-               f'val_evaluator.ann_file={data}/annotations/instances_val2017.json',
-               'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
-               'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
-               'train_dataloader.batch_size=2']
+    options = demo_data_options(data)
     result = run_main(TOOL, DEMO_CONFIG, '--backbones', *PEERS, '--train', '4', '--eval-interval', '2',
                       '--out-dir', str(out), '--time-size', '64', '--flops-size', '64x96', '--warmup', '1',
                       '--repeats', '1', '--cfg-options', *options)

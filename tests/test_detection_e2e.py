@@ -6,20 +6,11 @@ import os.path as osp
 
 import pytest
 
-from helpers import ROOT, run_main, tool
+from helpers import ROOT, demo_data_options, run_main, tool
 from l2vit.testing import generate_coco_instances
 
 DEMO_CONFIG = osp.join(ROOT, 'configs', 'demo', 'mask-rcnn_l2vit-demo_synthetic.py')
 ENTRY_CONFIG = osp.join(ROOT, 'configs', 'maskrcnn_l2vit.py')
-
-
-def data_options(root: str):
-    return [f'train_dataloader.dataset.data_root={root}/', f'val_dataloader.dataset.data_root={root}/',
-            f'test_dataloader.dataset.data_root={root}/',
-            f'val_evaluator.ann_file={root}/annotations/instances_val2017.json',
-            f'test_evaluator.ann_file={root}/annotations/instances_val2017.json',
-            'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
-            'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False', 'train_dataloader.batch_size=2']
 
 
 @pytest.mark.slow
@@ -27,7 +18,7 @@ def test_train_then_test_then_draw(tmp_path):
     data = str(tmp_path / 'coco')
     generate_coco_instances(data, num_train=6, num_val=3, seed=1, progress=False)
     work = str(tmp_path / 'work')
-    tool('tools/train.py', DEMO_CONFIG, '--work-dir', work, '--cfg-options', *data_options(data),
+    tool('tools/train.py', DEMO_CONFIG, '--work-dir', work, '--cfg-options', *demo_data_options(data),
          'train_cfg.max_epochs=1', 'train_cfg.val_interval=1')
     with open(osp.join(work, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
@@ -36,7 +27,7 @@ def test_train_then_test_then_draw(tmp_path):
     # A checkpoint written by mmengine's Runner (message hub, numpy values) loads weights-only in our tools.
     metrics_file = str(tmp_path / 'metrics.json')
     tool('tools/test.py', DEMO_CONFIG, checkpoint, '--work-dir', work, '--metrics-out', metrics_file,
-         '--cfg-options', *data_options(data))
+         '--cfg-options', *demo_data_options(data))
     with open(metrics_file) as f:
         metrics = json.load(f)
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
@@ -63,7 +54,7 @@ def test_missing_pretrained_weights_are_reported(tmp_path):
     data = str(tmp_path / 'coco')
     generate_coco_instances(data, num_train=2, num_val=1, seed=2, progress=False)
     # The configs name the authors' release URL; the offline route is a local file, which must then exist.
-    result = run_main(osp.join(ROOT, 'tools', 'train.py'), ENTRY_CONFIG, '--cfg-options', *data_options(data),
+    result = run_main(osp.join(ROOT, 'tools', 'train.py'), ENTRY_CONFIG, '--cfg-options', *demo_data_options(data),
                       'model.backbone.init_cfg.checkpoint=checkpoints/l2vit-t_in1k.pth', cwd=tmp_path, check=False)
     assert result.returncode == 2
     assert 'the dataset is missing' not in result.stderr
@@ -87,7 +78,7 @@ def test_mmdet_packaged_train_tool_runs_our_config(tmp_path):
     data = str(tmp_path / 'coco')
     generate_coco_instances(data, num_train=4, num_val=2, seed=3, progress=False)
     work = str(tmp_path / 'work')
-    tool(packaged, DEMO_CONFIG, '--work-dir', work, '--cfg-options', *data_options(data), 'train_cfg.max_epochs=1',
+    tool(packaged, DEMO_CONFIG, '--work-dir', work, '--cfg-options', *demo_data_options(data), 'train_cfg.max_epochs=1',
          'train_cfg.val_interval=1')
     assert osp.isfile(osp.join(work, 'epoch_1.pth'))
 
@@ -110,11 +101,11 @@ def test_tools_refuse_a_hostile_checkpoint(tmp_path):
     hostile = tmp_path / 'epoch_1.pth'
     torch.save({'state_dict': {}, 'meta': _Payload(str(marker))}, hostile)
     runs = {
-        'test.py': ['tools/test.py', DEMO_CONFIG, str(hostile), '--cfg-options', *data_options(data)],
+        'test.py': ['tools/test.py', DEMO_CONFIG, str(hostile), '--cfg-options', *demo_data_options(data)],
         'train.py load_from': ['tools/train.py', DEMO_CONFIG, '--work-dir', str(tmp_path / 'w1'), '--cfg-options',
-                               *data_options(data), f'load_from={hostile}'],
+                               *demo_data_options(data), f'load_from={hostile}'],
         'train.py --resume': ['tools/train.py', DEMO_CONFIG, '--work-dir', str(tmp_path / 'w2'), '--resume',
-                              str(hostile), '--cfg-options', *data_options(data)],
+                              str(hostile), '--cfg-options', *demo_data_options(data)],
         'image_demo.py': ['tools/demo/image_demo.py', osp.join(data, 'val2017'), DEMO_CONFIG, str(hostile),
                           '--out-dir', str(tmp_path / 'pictures')],
     }
