@@ -127,6 +127,11 @@ def test_peers_get_the_heads_recipe(path, head):
         fallback = bool(HEADS[head].optimizers) and name not in HEADS[head].optimizers
         assert settings['optimizer']['fallback'] == fallback
         assert any('has no' in note for note in settings['notes']) == fallback
+    # T-sized configs: the peers are the standard T models, also where arch='tiny' is written as a dict (mmdet
+    # Mask2Former's, so that a child's dict arch merges); only custom widths narrow them.
+    assert isinstance(cfg.model.backbone.arch, dict) == (head == ('mmdet', 'Mask2Former'))
+    assert not any('narrowed' in note for v in variants.values() for note in v.settings['notes'])
+    assert variants['r50'].settings['backbone_params'] == pytest.approx(23.5e6, rel=0.01)
     if head == ('mmdet', 'DINO'):  # the backbone at a tenth of the head's lr, as mmdet's DINO configs train it
         assert variants['swin-t'].cfg.optim_wrapper.paramwise_cfg.custom_keys == {'backbone': dict(lr_mult=0.1)}
         assert variants['r50'].cfg.optim_wrapper.optimizer.type == 'AdamW'

@@ -301,7 +301,9 @@ def backbone_variants(cfg: Any, names: Sequence[str], scale: Optional[float] = N
     head = head_of(cfg, scope)
     scale = lr_scale(cfg, scope) if scale is None else scale
     l2vit, l2vit_notes = cfg.model.backbone.to_dict(), []
-    named = not isinstance(l2vit.get('arch', 'tiny'), dict)
+    # A named size, also when written as a dict (the Mask2Former configs do, so that a child's dict arch merges):
+    # the peers are the standard T models; only a custom width narrows them to its parameter count.
+    named = any(L2ViT.parse_arch(l2vit.get('arch', 'tiny')) == L2ViT.parse_arch(size) for size in L2ViT.arch_zoo)
     if named and L2ViT.parse_arch(l2vit.get('arch', 'tiny')) != L2ViT.parse_arch('tiny'):
         l2vit_notes.append(f'the config\'s L2ViT arch {l2vit["arch"]!r} replaced by tiny (this tool compares T sizes)')
         l2vit['arch'] = 'tiny'
