@@ -12,13 +12,13 @@ from typing import Optional
 import pytest
 import torch
 
-from helpers import CONFIG_DIR, run_main, tool
+from helpers import CONFIG_DIR, demo_data_options, run_main, tool
 from l2vit import CheckpointError, L2ViT
 from l2vit.checkpoint import download_checkpoint, load_checkpoint_file
 from l2vit.testing import generate_ade_semantic, generate_coco_instances
 from test_checkpoint import ARCH
 from test_checkpoint_loading import _Server
-from test_detection_e2e import DEMO_CONFIG, data_options
+from test_detection_e2e import DEMO_CONFIG
 from test_entry_points import packaged_tool
 from test_segmentation_e2e import DEMO_CONFIG as SEG_DEMO
 from test_segmentation_e2e import data_options as seg_data_options
@@ -63,7 +63,7 @@ def assert_names_num_classes(message: str) -> None:
 # ------------------------------------------------------------------------------------ heads that do not fit
 def test_test_tool_refuses_a_checkpoint_for_other_classes(coco, checkpoints, tmp_path):
     result = run_main('tools/test.py', DEMO_CONFIG, checkpoints['two_classes'], '--work-dir', tmp_path / 'work',
-                      '--cfg-options', *data_options(coco), check=False)
+                      '--cfg-options', *demo_data_options(coco), check=False)
     assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-3000:]
     assert_names_num_classes(result.stderr)
     assert 'coco/bbox_mAP' not in result.stdout + result.stderr  # nothing was evaluated
@@ -72,7 +72,7 @@ def test_test_tool_refuses_a_checkpoint_for_other_classes(coco, checkpoints, tmp
 def test_test_tool_adds_the_fit_check_to_a_config_without_it(coco, checkpoints, tmp_path):
     # A user's config that replaced custom_hooks: tools/test.py adds CheckpointFitHook (prepare_test).
     result = run_main('tools/test.py', DEMO_CONFIG, checkpoints['two_classes'], '--work-dir', tmp_path / 'work',
-                      '--cfg-options', *data_options(coco), 'custom_hooks=[]', check=False)
+                      '--cfg-options', *demo_data_options(coco), 'custom_hooks=[]', check=False)
     assert result.returncode == 2, result.stderr[-3000:]
     assert_names_num_classes(result.stderr)
 
@@ -80,7 +80,7 @@ def test_test_tool_adds_the_fit_check_to_a_config_without_it(coco, checkpoints, 
 def test_mmdet_test_tool_refuses_a_checkpoint_for_other_classes(coco, checkpoints, tmp_path):
     # mmdet's own test.py (what `mim test mmdet` runs): the config's custom_hooks carry the check.
     result = tool(packaged_tool('mmdet', 'test.py'), DEMO_CONFIG, checkpoints['two_classes'], '--work-dir',
-                  tmp_path / 'work', '--cfg-options', *data_options(coco), check=False)
+                  tmp_path / 'work', '--cfg-options', *demo_data_options(coco), check=False)
     assert result.returncode != 0
     assert_names_num_classes(result.stderr)
     assert 'coco/bbox_mAP' not in result.stdout + result.stderr
@@ -90,10 +90,10 @@ def test_a_fitting_checkpoint_is_tested_and_fine_tuning_to_other_classes_goes_on
     # Controls: the same tools with a checkpoint that fits run through; and training from load_from (fine-tuning a
     # checkpoint to other classes is the normal workflow) goes on, with the misfit summarised in its log.
     result = run_main('tools/test.py', DEMO_CONFIG, checkpoints['fits'], '--work-dir', tmp_path / 'test',
-                      '--cfg-options', *data_options(coco))
+                      '--cfg-options', *demo_data_options(coco))
     assert 'coco/bbox_mAP' in result.stdout + result.stderr
     result = run_main('tools/train.py', DEMO_CONFIG, '--work-dir', tmp_path / 'train', '--cfg-options',
-                      *data_options(coco), f'load_from={checkpoints["two_classes"]}', 'train_cfg.max_epochs=1',
+                      *demo_data_options(coco), f'load_from={checkpoints["two_classes"]}', 'train_cfg.max_epochs=1',
                       'train_cfg.val_interval=2')
     log = result.stdout + result.stderr
     assert 'not everything fits this model' in log and 'trained for 2 classes' in log
@@ -102,7 +102,7 @@ def test_a_fitting_checkpoint_is_tested_and_fine_tuning_to_other_classes_goes_on
 
 def test_resuming_from_a_checkpoint_that_does_not_fit_is_refused(coco, checkpoints, tmp_path):
     result = run_main('tools/train.py', DEMO_CONFIG, '--work-dir', tmp_path / 'train', '--resume',
-                      checkpoints['two_classes'], '--cfg-options', *data_options(coco), check=False)
+                      checkpoints['two_classes'], '--cfg-options', *demo_data_options(coco), check=False)
     assert result.returncode == 2, result.stderr[-3000:]
     assert_names_num_classes(result.stderr)
 
@@ -239,7 +239,7 @@ def test_unwritable_work_dir_is_refused_before_anything_is_built(coco, checkpoin
     blocker.write_text('x')
     args = [checkpoints['fits']] if script.endswith('test.py') else []
     result = run_main(script, DEMO_CONFIG, *args, '--work-dir', blocker / 'work', '--cfg-options',
-                      *data_options(coco), check=False)
+                      *demo_data_options(coco), check=False)
     assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-3000:]
     assert f'--work-dir {blocker / "work"} cannot be written to: {blocker} is a file, not a folder' in result.stderr
 
@@ -251,7 +251,7 @@ def test_test_tool_output_file_that_cannot_be_written(coco, checkpoints, tmp_pat
     blocker.write_text('x')
     target = blocker / name
     result = run_main('tools/test.py', DEMO_CONFIG, checkpoints['fits'], '--work-dir', tmp_path / 'work', option,
-                      target, '--cfg-options', *data_options(coco), check=False)
+                      target, '--cfg-options', *demo_data_options(coco), check=False)
     assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-3000:]
     assert f'{option} {target}: its folder {blocker} cannot be written to: {blocker} is a file' in result.stderr
     assert 'coco/bbox_mAP' not in result.stdout + result.stderr
@@ -264,7 +264,7 @@ def test_read_only_work_dir_is_refused(coco, tmp_path):
     locked.chmod(0o500)
     try:
         result = run_main('tools/train.py', DEMO_CONFIG, '--work-dir', locked / 'work', '--cfg-options',
-                          *data_options(coco), check=False)
+                          *demo_data_options(coco), check=False)
     finally:
         locked.chmod(0o700)
     assert result.returncode == 2 and 'cannot be written to' in result.stderr and 'Permission denied' in result.stderr
@@ -322,7 +322,8 @@ def test_an_html_page_given_to_the_train_tools_init_cfg(coco, tmp_path):
     config = tmp_path / 'my_config.py'
     init_cfg = dict(_delete_=True, type='Pretrained', checkpoint=str(tmp_path / 'l2vit-t.pth'))
     config.write_text(f'_base_ = {DEMO_CONFIG!r}\nmodel = dict(backbone=dict(init_cfg={init_cfg!r}))\n')
-    result = run_main('tools/train.py', config, '--work-dir', tmp_path / 'work', '--cfg-options', *data_options(coco),
+    result = run_main('tools/train.py', config, '--work-dir', tmp_path / 'work', '--cfg-options',
+                      *demo_data_options(coco),
                       check=False)
     assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-3000:]
     # The preflight stops it before the model is built, with the ways to get the weights.
@@ -334,7 +335,7 @@ def test_an_html_page_given_to_the_train_tools_init_cfg(coco, tmp_path):
 def test_test_tool_with_files_that_are_not_checkpoints(coco, tmp_path):
     for kind, (path, what) in not_checkpoints(tmp_path).items():
         result = run_main('tools/test.py', DEMO_CONFIG, path, '--work-dir', tmp_path / 'work', '--cfg-options',
-                          *data_options(coco), check=False)
+                          *demo_data_options(coco), check=False)
         assert result.returncode == 2 and 'Traceback' not in result.stderr, (kind, result.stderr[-3000:])
         assert 'is not a PyTorch checkpoint (a failed download?)' in result.stderr and what in result.stderr, kind
 

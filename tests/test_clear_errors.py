@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from helpers import run_main
+from helpers import demo_data_options, run_main
 from l2vit.testing import generate_coco_instances
-from test_detection_e2e import DEMO_CONFIG, data_options
+from test_detection_e2e import DEMO_CONFIG
 
 
 @pytest.fixture(scope='module')
@@ -19,7 +19,7 @@ def coco(tmp_path_factory):
 
 def train_error(coco: str, tmp_path, *options: str) -> str:
     result = run_main('tools/train.py', DEMO_CONFIG, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
-                      *data_options(coco), *options, check=False)
+                      *demo_data_options(coco), *options, check=False)
     assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-2000:]
     return result.stderr
 
@@ -58,4 +58,5 @@ def test_a_real_coco_file_passes_the_checks(coco, tmp_path):
     with open(f'{coco}/annotations/instances_train2017.json') as f:
         assert {'images', 'annotations', 'categories'} <= set(json.load(f))
     run_main('tools/train.py', DEMO_CONFIG, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
-             *data_options(coco), 'train_cfg.max_epochs=1', 'train_cfg.val_interval=2')  # one iteration, no validation
+             *demo_data_options(coco), 'train_cfg.max_epochs=1',
+             'train_cfg.val_interval=2')  # one iteration, no validation

@@ -15,10 +15,10 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
-from helpers import run_main, tool
+from helpers import demo_data_options, run_main, tool
 from l2vit.apis import checks
 from l2vit.testing import generate_coco_instances, metainfo
-from test_detection_e2e import DEMO_CONFIG, data_options
+from test_detection_e2e import DEMO_CONFIG
 
 SPLITS = ['train_dataloader', 'val_dataloader']
 
@@ -254,7 +254,7 @@ def test_train_stops_before_the_first_epoch(tiny_coco, tmp_path):
     with open(bad, 'w') as f:
         json.dump(data, f)
     work = str(tmp_path / 'work')
-    result = run_main('tools/train.py', DEMO_CONFIG, '--work-dir', work, '--cfg-options', *data_options(tiny_coco),
+    result = run_main('tools/train.py', DEMO_CONFIG, '--work-dir', work, '--cfg-options', *demo_data_options(tiny_coco),
                       f'val_dataloader.dataset.ann_file={bad}', f'val_evaluator.ann_file={bad}', check=False)
     assert result.returncode == 2, result.stderr[-3000:]
     assert f'error: {bad} (val_dataloader.dataset.ann_file, val_evaluator.ann_file): ' in result.stderr
@@ -266,7 +266,7 @@ def test_train_stops_before_the_first_epoch(tiny_coco, tmp_path):
 # ----------------------------------------------------------------------------------------------- end to end, slow
 def small_options(data: str):
     """The demo config, tiny: one epoch on small images, validated at its end."""
-    return [*data_options(data), 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
+    return [*demo_data_options(data), 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
             'train_dataloader.dataset.pipeline.3.scale=(128,128)',
             'val_dataloader.dataset.pipeline.1.scale=(128,128)', 'test_dataloader.dataset.pipeline.1.scale=(128,128)']
 

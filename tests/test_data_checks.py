@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import CONFIG_DIR, config_paths, load_config, tool
+from helpers import CONFIG_DIR, config_paths, demo_data_options, load_config, tool
 from l2vit.testing import generate_ade_semantic, generate_coco_instances
-from test_entry_points import (DET_DEMO, IMAGENET_T, SEG_DEMO, det_data_options, packaged_tool, seg_data_options,
-                               write_imagenet_layout)
+from test_entry_points import DET_DEMO, IMAGENET_T, SEG_DEMO, packaged_tool, seg_data_options, write_imagenet_layout
 
 #: One short epoch, no validation: the runs that must go on stay short.
 DET_SHORT = ['train_cfg.max_epochs=1', 'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2']
@@ -70,7 +69,7 @@ def first_train_image(root: str) -> str:
 
 def train_det(root: str, *extra: str, script: str = 'tools/train.py', work: str = None, config: str = DET_DEMO):
     work = work or osp.join(root, '..', 'work')
-    return tool(script, config, '--work-dir', work, '--cfg-options', *det_data_options(root), *DET_SHORT, *extra,
+    return tool(script, config, '--work-dir', work, '--cfg-options', *demo_data_options(root), *DET_SHORT, *extra,
                 check=False)
 
 
@@ -267,7 +266,7 @@ def test_unreadable_test_image_stops_testing(coco, tmp_path):
     open(path, 'w').close()
     for script in ('tools/test.py', packaged_tool('mmdet', 'test.py')):
         result = tool(script, DET_DEMO, osp.join(work, 'epoch_1.pth'), '--work-dir', work, '--cfg-options',
-                      *det_data_options(coco), check=False)
+                      *demo_data_options(coco), check=False)
         stopped(result, path, 'test_dataloader.dataset', 'cannot be read', ours=script == 'tools/test.py')
 
 

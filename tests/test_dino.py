@@ -9,10 +9,9 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from helpers import CONFIG_DIR, load_config, run_main, tool
+from helpers import CONFIG_DIR, demo_data_options, load_config, run_main, tool
 from l2vit.apis.checks import channel_mapper_problems
 from l2vit.testing import generate_coco_instances
-from test_detection_e2e import data_options
 from test_entry_points import packaged_tool
 
 DINO = {name: CONFIG_DIR / 'dino' / f'dino-{name}_8xb2-12e_coco.py'
@@ -149,7 +148,7 @@ def test_mmdet_train_tool_names_neck_widths_left_at_r50s(coco, tmp_path):
     preflight names that one.)"""
     config = tiny_config(tmp_path, DINO['4scale_l2vit-t'], coco)
     result = tool(packaged_tool('mmdet', 'train.py'), config, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
-                  *data_options(coco), 'model.neck.in_channels=[512,1024,2048]', check=False)
+                  *demo_data_options(coco), 'model.neck.in_channels=[512,1024,2048]', check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0 and 'ToolError' in output, output[-3000:]
     assert '"model.neck.in_channels=[32, 64, 128]"' in output and 'to have 512 channels' not in output
@@ -164,7 +163,7 @@ def test_mmdet_train_test_and_det_inferencer(coco, tmp_path, name):
     """mmdet's packaged train.py (one epoch of one iteration, validating) and test.py print bbox mAP;
     DetInferencer predicts boxes of the 4 classes with the trained checkpoint."""
     config = tiny_config(tmp_path, DINO[name], coco)
-    options = ['--cfg-options', *data_options(coco)]
+    options = ['--cfg-options', *demo_data_options(coco)]
     work = tmp_path / 'work'
     tool(packaged_tool('mmdet', 'train.py'), config, '--work-dir', str(work), *options)
     checkpoint = work / 'epoch_1.pth'

@@ -12,12 +12,12 @@ from mmengine.registry import FUNCTIONS
 from mmengine.runner import FlexibleRunner
 
 import mmdet_l2vit  # noqa: F401  (registers L2ViT in mmdet)
-from helpers import CONFIG_DIR, ROOT, load_config, run_main
+from helpers import CONFIG_DIR, ROOT, demo_data_options, load_config, run_main
 from l2vit import L2ViT
 from l2vit.checkpoint import load_checkpoint_file
 from l2vit.distributed import fsdp_wrap_l2vit_blocks
 from l2vit.testing import generate_coco_instances
-from test_detection_e2e import DEMO_CONFIG, data_options
+from test_detection_e2e import DEMO_CONFIG
 
 RANK_HOOK = '''
 import json
@@ -81,7 +81,7 @@ def test_two_process_training_and_gathered_evaluation(tmp_path):
     config = rank_hook_config(tmp_path / 'two_process.py', [DEMO_CONFIG], tmp_path,
                               "model = dict(backbone=dict(norm_cfg=dict(type='SyncBN', requires_grad=True)))\n")
     work = str(tmp_path / 'work')
-    result = dist_run('dist_train.sh', config, '2', '--work-dir', work, '--cfg-options', *data_options(data),
+    result = dist_run('dist_train.sh', config, '2', '--work-dir', work, '--cfg-options', *demo_data_options(data),
                       'train_cfg.max_epochs=1', 'train_cfg.val_interval=1', pythonpath=str(tmp_path))
     # SyncBN cannot run on CPUs: the launcher says it uses per-process BN instead.
     assert 'SyncBatchNorm needs GPUs' in result.stdout + result.stderr
@@ -98,9 +98,9 @@ def test_two_process_training_and_gathered_evaluation(tmp_path):
     checkpoint = osp.join(work, 'epoch_1.pth')
     two, one = str(tmp_path / 'two.json'), str(tmp_path / 'one.json')
     dist_run('dist_test.sh', DEMO_CONFIG, checkpoint, '2', '--work-dir', work, '--metrics-out', two, '--cfg-options',
-             *data_options(data), 'test_dataloader.batch_size=1')
+             *demo_data_options(data), 'test_dataloader.batch_size=1')
     run_main('tools/test.py', DEMO_CONFIG, checkpoint, '--work-dir', work, '--metrics-out', one, '--cfg-options',
-             *data_options(data), 'test_dataloader.batch_size=1')
+             *demo_data_options(data), 'test_dataloader.batch_size=1')
     with open(two) as f2, open(one) as f1:
         assert json.load(f2) == json.load(f1)
 
@@ -133,7 +133,7 @@ def test_two_process_fsdp_training(tmp_path):
     config = rank_hook_config(tmp_path / 'fsdp.py', [DEMO_CONFIG, osp.join(ROOT, 'configs', '_strategies', 'fsdp.py')],
                               tmp_path)
     work = str(tmp_path / 'work')
-    dist_run('dist_train.sh', config, '2', '--work-dir', work, '--cfg-options', *data_options(data),
+    dist_run('dist_train.sh', config, '2', '--work-dir', work, '--cfg-options', *demo_data_options(data),
              'train_cfg.max_epochs=1', 'train_cfg.val_interval=1', pythonpath=str(tmp_path))
 
     from mmdet.registry import MODELS
@@ -154,5 +154,5 @@ def test_two_process_fsdp_training(tmp_path):
     assert set(full) <= set(state) and all(state[k].shape == p.shape for k, p in full.items())
     metrics = str(tmp_path / 'metrics.json')
     run_main('tools/test.py', DEMO_CONFIG, checkpoint, '--work-dir', work, '--metrics-out', metrics, '--cfg-options',
-             *data_options(data))
+             *demo_data_options(data))
     assert 'coco/bbox_mAP' in json.loads(open(metrics).read())

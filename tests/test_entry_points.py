@@ -20,11 +20,10 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import CONFIG_DIR, ROOT, SMALL_ARCH, config_paths, load_config, run_main, tool
+from helpers import CONFIG_DIR, ROOT, SMALL_ARCH, config_paths, demo_data_options, load_config, run_main, tool
 from l2vit.checkpoint import load_checkpoint_file
 from l2vit.testing import generate_ade_semantic, generate_coco_instances
 from test_detection_e2e import DEMO_CONFIG as DET_DEMO
-from test_detection_e2e import data_options as det_data_options
 from test_segmentation_e2e import DEMO_CONFIG as SEG_DEMO
 from test_segmentation_e2e import data_options as seg_data_options
 
@@ -187,7 +186,7 @@ def det_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('det')
     data = str(tmp / 'coco')
     generate_coco_instances(data, num_train=4, num_val=2, seed=11, progress=False)
-    options = ['--cfg-options', *det_data_options(data), 'train_cfg.max_epochs=2', 'train_cfg.val_interval=1',
+    options = ['--cfg-options', *demo_data_options(data), 'train_cfg.max_epochs=2', 'train_cfg.val_interval=1',
                'default_hooks.checkpoint.interval=1', 'randomness.seed=0', 'randomness.deterministic=True',
                'model.backbone.drop_path_rate=0.2']
     work = tmp / 'straight'

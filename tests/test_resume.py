@@ -11,16 +11,16 @@ import time
 import pytest
 import torch
 
-from helpers import ROOT, tool
+from helpers import ROOT, demo_data_options, tool
 from l2vit.checkpoint import load_checkpoint_file
 from l2vit.testing import generate_coco_instances
-from test_detection_e2e import DEMO_CONFIG, data_options
+from test_detection_e2e import DEMO_CONFIG
 
 EPOCHS = 3
 
 
 def options(data: str):
-    return ['--cfg-options', *data_options(data), f'train_cfg.max_epochs={EPOCHS}', 'train_cfg.val_interval=1',
+    return ['--cfg-options', *demo_data_options(data), f'train_cfg.max_epochs={EPOCHS}', 'train_cfg.val_interval=1',
             'default_hooks.checkpoint.interval=1', 'randomness.seed=0', 'randomness.deterministic=True',
             'model.backbone.drop_path_rate=0.2',  # stochastic depth and random flips both draw random numbers
             # Small images: the test is about what resuming restores, not about the size of the run.

@@ -22,7 +22,7 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch import nn
 
-from helpers import ROOT, config_paths, load_config
+from helpers import ROOT, config_paths, demo_data_options, load_config
 from l2vit.apis import add_run_hooks
 from l2vit.checkpoint import load_checkpoint_file
 from l2vit.errors import RunStopped
@@ -30,7 +30,6 @@ from l2vit.hooks import FiniteLossHook, SafeCheckpointHook
 from l2vit.hooks.checkpoint import LOCK_FILE, PARTIAL, lock_work_dir
 from l2vit.testing import generate_ade_semantic, generate_coco_instances
 from test_detection_e2e import DEMO_CONFIG
-from test_detection_e2e import data_options as det_data_options
 from test_distributed import free_port
 from test_entry_points import packaged_tool
 from test_segmentation_e2e import DEMO_CONFIG as SEG_DEMO
@@ -88,7 +87,7 @@ def coco(tmp_path_factory):
 
 def options(data: str, *extra: str) -> list:
     """2 epochs of 2 iterations, a checkpoint after each epoch and only the newest kept, deterministic."""
-    return ['--cfg-options', *det_data_options(data), 'train_cfg.max_epochs=2', 'train_cfg.val_interval=10',
+    return ['--cfg-options', *demo_data_options(data), 'train_cfg.max_epochs=2', 'train_cfg.val_interval=10',
             'default_hooks.checkpoint.interval=1', 'default_hooks.checkpoint.max_keep_ckpts=1', 'randomness.seed=0',
             'randomness.deterministic=True', *extra]
 
