@@ -41,8 +41,8 @@ demo-seg: setup
 demo-compare: setup
 	$(PY) tools/demo/run_compare_demo.py
 
-# make demo's Mask R-CNN with L2ViT, L2ViT without LCM and L2ViT with window blocks only, 3 seeds each, and the
-# trained models' attention and effective receptive fields (docs/ablation.md); about 15 minutes on 2 CPU cores.
+# make demo's Mask R-CNN with L2ViT and with L2ViT without LCM, 3 seeds each, and the trained models' attention and
+# effective receptive fields (docs/ablation.md); about 15 minutes on 2 CPU cores.
 demo-ablation: setup
 	$(PY) tools/demo/run_ablation_demo.py
 

@@ -2,8 +2,8 @@
 """`make demo-ablation`: L2ViT with and without its local concentration module (LCM) in make demo's Mask R-CNN.
 
     python tools/demo/run_ablation_demo.py [--out-dir work_dirs/demo_ablation] [--data-root data/synthetic_coco]
-        [--backbones l2vit-t:full l2vit-t:no-lcm l2vit-t:window-only] [--seeds 0 1 2] [--iters 60]
-        [--eval-interval 30] [--val-images 50]
+        [--backbones l2vit-t:full l2vit-t:no-lcm] [--seeds 0 1 2] [--iters 200] [--eval-interval 100]
+        [--val-images 50]
 
 Writes the synthetic COCO shapes set of `make demo` (unless it is already there), then runs
 tools/analysis/compare_backbones.py on configs/demo/mask-rcnn_l2vit-demo_synthetic.py with the ablation variants of
