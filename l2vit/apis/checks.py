@@ -484,16 +484,16 @@ def num_classes_problems(inputs: RunInputs, metainfo: dict) -> List[str]:
         return []
     wrong = []  # (key, value, the dataset's classes it counts, their metainfo entry)
     for key, value in inputs.num_classes:
-        entry = next((e for e in CLASS_COUNTS[key.rsplit('.', 1)[-1]] if e in metainfo), None)
-        names = tuple(metainfo[entry] or ()) if entry else ()
+        entries = CLASS_COUNTS[key.rsplit('.', 1)[-1]]
+        entry = next((e for e in entries if e in metainfo), entries[0])
+        names = tuple(metainfo.get(entry) or ())
         if value != len(names):
-            wrong.append((key, value, names, entry or CLASS_COUNTS[key.rsplit('.', 1)[-1]][0]))
+            wrong.append((key, value, names, entry))
     if not wrong:
         return []
     _, dataset_key, dataset = inputs.datasets[0]
     counted = []
-    for entry in dict.fromkeys(entry for *_, entry in wrong):
-        names = next(names for *_, names, e in wrong if e == entry)
+    for entry, names in {entry: names for _, _, names, entry in wrong}.items():
         shown = ', '.join(names[:8]) + (', ...' if len(names) > 8 else '')
         counted.append(f'{len(names)} {entry} ({shown})' if names else f'no {entry}')
     fixes = ' '.join(f'{key}={len(names)}' for key, _, names, _ in wrong)
